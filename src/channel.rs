@@ -1,0 +1,912 @@
+//! The public API: [`Channel`], [`Sender`], [`Receiver`] and their options.
+
+use std::cell::Cell;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::error::{
+    OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError, WaitError,
+};
+use crate::layout::{self, Flavor, HeaderError, Layout, RingState, HEADER_SIZE, MAGIC, STATE_READY};
+use crate::ring::spsc::{Consumer, Producer};
+use crate::ring::{wake, Record, ReserveError, Reservation, RingView};
+use crate::sync::{AtomicU32, Ordering, Region};
+use crate::sys::{self, Attachment, IpcError, Key, SemOp, SemSet, Segment};
+use crate::wait::{self, Bell, Removed, Spinner, POLL_INTERVAL};
+
+/// Semaphore 0: the data doorbell, posted for sleeping receivers.
+pub(crate) const SEM_DATA: u16 = 0;
+/// Semaphore 1: the space doorbell, posted for sleeping senders.
+pub(crate) const SEM_SPACE: u16 = 1;
+/// Semaphore 2: live senders (each holds +1 with `SEM_UNDO`).
+pub(crate) const SEM_SENDERS: u16 = 2;
+/// Semaphore 3: live receivers (each holds +1 with `SEM_UNDO`).
+pub(crate) const SEM_RECEIVERS: u16 = 3;
+/// Semaphores in a channel's set.
+pub(crate) const NSEMS: u16 = 4;
+
+/// How long `open` waits for a creator to finish initialising.
+const OPEN_WAIT: Duration = Duration::from_secs(1);
+/// Default spin budget (steps of [`Spinner`]) before sleeping.
+const DEFAULT_SPIN: u32 = 40;
+
+/// Options for [`Channel::create`].
+///
+/// ```
+/// use shmchan::{Flavor, Options};
+/// let opts = Options::default().capacity(1 << 20).max_message(64 << 10).mode(0o600).flavor(Flavor::Spsc);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    capacity: usize,
+    max_message: Option<usize>,
+    mode: u32,
+    flavor: Flavor,
+    remove_on_drop: bool,
+}
+
+impl Default for Options {
+    /// 1 MiB ring, messages up to a quarter of it, mode `0o600`, SPSC, kept
+    /// after the creator's handle drops.
+    fn default() -> Options {
+        Options {
+            capacity: 1 << 20,
+            max_message: None,
+            mode: 0o600,
+            flavor: Flavor::Spsc,
+            remove_on_drop: false,
+        }
+    }
+}
+
+impl Options {
+    /// Size of the data region in bytes, rounded up to a power of two
+    /// (at least 64).
+    pub fn capacity(mut self, bytes: usize) -> Options {
+        self.capacity = bytes;
+        self
+    }
+
+    /// The largest message in bytes (default: a quarter of the capacity,
+    /// less a record header). At most `capacity - 8`.
+    pub fn max_message(mut self, bytes: usize) -> Options {
+        self.max_message = Some(bytes);
+        self
+    }
+
+    /// Permission bits of the segment and the semaphore set (default
+    /// `0o600`). Users need read and write permission to use a channel.
+    pub fn mode(mut self, mode: u32) -> Options {
+        self.mode = mode;
+        self
+    }
+
+    /// SPSC or MPSC.
+    pub fn flavor(mut self, flavor: Flavor) -> Options {
+        self.flavor = flavor;
+        self
+    }
+
+    /// Remove the channel's IPC objects when the creating handle (and every
+    /// clone of it in the creating process) is dropped.
+    pub fn remove_on_drop(mut self, yes: bool) -> Options {
+        self.remove_on_drop = yes;
+        self
+    }
+}
+
+/// Maps a system error to an [`OpenError`], keeping the call in the text.
+fn open_err(what: &str, e: IpcError) -> OpenError {
+    match e {
+        IpcError::NotFound => OpenError::NotFound,
+        IpcError::AlreadyExists => OpenError::AlreadyExists,
+        IpcError::PermissionDenied => OpenError::PermissionDenied,
+        e => OpenError::Io(io::Error::new(io::Error::from(e).kind(), format!("{what}: {e}"))),
+    }
+}
+
+/// The semaphore of one doorbell.
+#[derive(Debug, Clone, Copy)]
+struct SemBell {
+    sems: SemSet,
+    num: u16,
+}
+
+impl Bell for SemBell {
+    fn ring(&self, mut n: u32) -> Result<(), Removed> {
+        while n > 0 {
+            let k = n.min(i16::MAX as u32);
+            match self.sems.op(&[SemOp::post(self.num, k as i16)]) {
+                Ok(()) => n -= k,
+                Err(IpcError::Interrupted) => {}
+                Err(_) => return Err(Removed),
+            }
+        }
+        Ok(())
+    }
+
+    fn sleep(&self, timeout: Option<Duration>) -> Result<bool, Removed> {
+        let op = [SemOp::wait(self.num, 1)];
+        let r = match timeout {
+            Some(t) => self.sems.timed_op(&op, t),
+            None => self.sems.op(&op),
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(IpcError::WouldBlock) | Err(IpcError::Interrupted) => Ok(false),
+            Err(_) => Err(Removed),
+        }
+    }
+}
+
+/// What every handle of one channel in this process shares.
+#[derive(Debug)]
+struct Inner {
+    key: Key,
+    segment: Segment,
+    sems: SemSet,
+    attachment: Attachment,
+    layout: Layout,
+    /// Pid of the process whose `create` asked for removal on drop, or 0.
+    remove_on_drop_pid: i32,
+}
+
+impl Inner {
+    fn view(&self) -> RingView {
+        let base = self.attachment.as_ptr();
+        // SAFETY: the attachment is at least HEADER_SIZE + capacity bytes
+        // long (validated), the ring state lies at offset 128 (128-aligned,
+        // as the page-aligned mapping makes it), the data region at
+        // data_offset; both live as long as `self`, which every holder of
+        // the view keeps alive through an Arc.
+        unsafe {
+            let state = NonNull::new_unchecked(base.add(layout::offset::RING_STATE).cast::<RingState>());
+            let region = Region::from_raw(base.add(self.layout.data_offset), self.layout.capacity);
+            RingView::new(state, region, self.layout.max_message)
+        }
+    }
+
+    fn ring_state(&self) -> &RingState {
+        // SAFETY: see `view`; the reference lives no longer than &self.
+        unsafe { &*self.attachment.as_ptr().add(layout::offset::RING_STATE).cast::<RingState>() }
+    }
+
+    fn bell(&self, num: u16) -> SemBell {
+        SemBell { sems: self.sems, num }
+    }
+
+    /// The live count of `num` (senders or receivers); `None` if the set is
+    /// gone.
+    fn alive(&self, num: u16) -> Option<i32> {
+        self.sems.value(num).ok()
+    }
+
+    fn remove(&self) -> Result<(), OpenError> {
+        let a = self.segment.remove();
+        let b = self.sems.remove();
+        a.and(b).map_err(|e| open_err("remove", e))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.remove_on_drop_pid != 0 && self.remove_on_drop_pid == sys::current_pid() {
+            let _ = self.remove();
+        }
+    }
+}
+
+fn state_word(att: &Attachment) -> &AtomicU32 {
+    // SAFETY: offset 64 is 4-aligned inside the page-aligned mapping, which
+    // is at least HEADER_SIZE bytes long (checked by callers) and outlives
+    // the reference.
+    unsafe { AtomicU32::from_ptr(att.as_ptr().add(layout::offset::STATE).cast::<u32>()) }
+}
+
+fn read_magic(att: &Attachment) -> u64 {
+    // SAFETY: offset 0 of a mapping at least HEADER_SIZE long, 8-aligned.
+    unsafe { std::ptr::read_volatile(att.as_ptr().cast::<u64>()) }
+}
+
+/// Copies the header out of the segment, one volatile word at a time, so
+/// that validation works on bytes no peer can change underneath it.
+fn copy_header(att: &Attachment) -> [u8; HEADER_SIZE] {
+    let mut out = [0u8; HEADER_SIZE];
+    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        // SAFETY: word i of the first HEADER_SIZE bytes of the mapping,
+        // which is at least that long (checked by callers) and 8-aligned.
+        let w = unsafe { std::ptr::read_volatile(att.as_ptr().cast::<u64>().add(i)) };
+        chunk.copy_from_slice(&w.to_ne_bytes());
+    }
+    out
+}
+
+/// A channel: a shared-memory segment with a ring, and a semaphore set,
+/// under one System V key. `Send + Sync`; clones share one attachment.
+///
+/// Who removes what: the IPC objects live until [`Channel::remove`],
+/// [`Channel::remove_key`], `shmchan rm`, `ipcrm`, or the drop of the
+/// creating handle when it was created with
+/// [`Options::remove_on_drop`]. Endpoints never remove anything.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    inner: Arc<Inner>,
+}
+
+impl Channel {
+    /// Creates a channel at `key`, exclusively: [`OpenError::AlreadyExists`]
+    /// if a segment or semaphore set is already there.
+    ///
+    /// The objects are created owner-only, initialised, marked ready, and
+    /// only then given `options.mode`.
+    pub fn create(key: Key, options: Options) -> Result<Channel, OpenError> {
+        if options.mode & !0o777 != 0 {
+            return Err(OpenError::InvalidOptions(format!("mode {:#o} has bits outside 0o777", options.mode)));
+        }
+        let mut layout =
+            Layout::new(options.flavor, options.capacity, options.max_message).map_err(OpenError::InvalidOptions)?;
+        if layout.flavor == Flavor::Mpsc {
+            return Err(OpenError::Unsupported);
+        }
+        // The semaphore set first: an opener that finds the segment then
+        // always finds the set too, so a segment without one is foreign.
+        let sems = SemSet::create(key, NSEMS, 0o600).map_err(|e| open_err("semget", e))?;
+        struct Undo(Option<SemSet>, Option<Segment>);
+        impl Drop for Undo {
+            fn drop(&mut self) {
+                if let Some(s) = self.1.take() {
+                    let _ = s.remove();
+                }
+                if let Some(s) = self.0.take() {
+                    let _ = s.remove();
+                }
+            }
+        }
+        let mut undo = Undo(Some(sems), None);
+        let segment = Segment::create(key, layout.segment_len, 0o600).map_err(|e| open_err("shmget", e))?;
+        undo.1 = Some(segment);
+        let attachment = segment.attach().map_err(|e| open_err("shmat", e))?;
+        if attachment.len() < layout.segment_len {
+            return Err(OpenError::Io(io::Error::other("segment smaller than requested")));
+        }
+        layout.creator_pid = sys::current_pid() as u32;
+        layout.creator_uid = sys::current_uid();
+        layout.created_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let line0 = layout.encode();
+        // SAFETY: the fresh mapping is at least HEADER_SIZE bytes, private to
+        // us until the state word says ready; line0 is process memory.
+        unsafe { std::ptr::copy_nonoverlapping(line0.as_ptr(), attachment.as_ptr(), line0.len()) };
+        for num in 0..NSEMS {
+            sems.set_value(num, 0).map_err(|e| open_err("semctl(SETVAL)", e))?;
+        }
+        // Release: pairs with the Acquire load of the state word in `open`;
+        // the header fields and semaphore values above are set before it.
+        state_word(&attachment).store(STATE_READY, Ordering::Release);
+        sems.set_mode(options.mode).map_err(|e| open_err("semctl(IPC_SET)", e))?;
+        segment.set_mode(options.mode).map_err(|e| open_err("shmctl(IPC_SET)", e))?;
+        undo.0 = None;
+        undo.1 = None;
+        Ok(Channel {
+            inner: Arc::new(Inner {
+                key,
+                segment,
+                sems,
+                attachment,
+                layout,
+                remove_on_drop_pid: if options.remove_on_drop { sys::current_pid() } else { 0 },
+            }),
+        })
+    }
+
+    /// Opens the channel at `key`.
+    ///
+    /// A segment that is not ours gives [`OpenError::NotAChannel`] and is
+    /// never written to. If the creator has not finished, waits up to a
+    /// second, then gives [`OpenError::NotInitialized`].
+    pub fn open(key: Key) -> Result<Channel, OpenError> {
+        let segment = Segment::open(key).map_err(|e| open_err("shmget", e))?;
+        let stat = segment.stat().map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
+        if stat.size < HEADER_SIZE {
+            return Err(OpenError::NotAChannel);
+        }
+        let sems = match SemSet::open(key) {
+            Ok(s) => s,
+            Err(IpcError::NotFound) => return Err(OpenError::NotAChannel),
+            Err(e) => return Err(open_err("semget", e)),
+        };
+        match sems.stat() {
+            Ok(s) if s.nsems == u64::from(NSEMS) => {}
+            Ok(_) => return Err(OpenError::NotAChannel),
+            Err(e) => return Err(open_err("semctl(IPC_STAT)", e)),
+        }
+        let attachment = segment.attach().map_err(|e| open_err("shmat", e))?;
+        let deadline = Instant::now() + OPEN_WAIT;
+        // Acquire: pairs with the Release store of the state word in `create`.
+        while state_word(&attachment).load(Ordering::Acquire) != STATE_READY {
+            let magic = read_magic(&attachment);
+            if magic != 0 && magic != MAGIC {
+                return Err(OpenError::NotAChannel);
+            }
+            if Instant::now() >= deadline || !sys::process_exists(stat.creator_pid) {
+                return Err(OpenError::NotInitialized);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let header = copy_header(&attachment);
+        let layout = layout::validate(&header, stat.size).map_err(|e| match e {
+            HeaderError::BadMagic { .. } => OpenError::NotAChannel,
+            HeaderError::UnsupportedVersion { found, supported } => {
+                OpenError::IncompatibleVersion { found, supported }
+            }
+            e => OpenError::InvalidHeader(e),
+        })?;
+        if layout.flavor == Flavor::Mpsc {
+            return Err(OpenError::Unsupported);
+        }
+        if attachment.len() < layout.segment_len {
+            return Err(OpenError::NotAChannel);
+        }
+        Ok(Channel {
+            inner: Arc::new(Inner { key, segment, sems, attachment, layout, remove_on_drop_pid: 0 }),
+        })
+    }
+
+    /// Removes the channel's segment and semaphore set. Endpoints asleep on
+    /// it wake with `Disconnected`; the memory goes when the last process
+    /// detaches.
+    pub fn remove(&self) -> Result<(), OpenError> {
+        self.inner.remove()
+    }
+
+    /// Removes the channel at `key` without opening it as an endpoint.
+    /// Refuses ([`OpenError::NotAChannel`]) a segment that is not ours; a
+    /// channel whose creator died while initialising it is removed.
+    pub fn remove_key(key: Key) -> Result<(), OpenError> {
+        let sems = match SemSet::open(key) {
+            Ok(s) if s.stat().map(|st| st.nsems == u64::from(NSEMS)).unwrap_or(false) => Some(s),
+            Ok(_) => None,
+            Err(IpcError::NotFound) => None,
+            Err(e) => return Err(open_err("semget", e)),
+        };
+        let segment = match Segment::open(key) {
+            Ok(s) => s,
+            Err(IpcError::NotFound) => {
+                // A creator that died between its two creations leaves a set.
+                return match sems {
+                    Some(s) => s.remove().map_err(|e| open_err("semctl(IPC_RMID)", e)),
+                    None => Err(OpenError::NotFound),
+                };
+            }
+            Err(e) => return Err(open_err("shmget", e)),
+        };
+        let stat = segment.stat().map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
+        if stat.size < HEADER_SIZE {
+            return Err(OpenError::NotAChannel);
+        }
+        let att = segment.attach_read_only().map_err(|e| open_err("shmat", e))?;
+        let magic = read_magic(&att);
+        let ours = magic == MAGIC || (magic == 0 && sems.is_some());
+        drop(att);
+        if !ours {
+            return Err(OpenError::NotAChannel);
+        }
+        segment.remove().map_err(|e| open_err("shmctl(IPC_RMID)", e))?;
+        if let Some(s) = sems {
+            s.remove().map_err(|e| open_err("semctl(IPC_RMID)", e))?;
+        }
+        Ok(())
+    }
+
+    /// The key the channel lives under.
+    pub fn key(&self) -> Key {
+        self.inner.key
+    }
+
+    /// The channel's validated geometry.
+    pub fn layout(&self) -> Layout {
+        self.inner.layout
+    }
+
+    /// Size of the data region in bytes.
+    pub fn capacity(&self) -> usize {
+        self.inner.layout.capacity
+    }
+
+    /// The largest message in bytes.
+    pub fn max_message(&self) -> usize {
+        self.inner.layout.max_message
+    }
+
+    /// SPSC or MPSC.
+    pub fn flavor(&self) -> Flavor {
+        self.inner.layout.flavor
+    }
+
+    /// The shared memory segment's id (as `ipcs -m` shows it).
+    pub fn shm_id(&self) -> i32 {
+        self.inner.segment.id()
+    }
+
+    /// The semaphore set's id (as `ipcs -s` shows it).
+    pub fn sem_id(&self) -> i32 {
+        self.inner.sems.id()
+    }
+
+    /// Registers in the semaphore set: SPSC allows one live holder.
+    fn register(&self, num: u16) -> Result<Registration, OpenError> {
+        let ops = [SemOp::wait_zero(num).no_wait(), SemOp::post(num, 1).undo()];
+        loop {
+            match self.inner.sems.op(&ops) {
+                Ok(()) => break,
+                Err(IpcError::Interrupted) => continue,
+                Err(IpcError::WouldBlock) => return Err(OpenError::Busy),
+                Err(IpcError::Removed) | Err(IpcError::InvalidArgument) => return Err(OpenError::NotFound),
+                Err(e) => return Err(open_err("semop", e)),
+            }
+        }
+        Ok(Registration { inner: self.inner.clone(), num, pid: sys::current_pid() })
+    }
+
+    /// The sending end. SPSC: [`OpenError::Busy`] while another sender (in
+    /// any process) is alive; a killed sender frees its place.
+    pub fn sender(&self) -> Result<Sender, OpenError> {
+        let reg = self.register(SEM_SENDERS)?;
+        let producer = Producer::new(self.inner.view()).map_err(|c| {
+            OpenError::InvalidHeader(HeaderError::BadPositions { detail: c.to_string() })
+        })?;
+        // Release: pairs with the Acquire load in Receiver::senders_gone, so
+        // a receiver that sees the connect sees our registration before it.
+        self.inner.ring_state().wake.sender_connects.fetch_add(1, Ordering::Release);
+        Ok(Sender { reg, producer, spin_limit: DEFAULT_SPIN, _not_sync: PhantomData })
+    }
+
+    /// The receiving end. [`OpenError::Busy`] while another receiver (in
+    /// any process) is alive; a killed receiver frees its place, and the
+    /// next one continues from the first message not yet released.
+    pub fn receiver(&self) -> Result<Receiver, OpenError> {
+        let reg = self.register(SEM_RECEIVERS)?;
+        let consumer = Consumer::new(self.inner.view()).map_err(|c| {
+            OpenError::InvalidHeader(HeaderError::BadPositions { detail: c.to_string() })
+        })?;
+        // Release: pairs with the Acquire load in Sender::receiver_gone.
+        self.inner.ring_state().wake.receiver_connects.fetch_add(1, Ordering::Release);
+        Ok(Receiver { reg, consumer, spin_limit: DEFAULT_SPIN, _not_sync: PhantomData })
+    }
+}
+
+/// A live endpoint's +1 in the semaphore set, taken back on drop by the
+/// process that took it (a child that inherited it through `fork` does not
+/// touch the count: the kernel does not copy `SEM_UNDO` adjustments).
+#[derive(Debug)]
+struct Registration {
+    inner: Arc<Inner>,
+    num: u16,
+    pid: i32,
+}
+
+impl Registration {
+    fn owned_here(&self) -> bool {
+        self.pid == sys::current_pid()
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if !self.owned_here() {
+            return;
+        }
+        let op = [SemOp::wait(self.num, 1).undo().no_wait()];
+        while let Err(IpcError::Interrupted) = self.inner.sems.op(&op) {}
+        // Wake the peer so that it sees the disconnect now, not at its next
+        // poll. The semop above is a full barrier; `claim` fences again.
+        let (waiters, bell) = if self.num == SEM_SENDERS {
+            (&self.inner.ring_state().wake.recv_waiters, SEM_DATA)
+        } else {
+            (&self.inner.ring_state().wake.send_waiters, SEM_SPACE)
+        };
+        let n = wake::claim(waiters);
+        if n > 0 {
+            let _ = self.inner.bell(bell).ring(n);
+        }
+    }
+}
+
+/// Waits until `attempt` succeeds, spinning first, then sleeping on `bell`.
+/// `gone` is the liveness check of the peer (a syscall: slow path only).
+#[allow(clippy::too_many_arguments)]
+fn block_on<T>(
+    waiters: &AtomicU32,
+    bell: SemBell,
+    spin_limit: u32,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Result<Option<T>, WaitError>,
+    mut ready: impl FnMut() -> bool,
+    mut gone: impl FnMut() -> bool,
+) -> Result<T, WaitError> {
+    let mut spinner = Spinner::new(spin_limit);
+    loop {
+        if let Some(v) = attempt()? {
+            return Ok(v);
+        }
+        if spinner.spin() {
+            continue;
+        }
+        if gone() {
+            // One more attempt: what the peer did before leaving counts.
+            return match attempt()? {
+                Some(v) => Ok(v),
+                None => Err(WaitError::Disconnected),
+            };
+        }
+        let timeout = match deadline {
+            None => POLL_INTERVAL,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(WaitError::Timeout);
+                }
+                left.min(POLL_INTERVAL)
+            }
+        };
+        if wait::sleep_once(waiters, &bell, &mut ready, Some(timeout)).is_err() {
+            return Err(WaitError::Disconnected);
+        }
+    }
+}
+
+/// The sending end of a channel. `Send`, not `Sync`: it owns the
+/// producer's private position and cache.
+///
+/// Not usable across `fork()`: a child that inherits a `Sender` is not a
+/// registered sender (the kernel does not copy `SEM_UNDO` adjustments), so
+/// it must open the channel and call [`Channel::sender`] itself. Dropping an
+/// inherited `Sender` in the child leaves the liveness count alone.
+#[derive(Debug)]
+pub struct Sender {
+    reg: Registration,
+    producer: Producer,
+    spin_limit: u32,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl Sender {
+    /// The largest message this channel takes.
+    pub fn max_message(&self) -> usize {
+        self.reg.inner.layout.max_message
+    }
+
+    /// Sets how many backoff steps a blocked send spins before sleeping
+    /// (the first 7 spin on the CPU, later ones yield it; 0 sleeps at once).
+    pub fn set_spin_limit(&mut self, steps: u32) {
+        self.spin_limit = steps;
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        let n = self.producer.take_wakeups();
+        if n > 0 {
+            let _ = self.reg.inner.bell(SEM_DATA).ring(n);
+        }
+    }
+
+    fn receiver_gone(inner: &Inner) -> bool {
+        // Acquire: pairs with the Release increment in Channel::receiver.
+        let connects = inner.ring_state().wake.receiver_connects.load(Ordering::Acquire);
+        match inner.alive(SEM_RECEIVERS) {
+            None => true,
+            Some(n) => n == 0 && connects > 0,
+        }
+    }
+
+    fn reserve_inner(&mut self, len: usize, block: bool, deadline: Option<Instant>) -> Result<Reservation, WaitError> {
+        // Fast path: no syscall.
+        match self.producer.try_reserve(len) {
+            Ok(r) => return Ok(r),
+            Err(ReserveError::TooLarge { len, max }) => return Err(WaitError::TooLarge { len, max }),
+            Err(ReserveError::Corrupted(c)) => return Err(WaitError::Corrupted(c)),
+            Err(ReserveError::Full) => {}
+        }
+        self.flush();
+        let inner = self.reg.inner.clone();
+        if !block {
+            return Err(if Self::receiver_gone(&inner) { WaitError::Disconnected } else { WaitError::Full });
+        }
+        let producer = Cell::new(Some(&mut self.producer));
+        let with = |f: &mut dyn FnMut(&mut Producer) -> Result<Option<Reservation>, WaitError>| {
+            let p = producer.take().expect("producer in use");
+            let r = f(p);
+            let bell_n = p.take_wakeups();
+            producer.set(Some(p));
+            if bell_n > 0 {
+                let _ = inner.bell(SEM_DATA).ring(bell_n);
+            }
+            r
+        };
+        block_on(
+            &inner.ring_state().wake.send_waiters,
+            inner.bell(SEM_SPACE),
+            self.spin_limit,
+            deadline,
+            || {
+                with(&mut |p| match p.try_reserve(len) {
+                    Ok(r) => Ok(Some(r)),
+                    Err(ReserveError::Full) => Ok(None),
+                    Err(ReserveError::TooLarge { len, max }) => Err(WaitError::TooLarge { len, max }),
+                    Err(ReserveError::Corrupted(c)) => Err(WaitError::Corrupted(c)),
+                })
+            },
+            || {
+                let mut has = true;
+                let _ = with(&mut |p| {
+                    has = p.has_space(len).unwrap_or(true);
+                    Ok(None)
+                });
+                has
+            },
+            || Self::receiver_gone(&inner),
+        )
+    }
+
+    fn send_inner(&mut self, msg: &[u8], block: bool, deadline: Option<Instant>) -> Result<(), WaitError> {
+        let r = self.reserve_inner(msg.len(), block, deadline)?;
+        self.producer.view().region().write(r.data_offset, msg);
+        self.producer.commit(r);
+        self.flush();
+        Ok(())
+    }
+
+    /// Sends `msg`, waiting while the channel is full.
+    ///
+    /// Returns [`SendError::Disconnected`] when the receiver that had
+    /// connected is gone (a sender notices that on its slow path: at the
+    /// latest when the ring is full; messages already in the ring stay for
+    /// a receiver that opens the channel again). Before any receiver has
+    /// ever connected, a full channel simply waits, like a pipe's writer.
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_inner(msg, true, None).map_err(SendError::from)
+    }
+
+    /// Sends `msg` if there is space now.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        self.send_inner(msg, false, None).map_err(TrySendError::from)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for space.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.send_inner(msg, true, deadline).map_err(SendTimeoutError::from)
+    }
+
+    /// Reserves `len` bytes in the ring for a message written in place,
+    /// waiting while full. Publish it with [`Grant::commit`]; dropping the
+    /// grant publishes nothing.
+    ///
+    /// ```no_run
+    /// # fn f(tx: &mut shmchan::Sender) -> Result<(), shmchan::SendError> {
+    /// let mut grant = tx.reserve(5)?;
+    /// grant.copy_from_slice(b"hello");
+    /// grant.commit();
+    /// # Ok(()) }
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_>, SendError> {
+        let res = self.reserve_inner(len, true, None).map_err(SendError::from)?;
+        self.flush();
+        Ok(Grant { tx: self, res })
+    }
+
+    /// Reserves `len` bytes if there is space now.
+    pub fn try_reserve(&mut self, len: usize) -> Result<Grant<'_>, TrySendError> {
+        let res = self.reserve_inner(len, false, None).map_err(TrySendError::from)?;
+        self.flush();
+        Ok(Grant { tx: self, res })
+    }
+}
+
+/// Space reserved in the ring by [`Sender::reserve`]; derefs to the
+/// message's bytes (initially whatever the ring held there).
+#[derive(Debug)]
+pub struct Grant<'a> {
+    tx: &'a mut Sender,
+    res: Reservation,
+}
+
+impl Grant<'_> {
+    /// Publishes the message.
+    pub fn commit(self) {
+        let Grant { tx, res } = self;
+        tx.producer.commit(res);
+        tx.flush();
+    }
+}
+
+impl Deref for Grant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the reservation is unpublished space that only this
+        // producer may touch until it commits; the grant borrows the sender.
+        unsafe { self.tx.producer.view().region().slice(self.res.data_offset, self.res.len) }
+    }
+}
+
+impl DerefMut for Grant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref; &mut self makes this the only view.
+        unsafe { self.tx.producer.view().region().slice_mut(self.res.data_offset, self.res.len) }
+    }
+}
+
+/// The receiving end of a channel. `Send`, not `Sync`: it owns the
+/// consumer's private position and cache.
+///
+/// Not usable across `fork()`, like [`Sender`].
+#[derive(Debug)]
+pub struct Receiver {
+    reg: Registration,
+    consumer: Consumer,
+    spin_limit: u32,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl Receiver {
+    /// Sets how many backoff steps a blocked receive spins before sleeping
+    /// (the first 7 spin on the CPU, later ones yield it; 0 sleeps at once).
+    pub fn set_spin_limit(&mut self, steps: u32) {
+        self.spin_limit = steps;
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        let n = self.consumer.take_wakeups();
+        if n > 0 {
+            let _ = self.reg.inner.bell(SEM_SPACE).ring(n);
+        }
+    }
+
+    fn senders_gone(inner: &Inner) -> bool {
+        // Acquire: pairs with the Release increment in Channel::sender.
+        let connects = inner.ring_state().wake.sender_connects.load(Ordering::Acquire);
+        match inner.alive(SEM_SENDERS) {
+            None => true,
+            Some(n) => n == 0 && connects > 0,
+        }
+    }
+
+    fn next_inner(&mut self, block: bool, deadline: Option<Instant>) -> Result<Record, WaitError> {
+        match self.consumer.try_peek() {
+            Ok(Some(r)) => return Ok(r),
+            Ok(None) => {}
+            Err(c) => return Err(WaitError::Corrupted(c)),
+        }
+        self.flush();
+        let inner = self.reg.inner.clone();
+        if !block {
+            if Self::senders_gone(&inner) {
+                // Re-check after seeing no sender: a last message sent just
+                // before the sender left must not be lost.
+                return match self.consumer.try_peek() {
+                    Ok(Some(r)) => Ok(r),
+                    Ok(None) => Err(WaitError::Disconnected),
+                    Err(c) => Err(WaitError::Corrupted(c)),
+                };
+            }
+            return Err(WaitError::Full);
+        }
+        let consumer = Cell::new(Some(&mut self.consumer));
+        let with = |f: &mut dyn FnMut(&mut Consumer) -> Result<Option<Record>, WaitError>| {
+            let c = consumer.take().expect("consumer in use");
+            let r = f(c);
+            let n = c.take_wakeups();
+            consumer.set(Some(c));
+            if n > 0 {
+                let _ = inner.bell(SEM_SPACE).ring(n);
+            }
+            r
+        };
+        block_on(
+            &inner.ring_state().wake.recv_waiters,
+            inner.bell(SEM_DATA),
+            self.spin_limit,
+            deadline,
+            || with(&mut |c| c.try_peek().map_err(WaitError::Corrupted)),
+            || {
+                let mut has = true;
+                let _ = with(&mut |c| {
+                    has = c.has_data().unwrap_or(true);
+                    Ok(None)
+                });
+                has
+            },
+            || Self::senders_gone(&inner),
+        )
+    }
+
+    /// Receives the next message, waiting while the channel is empty.
+    ///
+    /// The message borrows the ring; its space is freed when it is dropped.
+    /// Returns [`RecvError::Disconnected`] once every sender that had
+    /// connected is gone and every message has been received.
+    pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
+        let r = self.next_inner(true, None).map_err(RecvError::from)?;
+        Ok(Message { rx: self, rec: r })
+    }
+
+    /// Receives a message if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
+        let r = self.next_inner(false, None).map_err(TryRecvError::from)?;
+        Ok(Message { rx: self, rec: r })
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let r = self.next_inner(true, deadline).map_err(RecvTimeoutError::from)?;
+        Ok(Message { rx: self, rec: r })
+    }
+
+    /// Messages as owned vectors, blocking, until disconnected (or an error).
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter { rx: self }
+    }
+
+    /// Messages as owned vectors, until none is waiting.
+    pub fn try_iter(&mut self) -> TryIter<'_> {
+        TryIter { rx: self }
+    }
+}
+
+/// A received message, borrowed from the ring. Derefs to its bytes; its
+/// space is released when it is dropped. If this process dies while holding
+/// it, the next receiver gets it again (at-least-once for the one in hand).
+#[derive(Debug)]
+pub struct Message<'a> {
+    rx: &'a mut Receiver,
+    rec: Record,
+}
+
+impl Deref for Message<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the record is committed (published by the producer's
+        // Release store of tail, which our Acquire load saw) and not yet
+        // released, so the producer will not write it while we hold it.
+        unsafe { self.rx.consumer.view().region().slice(self.rec.data_offset, self.rec.len) }
+    }
+}
+
+impl Drop for Message<'_> {
+    fn drop(&mut self) {
+        self.rx.consumer.consume(self.rec);
+        self.rx.flush();
+    }
+}
+
+/// Blocking iterator of owned messages; see [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a> {
+    rx: &'a mut Receiver,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.rx.recv().ok().map(|m| m.to_vec())
+    }
+}
+
+/// Non-blocking iterator of owned messages; see [`Receiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a> {
+    rx: &'a mut Receiver,
+}
+
+impl Iterator for TryIter<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.rx.try_recv().ok().map(|m| m.to_vec())
+    }
+}

@@ -1,0 +1,290 @@
+//! The error of each operation, one enum per operation.
+
+use std::fmt;
+use std::io;
+
+use crate::layout::HeaderError;
+use crate::ring::Corrupted;
+
+/// Why [`crate::Channel::create`], [`crate::Channel::open`],
+/// [`crate::Channel::sender`] or [`crate::Channel::receiver`] failed.
+#[derive(Debug)]
+pub enum OpenError {
+    /// No channel exists at the key.
+    NotFound,
+    /// `create`: something already exists at the key.
+    AlreadyExists,
+    /// The mode of the segment or semaphore set does not allow this user.
+    PermissionDenied,
+    /// The segment at the key is not a shmchan channel; nothing was written.
+    NotAChannel,
+    /// A shmchan channel of another format version.
+    IncompatibleVersion {
+        /// The version in the segment.
+        found: u32,
+        /// The version this crate reads.
+        supported: u32,
+    },
+    /// The header is damaged; the values are in the inner error.
+    InvalidHeader(HeaderError),
+    /// The creator has not finished initialising within the wait bound (or
+    /// died while doing so).
+    NotInitialized,
+    /// SPSC: the channel already has a live sender (or a live receiver).
+    Busy,
+    /// This flavor is not supported by this version.
+    Unsupported,
+    /// The options cannot make a channel; the text says why.
+    InvalidOptions(String),
+    /// Any other system error.
+    Io(io::Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::NotFound => f.write_str("no channel exists at this key"),
+            OpenError::AlreadyExists => f.write_str("a channel or IPC object already exists at this key"),
+            OpenError::PermissionDenied => f.write_str("permission denied by the channel's mode"),
+            OpenError::NotAChannel => f.write_str("the segment at this key is not a shmchan channel"),
+            OpenError::IncompatibleVersion { found, supported } => write!(
+                f,
+                "channel format version {found} is not supported (this crate reads version {supported})"
+            ),
+            OpenError::InvalidHeader(e) => write!(f, "invalid channel header: {e}"),
+            OpenError::NotInitialized => f.write_str("the channel's creator has not finished initialising it"),
+            OpenError::Busy => f.write_str("the channel already has a live endpoint of this kind"),
+            OpenError::Unsupported => f.write_str("this channel flavor is not supported"),
+            OpenError::InvalidOptions(why) => write!(f, "invalid options: {why}"),
+            OpenError::Io(e) => write!(f, "system error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::InvalidHeader(e) => Some(e),
+            OpenError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> OpenError {
+        OpenError::Io(e)
+    }
+}
+
+macro_rules! simple_display {
+    ($ty:ident { $($variant:ident $( { $($f:ident),* } )? $( ($inner:ident) )? => $fmt:expr),* $(,)? }) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $( $ty::$variant $( { $($f),* } )? $( ($inner) )? => write!(f, "{}", $fmt), )*
+                }
+            }
+        }
+        impl std::error::Error for $ty {}
+    };
+}
+
+const DISCONNECTED_SEND: &str = "the receiver is gone (or the channel was removed)";
+const DISCONNECTED_RECV: &str = "every sender is gone and the channel is drained (or it was removed)";
+
+fn too_large(len: &usize, max: &usize) -> String {
+    format!("message of {len} bytes is larger than the channel's maximum of {max}")
+}
+
+/// Why [`crate::Sender::try_send`] (or `try_reserve`) did not send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrySendError {
+    /// No space now.
+    Full,
+    /// The receiver is gone.
+    Disconnected,
+    /// The message is larger than the channel's maximum.
+    TooLarge {
+        /// Length of the message.
+        len: usize,
+        /// The channel's maximum.
+        max: usize,
+    },
+    /// The shared state is damaged.
+    Corrupted(Corrupted),
+}
+
+simple_display!(TrySendError {
+    Full => "the channel is full",
+    Disconnected => DISCONNECTED_SEND,
+    TooLarge { len, max } => too_large(len, max),
+    Corrupted(c) => c,
+});
+
+/// Why [`crate::Sender::send`] (or `reserve`) did not send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The receiver is gone.
+    Disconnected,
+    /// The message is larger than the channel's maximum.
+    TooLarge {
+        /// Length of the message.
+        len: usize,
+        /// The channel's maximum.
+        max: usize,
+    },
+    /// The shared state is damaged.
+    Corrupted(Corrupted),
+}
+
+simple_display!(SendError {
+    Disconnected => DISCONNECTED_SEND,
+    TooLarge { len, max } => too_large(len, max),
+    Corrupted(c) => c,
+});
+
+/// Why [`crate::Sender::send_timeout`] did not send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendTimeoutError {
+    /// Still full when the time ran out.
+    Timeout,
+    /// The receiver is gone.
+    Disconnected,
+    /// The message is larger than the channel's maximum.
+    TooLarge {
+        /// Length of the message.
+        len: usize,
+        /// The channel's maximum.
+        max: usize,
+    },
+    /// The shared state is damaged.
+    Corrupted(Corrupted),
+}
+
+simple_display!(SendTimeoutError {
+    Timeout => "timed out waiting for space",
+    Disconnected => DISCONNECTED_SEND,
+    TooLarge { len, max } => too_large(len, max),
+    Corrupted(c) => c,
+});
+
+/// Why [`crate::Receiver::try_recv`] returned no message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// No message now.
+    Empty,
+    /// Every sender is gone and the channel is drained.
+    Disconnected,
+    /// The shared state is damaged.
+    Corrupted(Corrupted),
+}
+
+simple_display!(TryRecvError {
+    Empty => "the channel is empty",
+    Disconnected => DISCONNECTED_RECV,
+    Corrupted(c) => c,
+});
+
+/// Why [`crate::Receiver::recv`] returned no message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecvError {
+    /// Every sender is gone and the channel is drained.
+    Disconnected,
+    /// The shared state is damaged.
+    Corrupted(Corrupted),
+}
+
+simple_display!(RecvError {
+    Disconnected => DISCONNECTED_RECV,
+    Corrupted(c) => c,
+});
+
+/// Why [`crate::Receiver::recv_timeout`] returned no message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecvTimeoutError {
+    /// Still empty when the time ran out.
+    Timeout,
+    /// Every sender is gone and the channel is drained.
+    Disconnected,
+    /// The shared state is damaged.
+    Corrupted(Corrupted),
+}
+
+simple_display!(RecvTimeoutError {
+    Timeout => "timed out waiting for a message",
+    Disconnected => DISCONNECTED_RECV,
+    Corrupted(c) => c,
+});
+
+/// The outcome of a wait, mapped to each operation's error.
+#[derive(Debug)]
+pub(crate) enum WaitError {
+    Full,
+    Timeout,
+    Disconnected,
+    TooLarge { len: usize, max: usize },
+    Corrupted(Corrupted),
+}
+
+impl From<WaitError> for TrySendError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Full | WaitError::Timeout => TrySendError::Full,
+            WaitError::Disconnected => TrySendError::Disconnected,
+            WaitError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
+            WaitError::Corrupted(c) => TrySendError::Corrupted(c),
+        }
+    }
+}
+
+impl From<WaitError> for SendError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            // A blocking send never times out; treat as disconnected if it does.
+            WaitError::Full | WaitError::Timeout | WaitError::Disconnected => SendError::Disconnected,
+            WaitError::TooLarge { len, max } => SendError::TooLarge { len, max },
+            WaitError::Corrupted(c) => SendError::Corrupted(c),
+        }
+    }
+}
+
+impl From<WaitError> for SendTimeoutError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Full | WaitError::Timeout => SendTimeoutError::Timeout,
+            WaitError::Disconnected => SendTimeoutError::Disconnected,
+            WaitError::TooLarge { len, max } => SendTimeoutError::TooLarge { len, max },
+            WaitError::Corrupted(c) => SendTimeoutError::Corrupted(c),
+        }
+    }
+}
+
+impl From<WaitError> for TryRecvError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Disconnected => TryRecvError::Disconnected,
+            WaitError::Corrupted(c) => TryRecvError::Corrupted(c),
+            _ => TryRecvError::Empty,
+        }
+    }
+}
+
+impl From<WaitError> for RecvError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Corrupted(c) => RecvError::Corrupted(c),
+            _ => RecvError::Disconnected,
+        }
+    }
+}
+
+impl From<WaitError> for RecvTimeoutError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Timeout | WaitError::Full | WaitError::TooLarge { .. } => RecvTimeoutError::Timeout,
+            WaitError::Disconnected => RecvTimeoutError::Disconnected,
+            WaitError::Corrupted(c) => RecvTimeoutError::Corrupted(c),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! A ring on the heap: the same algorithms without a segment. Used by the
+//! loom models, the fuzz targets and unit tests.
+
+use std::ptr::NonNull;
+
+use super::RingView;
+use crate::layout::{max_message_for, RingState, MIN_CAPACITY};
+use crate::sync::Region;
+
+#[cfg(not(shmchan_loom))]
+type Cell = std::cell::UnsafeCell<u64>;
+#[cfg(shmchan_loom)]
+type Cell = loom::cell::UnsafeCell<u64>;
+
+/// A heap-allocated ring state and data region.
+#[derive(Debug)]
+pub struct HeapRing {
+    state: Box<RingState>,
+    cells: Box<[Cell]>,
+    max_message: usize,
+}
+
+// SAFETY: the cells are only reached through RingView, whose protocol
+// orders every access (and loom checks it).
+unsafe impl Sync for HeapRing {}
+// SAFETY: as above; the boxes own their memory.
+unsafe impl Send for HeapRing {}
+
+impl HeapRing {
+    /// A zeroed ring of `capacity` bytes (rounded up to a power of two, at
+    /// least 64) whose messages hold at most `max_message` bytes (clamped to
+    /// what the ring can hold).
+    pub fn new(capacity: usize, max_message: usize) -> HeapRing {
+        let capacity = capacity.max(MIN_CAPACITY).next_power_of_two();
+        let cells: Box<[Cell]> = (0..capacity / 8).map(|_| Cell::new(0)).collect();
+        HeapRing {
+            state: Box::default(),
+            cells,
+            max_message: max_message.min(max_message_for(capacity)),
+        }
+    }
+
+    /// The shared state, for inspection.
+    pub fn state(&self) -> &RingState {
+        &self.state
+    }
+
+    /// A view of this ring, valid while `self` lives.
+    pub fn view(&self) -> RingView {
+        let len = self.cells.len() * 8;
+        #[cfg(not(shmchan_loom))]
+        // SAFETY: the cells are 8-byte aligned u64 cells that `self` owns;
+        // UnsafeCell permits writes through the shared pointer.
+        let region = unsafe { Region::from_raw(self.cells.as_ptr() as *mut u8, len) };
+        #[cfg(shmchan_loom)]
+        // SAFETY: the cells are owned by `self`.
+        let region = unsafe { Region::from_cells(self.cells.as_ptr(), len) };
+        // SAFETY: state and cells are owned by self; the caller keeps self
+        // alive while using the view (documented above); geometry checked
+        // by `new`.
+        unsafe { RingView::new(NonNull::from(&*self.state), region, self.max_message) }
+    }
+
+    /// A raw copy of the data region (std only), for tests and fuzzing.
+    #[cfg(not(shmchan_loom))]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let len = self.cells.len() * 8;
+        // SAFETY: &mut self gives exclusive access to the cells, which are
+        // len bytes of initialised u64s.
+        unsafe { std::slice::from_raw_parts_mut(self.cells.as_mut_ptr().cast::<u8>(), len) }
+    }
+}

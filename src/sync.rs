@@ -1,0 +1,209 @@
+//! The concurrency shim: std atomics normally, loom's under
+//! `--cfg shmchan_loom`, so the ring and the wake protocol read the same in
+//! both builds.
+//!
+//! The data region is reached only through [`Region`]. Under std it is a raw
+//! pointer into the segment; under loom it is a slice of
+//! `loom::cell::UnsafeCell<u64>`, one cell per 8-byte word, so that loom sees
+//! every payload access and reports a publish with a missing Release/Acquire
+//! as a data race.
+
+#[cfg(not(shmchan_loom))]
+pub use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+#[cfg(shmchan_loom)]
+pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+#[cfg(not(shmchan_loom))]
+mod region {
+    use std::ptr;
+
+    /// The data region of a ring: `len` bytes, 8-byte aligned.
+    ///
+    /// Offsets passed to its methods are checked against `len` (a failed
+    /// check panics: callers validate every offset read from shared memory
+    /// first, so a panic here is a bug in this crate, never bad input).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Region {
+        base: *mut u8,
+        len: usize,
+    }
+
+    // SAFETY: Region is a pointer and a length; what may be done with the
+    // memory is governed by the ring protocol, not by the thread.
+    unsafe impl Send for Region {}
+    // SAFETY: as above.
+    unsafe impl Sync for Region {}
+
+    impl Region {
+        /// # Safety
+        /// `base` must be 8-byte aligned and valid for reads and writes of
+        /// `len` bytes for as long as this value or a copy of it is used.
+        pub unsafe fn from_raw(base: *mut u8, len: usize) -> Region {
+            debug_assert_eq!(base as usize % 8, 0);
+            Region { base, len }
+        }
+
+        /// Length in bytes.
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Whether the region is empty.
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+
+        #[inline]
+        fn check(&self, off: usize, n: usize) {
+            assert!(
+                off <= self.len && n <= self.len - off,
+                "region access {off}+{n} outside {}",
+                self.len
+            );
+        }
+
+        /// Reads the 8-byte word at `off` (a multiple of 8) exactly once.
+        #[inline]
+        pub fn read_u64(&self, off: usize) -> u64 {
+            self.check(off, 8);
+            debug_assert_eq!(off % 8, 0);
+            // SAFETY: in bounds (checked) and aligned (base and off are
+            // multiples of 8). Volatile: the value is read once, so a peer
+            // changing it cannot make a checked value differ from the used one.
+            unsafe { ptr::read_volatile(self.base.add(off).cast::<u64>()) }
+        }
+
+        /// Writes the 8-byte word at `off` (a multiple of 8).
+        #[inline]
+        pub fn write_u64(&self, off: usize, v: u64) {
+            self.check(off, 8);
+            debug_assert_eq!(off % 8, 0);
+            // SAFETY: in bounds (checked) and aligned, see read_u64.
+            unsafe { ptr::write_volatile(self.base.add(off).cast::<u64>(), v) }
+        }
+
+        /// Copies `src` to `off`.
+        #[inline]
+        pub fn write(&self, off: usize, src: &[u8]) {
+            self.check(off, src.len());
+            // SAFETY: the destination range is in bounds (checked) and does
+            // not overlap src, which is process-private memory.
+            unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(off), src.len()) }
+        }
+
+        /// Copies `dst.len()` bytes from `off` into `dst`.
+        #[inline]
+        pub fn read(&self, off: usize, dst: &mut [u8]) {
+            self.check(off, dst.len());
+            // SAFETY: the source range is in bounds (checked) and does not
+            // overlap dst, which is process-private memory.
+            unsafe { ptr::copy_nonoverlapping(self.base.add(off), dst.as_mut_ptr(), dst.len()) }
+        }
+
+        /// A shared view of `len` bytes at `off`.
+        ///
+        /// # Safety
+        /// The ring protocol must give the caller the range for reading
+        /// (a committed, unreleased record) for the lifetime `'a`.
+        #[inline]
+        pub unsafe fn slice<'a>(&self, off: usize, len: usize) -> &'a [u8] {
+            self.check(off, len);
+            // SAFETY: in bounds (checked); the caller owns the range for 'a.
+            unsafe { std::slice::from_raw_parts(self.base.add(off), len) }
+        }
+
+        /// An exclusive view of `len` bytes at `off`.
+        ///
+        /// # Safety
+        /// The ring protocol must give the caller the range for writing
+        /// (reserved, unpublished space) for the lifetime `'a`.
+        #[inline]
+        #[allow(clippy::mut_from_ref)]
+        pub unsafe fn slice_mut<'a>(&self, off: usize, len: usize) -> &'a mut [u8] {
+            self.check(off, len);
+            // SAFETY: in bounds (checked); the caller owns the range for 'a.
+            unsafe { std::slice::from_raw_parts_mut(self.base.add(off), len) }
+        }
+    }
+}
+
+#[cfg(shmchan_loom)]
+mod region {
+    use loom::cell::UnsafeCell;
+
+    /// The data region under loom: one tracked cell per 8-byte word.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Region {
+        cells: *const UnsafeCell<u64>,
+        len: usize,
+    }
+
+    // SAFETY: a pointer and a length; access follows the ring protocol,
+    // which loom checks.
+    unsafe impl Send for Region {}
+    // SAFETY: as above.
+    unsafe impl Sync for Region {}
+
+    impl Region {
+        /// # Safety
+        /// `cells` must point to `len / 8` cells that outlive every use.
+        pub unsafe fn from_cells(cells: *const UnsafeCell<u64>, len: usize) -> Region {
+            Region { cells, len }
+        }
+
+        /// Length in bytes.
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Whether the region is empty.
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+
+        fn cell(&self, word: usize) -> &UnsafeCell<u64> {
+            assert!(word < self.len / 8, "region word {word} outside {}", self.len);
+            // SAFETY: in bounds (checked); the cells outlive self.
+            unsafe { &*self.cells.add(word) }
+        }
+
+        /// Reads the word at `off`.
+        pub fn read_u64(&self, off: usize) -> u64 {
+            // SAFETY: loom checks that no write races with this read.
+            self.cell(off / 8).with(|p| unsafe { *p })
+        }
+
+        /// Writes the word at `off`.
+        pub fn write_u64(&self, off: usize, v: u64) {
+            // SAFETY: loom checks that no access races with this write.
+            self.cell(off / 8).with_mut(|p| unsafe { *p = v })
+        }
+
+        /// Copies `src` to `off` (which is 8-aligned), word by word.
+        pub fn write(&self, off: usize, src: &[u8]) {
+            assert!(off % 8 == 0 && off + src.len() <= self.len);
+            for (i, chunk) in src.chunks(8).enumerate() {
+                let w = off + i * 8;
+                let mut bytes = if chunk.len() < 8 {
+                    self.read_u64(w).to_ne_bytes()
+                } else {
+                    [0; 8]
+                };
+                bytes[..chunk.len()].copy_from_slice(chunk);
+                self.write_u64(w, u64::from_ne_bytes(bytes));
+            }
+        }
+
+        /// Copies from `off` (8-aligned) into `dst`, word by word.
+        pub fn read(&self, off: usize, dst: &mut [u8]) {
+            assert!(off % 8 == 0 && off + dst.len() <= self.len);
+            for (i, chunk) in dst.chunks_mut(8).enumerate() {
+                let bytes = self.read_u64(off + i * 8).to_ne_bytes();
+                chunk.copy_from_slice(&bytes[..chunk.len()]);
+            }
+        }
+    }
+}
+
+pub use region::Region;
