@@ -12,11 +12,13 @@ use crate::error::{
     OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
     TrySendError, WaitError,
 };
-use crate::layout::{self, Flavor, HeaderError, Layout, RingState, HEADER_SIZE, MAGIC, STATE_READY};
+use crate::layout::{
+    self, Flavor, HeaderError, Layout, RingState, HEADER_SIZE, MAGIC, STATE_READY,
+};
 use crate::ring::spsc::{Consumer, Producer};
-use crate::ring::{wake, Record, ReserveError, Reservation, RingView};
+use crate::ring::{wake, Record, Reservation, ReserveError, RingView};
 use crate::sync::{AtomicU32, Ordering, Region};
-use crate::sys::{self, Attachment, IpcError, Key, SemOp, SemSet, Segment};
+use crate::sys::{self, Attachment, IpcError, Key, Segment, SemOp, SemSet};
 use crate::wait::{self, Bell, Removed, Spinner, POLL_INTERVAL};
 
 /// Semaphore 0: the data doorbell, posted for sleeping receivers.
@@ -106,7 +108,10 @@ fn open_err(what: &str, e: IpcError) -> OpenError {
         IpcError::NotFound => OpenError::NotFound,
         IpcError::AlreadyExists => OpenError::AlreadyExists,
         IpcError::PermissionDenied => OpenError::PermissionDenied,
-        e => OpenError::Io(io::Error::new(io::Error::from(e).kind(), format!("{what}: {e}"))),
+        e => OpenError::Io(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("{what}: {e}"),
+        )),
     }
 }
 
@@ -165,7 +170,8 @@ impl Inner {
         // data_offset; both live as long as `self`, which every holder of
         // the view keeps alive through an Arc.
         unsafe {
-            let state = NonNull::new_unchecked(base.add(layout::offset::RING_STATE).cast::<RingState>());
+            let state =
+                NonNull::new_unchecked(base.add(layout::offset::RING_STATE).cast::<RingState>());
             let region = Region::from_raw(base.add(self.layout.data_offset), self.layout.capacity);
             RingView::new(state, region, self.layout.max_message)
         }
@@ -173,11 +179,20 @@ impl Inner {
 
     fn ring_state(&self) -> &RingState {
         // SAFETY: see `view`; the reference lives no longer than &self.
-        unsafe { &*self.attachment.as_ptr().add(layout::offset::RING_STATE).cast::<RingState>() }
+        unsafe {
+            &*self
+                .attachment
+                .as_ptr()
+                .add(layout::offset::RING_STATE)
+                .cast::<RingState>()
+        }
     }
 
     fn bell(&self, num: u16) -> SemBell {
-        SemBell { sems: self.sems, num }
+        SemBell {
+            sems: self.sems,
+            num,
+        }
     }
 
     /// The live count of `num` (senders or receivers); `None` if the set is
@@ -246,10 +261,13 @@ impl Channel {
     /// only then given `options.mode`.
     pub fn create(key: Key, options: Options) -> Result<Channel, OpenError> {
         if options.mode & !0o777 != 0 {
-            return Err(OpenError::InvalidOptions(format!("mode {:#o} has bits outside 0o777", options.mode)));
+            return Err(OpenError::InvalidOptions(format!(
+                "mode {:#o} has bits outside 0o777",
+                options.mode
+            )));
         }
-        let mut layout =
-            Layout::new(options.flavor, options.capacity, options.max_message).map_err(OpenError::InvalidOptions)?;
+        let mut layout = Layout::new(options.flavor, options.capacity, options.max_message)
+            .map_err(OpenError::InvalidOptions)?;
         if layout.flavor == Flavor::Mpsc {
             return Err(OpenError::Unsupported);
         }
@@ -268,27 +286,37 @@ impl Channel {
             }
         }
         let mut undo = Undo(Some(sems), None);
-        let segment = Segment::create(key, layout.segment_len, 0o600).map_err(|e| open_err("shmget", e))?;
+        let segment =
+            Segment::create(key, layout.segment_len, 0o600).map_err(|e| open_err("shmget", e))?;
         undo.1 = Some(segment);
         let attachment = segment.attach().map_err(|e| open_err("shmat", e))?;
         if attachment.len() < layout.segment_len {
-            return Err(OpenError::Io(io::Error::other("segment smaller than requested")));
+            return Err(OpenError::Io(io::Error::other(
+                "segment smaller than requested",
+            )));
         }
         layout.creator_pid = sys::current_pid() as u32;
         layout.creator_uid = sys::current_uid();
-        layout.created_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        layout.created_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let line0 = layout.encode();
         // SAFETY: the fresh mapping is at least HEADER_SIZE bytes, private to
         // us until the state word says ready; line0 is process memory.
         unsafe { std::ptr::copy_nonoverlapping(line0.as_ptr(), attachment.as_ptr(), line0.len()) };
         for num in 0..NSEMS {
-            sems.set_value(num, 0).map_err(|e| open_err("semctl(SETVAL)", e))?;
+            sems.set_value(num, 0)
+                .map_err(|e| open_err("semctl(SETVAL)", e))?;
         }
         // Release: pairs with the Acquire load of the state word in `open`;
         // the header fields and semaphore values above are set before it.
         state_word(&attachment).store(STATE_READY, Ordering::Release);
-        sems.set_mode(options.mode).map_err(|e| open_err("semctl(IPC_SET)", e))?;
-        segment.set_mode(options.mode).map_err(|e| open_err("shmctl(IPC_SET)", e))?;
+        sems.set_mode(options.mode)
+            .map_err(|e| open_err("semctl(IPC_SET)", e))?;
+        segment
+            .set_mode(options.mode)
+            .map_err(|e| open_err("shmctl(IPC_SET)", e))?;
         undo.0 = None;
         undo.1 = None;
         Ok(Channel {
@@ -298,7 +326,11 @@ impl Channel {
                 sems,
                 attachment,
                 layout,
-                remove_on_drop_pid: if options.remove_on_drop { sys::current_pid() } else { 0 },
+                remove_on_drop_pid: if options.remove_on_drop {
+                    sys::current_pid()
+                } else {
+                    0
+                },
             }),
         })
     }
@@ -310,7 +342,9 @@ impl Channel {
     /// second, then gives [`OpenError::NotInitialized`].
     pub fn open(key: Key) -> Result<Channel, OpenError> {
         let segment = Segment::open(key).map_err(|e| open_err("shmget", e))?;
-        let stat = segment.stat().map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
+        let stat = segment
+            .stat()
+            .map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
         if stat.size < HEADER_SIZE {
             return Err(OpenError::NotAChannel);
         }
@@ -352,7 +386,14 @@ impl Channel {
             return Err(OpenError::NotAChannel);
         }
         Ok(Channel {
-            inner: Arc::new(Inner { key, segment, sems, attachment, layout, remove_on_drop_pid: 0 }),
+            inner: Arc::new(Inner {
+                key,
+                segment,
+                sems,
+                attachment,
+                layout,
+                remove_on_drop_pid: 0,
+            }),
         })
     }
 
@@ -368,7 +409,13 @@ impl Channel {
     /// channel whose creator died while initialising it is removed.
     pub fn remove_key(key: Key) -> Result<(), OpenError> {
         let sems = match SemSet::open(key) {
-            Ok(s) if s.stat().map(|st| st.nsems == u64::from(NSEMS)).unwrap_or(false) => Some(s),
+            Ok(s)
+                if s.stat()
+                    .map(|st| st.nsems == u64::from(NSEMS))
+                    .unwrap_or(false) =>
+            {
+                Some(s)
+            }
             Ok(_) => None,
             Err(IpcError::NotFound) => None,
             Err(e) => return Err(open_err("semget", e)),
@@ -384,18 +431,24 @@ impl Channel {
             }
             Err(e) => return Err(open_err("shmget", e)),
         };
-        let stat = segment.stat().map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
+        let stat = segment
+            .stat()
+            .map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
         if stat.size < HEADER_SIZE {
             return Err(OpenError::NotAChannel);
         }
-        let att = segment.attach_read_only().map_err(|e| open_err("shmat", e))?;
+        let att = segment
+            .attach_read_only()
+            .map_err(|e| open_err("shmat", e))?;
         let magic = read_magic(&att);
         let ours = magic == MAGIC || (magic == 0 && sems.is_some());
         drop(att);
         if !ours {
             return Err(OpenError::NotAChannel);
         }
-        segment.remove().map_err(|e| open_err("shmctl(IPC_RMID)", e))?;
+        segment
+            .remove()
+            .map_err(|e| open_err("shmctl(IPC_RMID)", e))?;
         if let Some(s) = sems {
             s.remove().map_err(|e| open_err("semctl(IPC_RMID)", e))?;
         }
@@ -445,11 +498,17 @@ impl Channel {
                 Ok(()) => break,
                 Err(IpcError::Interrupted) => continue,
                 Err(IpcError::WouldBlock) => return Err(OpenError::Busy),
-                Err(IpcError::Removed) | Err(IpcError::InvalidArgument) => return Err(OpenError::NotFound),
+                Err(IpcError::Removed) | Err(IpcError::InvalidArgument) => {
+                    return Err(OpenError::NotFound)
+                }
                 Err(e) => return Err(open_err("semop", e)),
             }
         }
-        Ok(Registration { inner: self.inner.clone(), num, pid: sys::current_pid() })
+        Ok(Registration {
+            inner: self.inner.clone(),
+            num,
+            pid: sys::current_pid(),
+        })
     }
 
     /// The sending end. SPSC: [`OpenError::Busy`] while another sender (in
@@ -457,12 +516,23 @@ impl Channel {
     pub fn sender(&self) -> Result<Sender, OpenError> {
         let reg = self.register(SEM_SENDERS)?;
         let producer = Producer::new(self.inner.view()).map_err(|c| {
-            OpenError::InvalidHeader(HeaderError::BadPositions { detail: c.to_string() })
+            OpenError::InvalidHeader(HeaderError::BadPositions {
+                detail: c.to_string(),
+            })
         })?;
         // Release: pairs with the Acquire load in Receiver::senders_gone, so
         // a receiver that sees the connect sees our registration before it.
-        self.inner.ring_state().wake.sender_connects.fetch_add(1, Ordering::Release);
-        Ok(Sender { reg, producer, spin_limit: DEFAULT_SPIN, _not_sync: PhantomData })
+        self.inner
+            .ring_state()
+            .wake
+            .sender_connects
+            .fetch_add(1, Ordering::Release);
+        Ok(Sender {
+            reg,
+            producer,
+            spin_limit: DEFAULT_SPIN,
+            _not_sync: PhantomData,
+        })
     }
 
     /// The receiving end. [`OpenError::Busy`] while another receiver (in
@@ -471,11 +541,22 @@ impl Channel {
     pub fn receiver(&self) -> Result<Receiver, OpenError> {
         let reg = self.register(SEM_RECEIVERS)?;
         let consumer = Consumer::new(self.inner.view()).map_err(|c| {
-            OpenError::InvalidHeader(HeaderError::BadPositions { detail: c.to_string() })
+            OpenError::InvalidHeader(HeaderError::BadPositions {
+                detail: c.to_string(),
+            })
         })?;
         // Release: pairs with the Acquire load in Sender::receiver_gone.
-        self.inner.ring_state().wake.receiver_connects.fetch_add(1, Ordering::Release);
-        Ok(Receiver { reg, consumer, spin_limit: DEFAULT_SPIN, _not_sync: PhantomData })
+        self.inner
+            .ring_state()
+            .wake
+            .receiver_connects
+            .fetch_add(1, Ordering::Release);
+        Ok(Receiver {
+            reg,
+            consumer,
+            spin_limit: DEFAULT_SPIN,
+            _not_sync: PhantomData,
+        })
     }
 }
 
@@ -581,7 +662,7 @@ impl Sender {
     }
 
     /// Sets how many backoff steps a blocked send spins before sleeping
-    /// (the first 7 spin on the CPU, later ones yield it; 0 sleeps at once).
+    /// (see [`crate::wait::Spinner`]; 0 sleeps at once, `u32::MAX` never sleeps).
     pub fn set_spin_limit(&mut self, steps: u32) {
         self.spin_limit = steps;
     }
@@ -596,25 +677,40 @@ impl Sender {
 
     fn receiver_gone(inner: &Inner) -> bool {
         // Acquire: pairs with the Release increment in Channel::receiver.
-        let connects = inner.ring_state().wake.receiver_connects.load(Ordering::Acquire);
+        let connects = inner
+            .ring_state()
+            .wake
+            .receiver_connects
+            .load(Ordering::Acquire);
         match inner.alive(SEM_RECEIVERS) {
             None => true,
             Some(n) => n == 0 && connects > 0,
         }
     }
 
-    fn reserve_inner(&mut self, len: usize, block: bool, deadline: Option<Instant>) -> Result<Reservation, WaitError> {
+    fn reserve_inner(
+        &mut self,
+        len: usize,
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Reservation, WaitError> {
         // Fast path: no syscall.
         match self.producer.try_reserve(len) {
             Ok(r) => return Ok(r),
-            Err(ReserveError::TooLarge { len, max }) => return Err(WaitError::TooLarge { len, max }),
+            Err(ReserveError::TooLarge { len, max }) => {
+                return Err(WaitError::TooLarge { len, max })
+            }
             Err(ReserveError::Corrupted(c)) => return Err(WaitError::Corrupted(c)),
             Err(ReserveError::Full) => {}
         }
         self.flush();
         let inner = self.reg.inner.clone();
         if !block {
-            return Err(if Self::receiver_gone(&inner) { WaitError::Disconnected } else { WaitError::Full });
+            return Err(if Self::receiver_gone(&inner) {
+                WaitError::Disconnected
+            } else {
+                WaitError::Full
+            });
         }
         let producer = Cell::new(Some(&mut self.producer));
         let with = |f: &mut dyn FnMut(&mut Producer) -> Result<Option<Reservation>, WaitError>| {
@@ -636,7 +732,9 @@ impl Sender {
                 with(&mut |p| match p.try_reserve(len) {
                     Ok(r) => Ok(Some(r)),
                     Err(ReserveError::Full) => Ok(None),
-                    Err(ReserveError::TooLarge { len, max }) => Err(WaitError::TooLarge { len, max }),
+                    Err(ReserveError::TooLarge { len, max }) => {
+                        Err(WaitError::TooLarge { len, max })
+                    }
                     Err(ReserveError::Corrupted(c)) => Err(WaitError::Corrupted(c)),
                 })
             },
@@ -652,7 +750,12 @@ impl Sender {
         )
     }
 
-    fn send_inner(&mut self, msg: &[u8], block: bool, deadline: Option<Instant>) -> Result<(), WaitError> {
+    fn send_inner(
+        &mut self,
+        msg: &[u8],
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), WaitError> {
         let r = self.reserve_inner(msg.len(), block, deadline)?;
         self.producer.view().region().write(r.data_offset, msg);
         self.producer.commit(r);
@@ -673,13 +776,15 @@ impl Sender {
 
     /// Sends `msg` if there is space now.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
-        self.send_inner(msg, false, None).map_err(TrySendError::from)
+        self.send_inner(msg, false, None)
+            .map_err(TrySendError::from)
     }
 
     /// Sends `msg`, waiting at most `timeout` for space.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
-        self.send_inner(msg, true, deadline).map_err(SendTimeoutError::from)
+        self.send_inner(msg, true, deadline)
+            .map_err(SendTimeoutError::from)
     }
 
     /// Reserves `len` bytes in the ring for a message written in place,
@@ -694,14 +799,18 @@ impl Sender {
     /// # Ok(()) }
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<Grant<'_>, SendError> {
-        let res = self.reserve_inner(len, true, None).map_err(SendError::from)?;
+        let res = self
+            .reserve_inner(len, true, None)
+            .map_err(SendError::from)?;
         self.flush();
         Ok(Grant { tx: self, res })
     }
 
     /// Reserves `len` bytes if there is space now.
     pub fn try_reserve(&mut self, len: usize) -> Result<Grant<'_>, TrySendError> {
-        let res = self.reserve_inner(len, false, None).map_err(TrySendError::from)?;
+        let res = self
+            .reserve_inner(len, false, None)
+            .map_err(TrySendError::from)?;
         self.flush();
         Ok(Grant { tx: self, res })
     }
@@ -729,14 +838,26 @@ impl Deref for Grant<'_> {
     fn deref(&self) -> &[u8] {
         // SAFETY: the reservation is unpublished space that only this
         // producer may touch until it commits; the grant borrows the sender.
-        unsafe { self.tx.producer.view().region().slice(self.res.data_offset, self.res.len) }
+        unsafe {
+            self.tx
+                .producer
+                .view()
+                .region()
+                .slice(self.res.data_offset, self.res.len)
+        }
     }
 }
 
 impl DerefMut for Grant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in deref; &mut self makes this the only view.
-        unsafe { self.tx.producer.view().region().slice_mut(self.res.data_offset, self.res.len) }
+        unsafe {
+            self.tx
+                .producer
+                .view()
+                .region()
+                .slice_mut(self.res.data_offset, self.res.len)
+        }
     }
 }
 
@@ -754,7 +875,7 @@ pub struct Receiver {
 
 impl Receiver {
     /// Sets how many backoff steps a blocked receive spins before sleeping
-    /// (the first 7 spin on the CPU, later ones yield it; 0 sleeps at once).
+    /// (see [`crate::wait::Spinner`]; 0 sleeps at once, `u32::MAX` never sleeps).
     pub fn set_spin_limit(&mut self, steps: u32) {
         self.spin_limit = steps;
     }
@@ -769,7 +890,11 @@ impl Receiver {
 
     fn senders_gone(inner: &Inner) -> bool {
         // Acquire: pairs with the Release increment in Channel::sender.
-        let connects = inner.ring_state().wake.sender_connects.load(Ordering::Acquire);
+        let connects = inner
+            .ring_state()
+            .wake
+            .sender_connects
+            .load(Ordering::Acquire);
         match inner.alive(SEM_SENDERS) {
             None => true,
             Some(n) => n == 0 && connects > 0,
@@ -844,7 +969,9 @@ impl Receiver {
     /// Receives the next message, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
-        let r = self.next_inner(true, deadline).map_err(RecvTimeoutError::from)?;
+        let r = self
+            .next_inner(true, deadline)
+            .map_err(RecvTimeoutError::from)?;
         Ok(Message { rx: self, rec: r })
     }
 
@@ -874,7 +1001,13 @@ impl Deref for Message<'_> {
         // SAFETY: the record is committed (published by the producer's
         // Release store of tail, which our Acquire load saw) and not yet
         // released, so the producer will not write it while we hold it.
-        unsafe { self.rx.consumer.view().region().slice(self.rec.data_offset, self.rec.len) }
+        unsafe {
+            self.rx
+                .consumer
+                .view()
+                .region()
+                .slice(self.rec.data_offset, self.rec.len)
+        }
     }
 }
 

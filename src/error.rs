@@ -91,7 +91,8 @@ macro_rules! simple_display {
 }
 
 const DISCONNECTED_SEND: &str = "the receiver is gone (or the channel was removed)";
-const DISCONNECTED_RECV: &str = "every sender is gone and the channel is drained (or it was removed)";
+const DISCONNECTED_RECV: &str =
+    "every sender is gone and the channel is drained (or it was removed)";
 
 fn too_large(len: &usize, max: &usize) -> String {
     format!("message of {len} bytes is larger than the channel's maximum of {max}")
@@ -242,7 +243,9 @@ impl From<WaitError> for SendError {
     fn from(e: WaitError) -> Self {
         match e {
             // A blocking send never times out; treat as disconnected if it does.
-            WaitError::Full | WaitError::Timeout | WaitError::Disconnected => SendError::Disconnected,
+            WaitError::Full | WaitError::Timeout | WaitError::Disconnected => {
+                SendError::Disconnected
+            }
             WaitError::TooLarge { len, max } => SendError::TooLarge { len, max },
             WaitError::Corrupted(c) => SendError::Corrupted(c),
         }
@@ -282,7 +285,9 @@ impl From<WaitError> for RecvError {
 impl From<WaitError> for RecvTimeoutError {
     fn from(e: WaitError) -> Self {
         match e {
-            WaitError::Timeout | WaitError::Full | WaitError::TooLarge { .. } => RecvTimeoutError::Timeout,
+            WaitError::Timeout | WaitError::Full | WaitError::TooLarge { .. } => {
+                RecvTimeoutError::Timeout
+            }
             WaitError::Disconnected => RecvTimeoutError::Disconnected,
             WaitError::Corrupted(c) => RecvTimeoutError::Corrupted(c),
         }

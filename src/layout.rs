@@ -217,7 +217,7 @@ pub struct WakeLine {
 #[cfg(not(shmchan_loom))]
 mod asserts {
     use super::*;
-    use static_assertions::{const_assert_eq, const_assert};
+    use static_assertions::{const_assert, const_assert_eq};
     use std::mem::{align_of, offset_of, size_of};
 
     const_assert_eq!(size_of::<ProducerLine>(), LINE);
@@ -281,7 +281,11 @@ pub struct Layout {
 impl Layout {
     /// The geometry for a new channel; `capacity` is rounded up to a power
     /// of two. Fails with the reason when the options cannot make a channel.
-    pub fn new(flavor: Flavor, capacity: usize, max_message: Option<usize>) -> Result<Layout, String> {
+    pub fn new(
+        flavor: Flavor,
+        capacity: usize,
+        max_message: Option<usize>,
+    ) -> Result<Layout, String> {
         if capacity > MAX_CAPACITY {
             return Err(format!("capacity {capacity} is larger than {MAX_CAPACITY}"));
         }
@@ -313,10 +317,26 @@ impl Layout {
         put(&mut b, offset::MAGIC, &MAGIC.to_ne_bytes());
         put(&mut b, offset::VERSION, &VERSION.to_ne_bytes());
         put(&mut b, offset::FLAVOR, &self.flavor.to_raw().to_ne_bytes());
-        put(&mut b, offset::DATA_OFFSET, &(self.data_offset as u64).to_ne_bytes());
-        put(&mut b, offset::CAPACITY, &(self.capacity as u64).to_ne_bytes());
-        put(&mut b, offset::MAX_MESSAGE, &(self.max_message as u64).to_ne_bytes());
-        put(&mut b, offset::SEGMENT_LEN, &(self.segment_len as u64).to_ne_bytes());
+        put(
+            &mut b,
+            offset::DATA_OFFSET,
+            &(self.data_offset as u64).to_ne_bytes(),
+        );
+        put(
+            &mut b,
+            offset::CAPACITY,
+            &(self.capacity as u64).to_ne_bytes(),
+        );
+        put(
+            &mut b,
+            offset::MAX_MESSAGE,
+            &(self.max_message as u64).to_ne_bytes(),
+        );
+        put(
+            &mut b,
+            offset::SEGMENT_LEN,
+            &(self.segment_len as u64).to_ne_bytes(),
+        );
         put(&mut b, offset::CREATOR_PID, &self.creator_pid.to_ne_bytes());
         put(&mut b, offset::CREATOR_UID, &self.creator_uid.to_ne_bytes());
         put(&mut b, offset::CREATED_AT, &self.created_at.to_ne_bytes());
@@ -430,12 +450,17 @@ impl fmt::Display for HeaderError {
                 write!(f, "magic {found:#018x} is not shmchan's {MAGIC:#018x}")
             }
             HeaderError::UnsupportedVersion { found, supported } => {
-                write!(f, "format version {found} is not the supported version {supported}")
+                write!(
+                    f,
+                    "format version {found} is not the supported version {supported}"
+                )
             }
             HeaderError::NotReady { state } => {
                 write!(f, "state {state:#x} is not ready ({STATE_READY:#x})")
             }
-            HeaderError::BadFlavor { found } => write!(f, "flavor {found} is neither 1 (spsc) nor 2 (mpsc)"),
+            HeaderError::BadFlavor { found } => {
+                write!(f, "flavor {found} is neither 1 (spsc) nor 2 (mpsc)")
+            }
             HeaderError::BadDataOffset { found } => {
                 write!(f, "data offset {found} is not {HEADER_SIZE}")
             }
@@ -444,14 +469,24 @@ impl fmt::Display for HeaderError {
                 "capacity {found} is not a power of two between {MIN_CAPACITY} and {MAX_CAPACITY}"
             ),
             HeaderError::SegmentLenMismatch { header, actual } => {
-                write!(f, "header says the segment is {header} bytes, it is {actual}")
+                write!(
+                    f,
+                    "header says the segment is {header} bytes, it is {actual}"
+                )
             }
-            HeaderError::RegionOutside { data_offset, capacity, segment_len } => write!(
+            HeaderError::RegionOutside {
+                data_offset,
+                capacity,
+                segment_len,
+            } => write!(
                 f,
                 "data region {data_offset}+{capacity} lies outside the {segment_len}-byte segment"
             ),
             HeaderError::BadPositions { detail } => write!(f, "ring positions: {detail}"),
-            HeaderError::MaxMessageTooLarge { max_message, capacity } => write!(
+            HeaderError::MaxMessageTooLarge {
+                max_message,
+                capacity,
+            } => write!(
                 f,
                 "max message {max_message} does not fit a ring of {capacity} bytes"
             ),
@@ -488,14 +523,18 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
     }
     let version = get_u32(bytes, offset::VERSION);
     if version != VERSION {
-        return Err(HeaderError::UnsupportedVersion { found: version, supported: VERSION });
+        return Err(HeaderError::UnsupportedVersion {
+            found: version,
+            supported: VERSION,
+        });
     }
     let state = get_u32(bytes, offset::STATE);
     if state != STATE_READY {
         return Err(HeaderError::NotReady { state });
     }
     let raw_flavor = get_u32(bytes, offset::FLAVOR);
-    let flavor = Flavor::from_raw(raw_flavor).ok_or(HeaderError::BadFlavor { found: raw_flavor })?;
+    let flavor =
+        Flavor::from_raw(raw_flavor).ok_or(HeaderError::BadFlavor { found: raw_flavor })?;
     let data_offset = get_u64(bytes, offset::DATA_OFFSET);
     if data_offset != HEADER_SIZE as u64 {
         return Err(HeaderError::BadDataOffset { found: data_offset });
@@ -509,7 +548,10 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
     }
     let header_len = get_u64(bytes, offset::SEGMENT_LEN);
     if header_len != segment_len as u64 {
-        return Err(HeaderError::SegmentLenMismatch { header: header_len, actual: segment_len as u64 });
+        return Err(HeaderError::SegmentLenMismatch {
+            header: header_len,
+            actual: segment_len as u64,
+        });
     }
     // Both terms are bounded above (data_offset == 512, capacity <= 2^40),
     // so the sum cannot overflow.
@@ -522,7 +564,10 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
     }
     let max_message = get_u64(bytes, offset::MAX_MESSAGE);
     if max_message > (capacity - RECORD_HEADER as u64).min(u32::MAX as u64) {
-        return Err(HeaderError::MaxMessageTooLarge { max_message, capacity });
+        return Err(HeaderError::MaxMessageTooLarge {
+            max_message,
+            capacity,
+        });
     }
     Ok(Layout {
         flavor,
@@ -560,15 +605,43 @@ mod tests {
         let l = Layout::new(Flavor::Spsc, 4096, None).unwrap();
         let base = image(&l);
         let cases: Vec<(usize, Vec<u8>, &str)> = vec![
-            (offset::MAGIC, 7u64.to_ne_bytes().to_vec(), "magic 0x0000000000000007"),
-            (offset::VERSION, 9u32.to_ne_bytes().to_vec(), "format version 9"),
+            (
+                offset::MAGIC,
+                7u64.to_ne_bytes().to_vec(),
+                "magic 0x0000000000000007",
+            ),
+            (
+                offset::VERSION,
+                9u32.to_ne_bytes().to_vec(),
+                "format version 9",
+            ),
             (offset::STATE, 1u32.to_ne_bytes().to_vec(), "state 0x1"),
             (offset::FLAVOR, 3u32.to_ne_bytes().to_vec(), "flavor 3"),
-            (offset::DATA_OFFSET, 64u64.to_ne_bytes().to_vec(), "data offset 64"),
-            (offset::CAPACITY, 3000u64.to_ne_bytes().to_vec(), "capacity 3000"),
-            (offset::CAPACITY, (1u64 << 50).to_ne_bytes().to_vec(), "capacity 1125899906842624"),
-            (offset::SEGMENT_LEN, 99u64.to_ne_bytes().to_vec(), "header says the segment is 99"),
-            (offset::MAX_MESSAGE, 4089u64.to_ne_bytes().to_vec(), "max message 4089"),
+            (
+                offset::DATA_OFFSET,
+                64u64.to_ne_bytes().to_vec(),
+                "data offset 64",
+            ),
+            (
+                offset::CAPACITY,
+                3000u64.to_ne_bytes().to_vec(),
+                "capacity 3000",
+            ),
+            (
+                offset::CAPACITY,
+                (1u64 << 50).to_ne_bytes().to_vec(),
+                "capacity 1125899906842624",
+            ),
+            (
+                offset::SEGMENT_LEN,
+                99u64.to_ne_bytes().to_vec(),
+                "header says the segment is 99",
+            ),
+            (
+                offset::MAX_MESSAGE,
+                4089u64.to_ne_bytes().to_vec(),
+                "max message 4089",
+            ),
         ];
         for (off, val, want) in cases {
             let mut b = base.clone();
@@ -579,8 +652,14 @@ mod tests {
         // the region must fit the segment
         let mut b = base.clone();
         b[offset::CAPACITY..offset::CAPACITY + 8].copy_from_slice(&(1u64 << 20).to_ne_bytes());
-        assert!(matches!(validate(&b, l.segment_len), Err(HeaderError::RegionOutside { .. })));
-        assert_eq!(validate(&base[..100], l.segment_len), Err(HeaderError::TooShort { len: 100 }));
+        assert!(matches!(
+            validate(&b, l.segment_len),
+            Err(HeaderError::RegionOutside { .. })
+        ));
+        assert_eq!(
+            validate(&base[..100], l.segment_len),
+            Err(HeaderError::TooShort { len: 100 })
+        );
     }
 
     #[test]
@@ -596,7 +675,15 @@ mod tests {
     #[test]
     fn options_are_checked() {
         assert!(Layout::new(Flavor::Spsc, 1024, Some(1017)).is_err());
-        assert_eq!(Layout::new(Flavor::Spsc, 1024, Some(1016)).unwrap().max_message, 1016);
-        assert_eq!(Layout::new(Flavor::Spsc, 1, None).unwrap().capacity, MIN_CAPACITY);
+        assert_eq!(
+            Layout::new(Flavor::Spsc, 1024, Some(1016))
+                .unwrap()
+                .max_message,
+            1016
+        );
+        assert_eq!(
+            Layout::new(Flavor::Spsc, 1, None).unwrap().capacity,
+            MIN_CAPACITY
+        );
     }
 }

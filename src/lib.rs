@@ -83,6 +83,14 @@ pub mod sync;
 pub mod wait;
 
 #[cfg(not(shmchan_loom))]
+#[doc(hidden)]
+pub mod bench;
+
+#[cfg(not(shmchan_loom))]
+#[doc(hidden)]
+pub mod fuzz_support;
+
+#[cfg(not(shmchan_loom))]
 mod channel;
 #[cfg(not(shmchan_loom))]
 mod error;
@@ -92,7 +100,9 @@ pub mod sys;
 #[cfg(not(shmchan_loom))]
 pub use channel::{Channel, Grant, Iter, Message, Options, Receiver, Sender, TryIter};
 #[cfg(not(shmchan_loom))]
-pub use error::{OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError};
+pub use error::{
+    OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 pub use layout::{Flavor, HeaderError, Layout};
 pub use ring::Corrupted;
 #[cfg(not(shmchan_loom))]

@@ -163,7 +163,11 @@ mod region {
         }
 
         fn cell(&self, word: usize) -> &UnsafeCell<u64> {
-            assert!(word < self.len / 8, "region word {word} outside {}", self.len);
+            assert!(
+                word < self.len / 8,
+                "region word {word} outside {}",
+                self.len
+            );
             // SAFETY: in bounds (checked); the cells outlive self.
             unsafe { &*self.cells.add(word) }
         }
@@ -182,7 +186,7 @@ mod region {
 
         /// Copies `src` to `off` (which is 8-aligned), word by word.
         pub fn write(&self, off: usize, src: &[u8]) {
-            assert!(off % 8 == 0 && off + src.len() <= self.len);
+            assert!(off.is_multiple_of(8) && off + src.len() <= self.len);
             for (i, chunk) in src.chunks(8).enumerate() {
                 let w = off + i * 8;
                 let mut bytes = if chunk.len() < 8 {
@@ -197,7 +201,7 @@ mod region {
 
         /// Copies from `off` (8-aligned) into `dst`, word by word.
         pub fn read(&self, off: usize, dst: &mut [u8]) {
-            assert!(off % 8 == 0 && off + dst.len() <= self.len);
+            assert!(off.is_multiple_of(8) && off + dst.len() <= self.len);
             for (i, chunk) in dst.chunks_mut(8).enumerate() {
                 let bytes = self.read_u64(off + i * 8).to_ne_bytes();
                 chunk.copy_from_slice(&bytes[..chunk.len()]);

@@ -42,21 +42,24 @@ pub struct Spinner {
 const SPIN_STEPS: u32 = 7;
 
 impl Spinner {
-    /// A spinner that allows `limit` steps: the first 7 spin on the CPU
-    /// (1, 2, … 64 pause hints), the rest yield the CPU once each.
+    /// A spinner that allows `limit` steps (see [`Spinner::spin`]).
     pub fn new(limit: u32) -> Spinner {
         Spinner { step: 0, limit }
     }
 
     /// One backoff step; returns false (without waiting) once the budget is
     /// spent and the caller should sleep.
+    ///
+    /// Steps 0..7 spin 1, 2, … 64 pause hints; later steps spin 64 hints
+    /// each and yield the CPU every 8th step, so that a peer on the same core
+    /// (an oversubscribed machine) gets to run.
     #[inline]
     pub fn spin(&mut self) -> bool {
         if self.step >= self.limit {
             return false;
         }
-        if self.step < SPIN_STEPS {
-            for _ in 0..1u32 << self.step {
+        if self.step < SPIN_STEPS || !self.step.is_multiple_of(8) {
+            for _ in 0..1u32 << self.step.min(SPIN_STEPS - 1) {
                 std::hint::spin_loop();
             }
         } else {
@@ -65,7 +68,7 @@ impl Spinner {
             #[cfg(shmchan_loom)]
             loom::thread::yield_now();
         }
-        self.step += 1;
+        self.step = self.step.saturating_add(1);
         true
     }
 }

@@ -16,7 +16,7 @@
 //! invariant yields [`Corrupted`] and changes nothing.
 
 use super::wake;
-use super::{Corrupted, Record, ReserveError, Reservation, RingView};
+use super::{Corrupted, Record, Reservation, ReserveError, RingView};
 use crate::layout::{kind, record_header, record_size, split_record_header, RECORD_HEADER};
 use crate::sync::Ordering;
 
@@ -32,8 +32,11 @@ const PUBLISH: Ordering = Ordering::Relaxed;
 #[inline]
 fn check_span(view: &RingView, head: u64, tail: u64) -> Result<u64, Corrupted> {
     let used = tail.wrapping_sub(head);
-    if used > view.capacity() || (head | tail) % 8 != 0 {
-        return Err(Corrupted::new("tail - head outside 0..=capacity", [head, tail, view.capacity()]));
+    if used > view.capacity() || !(head | tail).is_multiple_of(8) {
+        return Err(Corrupted::new(
+            "tail - head outside 0..=capacity",
+            [head, tail, view.capacity()],
+        ));
     }
     Ok(used)
 }
@@ -60,7 +63,12 @@ impl Producer {
         // Acquire: pairs with the Release store of head in Consumer::release.
         let head = st.consumer.head.load(Ordering::Acquire);
         check_span(&view, head, tail)?;
-        Ok(Producer { view, tail, cached_head: head, wakeups: 0 })
+        Ok(Producer {
+            view,
+            tail,
+            cached_head: head,
+            wakeups: 0,
+        })
     }
 
     /// The view this producer works on.
@@ -82,7 +90,10 @@ impl Producer {
         let head = self.view.state().consumer.head.load(Ordering::Acquire);
         let used = check_span(&self.view, head, self.tail)?;
         if head.wrapping_sub(self.cached_head) > cap {
-            return Err(Corrupted::new("head moved backwards", [self.cached_head, head, self.tail]));
+            return Err(Corrupted::new(
+                "head moved backwards",
+                [self.cached_head, head, self.tail],
+            ));
         }
         self.cached_head = head;
         Ok(cap - used)
@@ -127,7 +138,9 @@ impl Producer {
                 return Err(ReserveError::Full);
             }
             let pad_len = (contiguous - RECORD_HEADER as u64) as u32;
-            self.view.region().write_u64(idx, record_header(kind::PADDING, pad_len));
+            self.view
+                .region()
+                .write_u64(idx, record_header(kind::PADDING, pad_len));
             self.publish(self.tail + contiguous);
         }
         Err(ReserveError::Full)
@@ -137,7 +150,9 @@ impl Producer {
     pub fn commit(&mut self, r: Reservation) {
         debug_assert_eq!(r.start, self.tail);
         let idx = self.view.index(r.start);
-        self.view.region().write_u64(idx, record_header(kind::MESSAGE, r.len as u32));
+        self.view
+            .region()
+            .write_u64(idx, record_header(kind::MESSAGE, r.len as u32));
         self.publish(r.end);
     }
 
@@ -192,7 +207,13 @@ impl Consumer {
         // Acquire: pairs with the Release store of tail in Producer::publish.
         let tail = st.producer.tail.load(Ordering::Acquire);
         check_span(&view, head, tail)?;
-        Ok(Consumer { view, read: head, head, cached_tail: tail, wakeups: 0 })
+        Ok(Consumer {
+            view,
+            read: head,
+            head,
+            cached_tail: tail,
+            wakeups: 0,
+        })
     }
 
     /// The view this consumer works on.
@@ -208,7 +229,10 @@ impl Consumer {
         let tail = self.view.state().producer.tail.load(Ordering::Acquire);
         check_span(&self.view, self.head, tail)?;
         if tail.wrapping_sub(self.read) > self.view.capacity() {
-            return Err(Corrupted::new("tail moved backwards", [self.read, tail, self.cached_tail]));
+            return Err(Corrupted::new(
+                "tail moved backwards",
+                [self.read, tail, self.cached_tail],
+            ));
         }
         self.cached_tail = tail;
         Ok(tail - self.read)
@@ -276,7 +300,10 @@ impl Consumer {
                 }
             }
         }
-        Err(Corrupted::new("padding follows padding", [self.read, self.head, self.cached_tail]))
+        Err(Corrupted::new(
+            "padding follows padding",
+            [self.read, self.head, self.cached_tail],
+        ))
     }
 
     /// Marks `r` (the record last returned by `try_peek`) as read; it stays
@@ -304,7 +331,11 @@ impl Consumer {
         // Release: pairs with the Acquire load of head in Producer::free, so
         // our reads of the freed records happen before the producer reuses
         // the space.
-        self.view.state().consumer.head.store(head, Ordering::Release);
+        self.view
+            .state()
+            .consumer
+            .head
+            .store(head, Ordering::Release);
         self.wakeups += wake::claim(&self.view.state().wake.send_waiters);
     }
 
@@ -372,7 +403,10 @@ mod tests {
     fn full_and_too_large() {
         let ring = HeapRing::new(64, 56);
         let mut p = Producer::new(ring.view()).unwrap();
-        assert_eq!(p.try_push(&[0; 57]), Err(ReserveError::TooLarge { len: 57, max: 56 }));
+        assert_eq!(
+            p.try_push(&[0; 57]),
+            Err(ReserveError::TooLarge { len: 57, max: 56 })
+        );
         p.try_push(&[1; 56]).unwrap();
         assert_eq!(p.try_push(&[]), Err(ReserveError::Full));
         let mut c = Consumer::new(ring.view()).unwrap();
@@ -395,7 +429,11 @@ mod tests {
             let r = c.try_peek().unwrap().unwrap();
             c.advance(r);
         }
-        assert_eq!(p.try_push(&[9; 8]), Err(ReserveError::Full), "read but not released");
+        assert_eq!(
+            p.try_push(&[9; 8]),
+            Err(ReserveError::Full),
+            "read but not released"
+        );
         c.release();
         p.try_push(&[9; 8]).unwrap();
     }

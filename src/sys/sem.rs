@@ -33,23 +33,41 @@ pub struct SemOp {
 impl SemOp {
     /// Adds `n` (never blocks).
     pub const fn post(num: u16, n: i16) -> SemOp {
-        SemOp { num, op: n, flags: 0 }
+        SemOp {
+            num,
+            op: n,
+            flags: 0,
+        }
     }
     /// Takes `n`, waiting while the value is below `n`.
     pub const fn wait(num: u16, n: i16) -> SemOp {
-        SemOp { num, op: -n, flags: 0 }
+        SemOp {
+            num,
+            op: -n,
+            flags: 0,
+        }
     }
     /// Waits until the value is zero.
     pub const fn wait_zero(num: u16) -> SemOp {
-        SemOp { num, op: 0, flags: 0 }
+        SemOp {
+            num,
+            op: 0,
+            flags: 0,
+        }
     }
     /// The same operation, undone by the kernel when this process exits.
     pub const fn undo(self) -> SemOp {
-        SemOp { flags: self.flags | SEM_UNDO, ..self }
+        SemOp {
+            flags: self.flags | SEM_UNDO,
+            ..self
+        }
     }
     /// The same operation, failing with `WouldBlock` instead of waiting.
     pub const fn no_wait(self) -> SemOp {
-        SemOp { flags: self.flags | IPC_NOWAIT, ..self }
+        SemOp {
+            flags: self.flags | IPC_NOWAIT,
+            ..self
+        }
     }
     fn raw(self) -> libc::sembuf {
         libc::sembuf {
@@ -197,7 +215,7 @@ impl SemSet {
     pub fn stat(&self) -> Result<SemStat, IpcError> {
         let ds = self.stat_raw()?;
         Ok(SemStat {
-            nsems: ds.sem_nsems as u64,
+            nsems: ds.sem_nsems,
             uid: ds.sem_perm.uid,
             creator_uid: ds.sem_perm.cuid,
             mode: u32::from(ds.sem_perm.mode) & 0o777,
@@ -247,7 +265,10 @@ mod tests {
         set.op(&[SemOp::post(0, 3)]).unwrap();
         assert_eq!(set.value(0).unwrap(), 3);
         // wait-for-zero with no_wait fails while the value is 3
-        assert_eq!(set.op(&[SemOp::wait_zero(0).no_wait()]), Err(IpcError::WouldBlock));
+        assert_eq!(
+            set.op(&[SemOp::wait_zero(0).no_wait()]),
+            Err(IpcError::WouldBlock)
+        );
         let t = std::time::Instant::now();
         assert_eq!(
             set.timed_op(&[SemOp::wait(1, 1)], Duration::from_millis(50)),
