@@ -1,0 +1,489 @@
+//! Support for the integration tests: unique keys, a guard that removes a
+//! channel's IPC objects even when the test fails, and child processes.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use shmchan::{Channel, Key};
+
+/// A key no other test (in this or a parallel test process) uses: the pid
+/// in the high bits, a per-process counter in the low bits.
+pub fn unique_key() -> Key {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    // 0x5c00_0000 | pid (22 bits) << 8 | n (8 bits): positive, never 0.
+    let raw = 0x4000_0000u32 | ((pid & 0x3f_ffff) << 8) | (n & 0xff);
+    Key::raw(raw as i32)
+}
+
+/// Removes whatever is at `key` (segment and semaphore set) when dropped.
+pub struct KeyGuard(pub Key);
+
+impl Drop for KeyGuard {
+    fn drop(&mut self) {
+        remove_raw(self.0);
+    }
+}
+
+/// Removes the segment and the semaphore set at `key`, ours or not.
+pub fn remove_raw(key: Key) {
+    // SAFETY: plain System V calls on integers; failures are ignored.
+    unsafe {
+        let shm = libc::shmget(key.as_raw(), 0, 0);
+        if shm >= 0 {
+            libc::shmctl(shm, libc::IPC_RMID, std::ptr::null_mut());
+        }
+        let sem = libc::semget(key.as_raw(), 0, 0);
+        if sem >= 0 {
+            libc::semctl(sem, 0, libc::IPC_RMID);
+        }
+    }
+}
+
+/// Whether anything exists at `key`.
+pub fn key_in_use(key: Key) -> bool {
+    // SAFETY: plain System V lookups.
+    unsafe { libc::shmget(key.as_raw(), 0, 0) >= 0 || libc::semget(key.as_raw(), 0, 0) >= 0 }
+}
+
+/// A child process running `f`; killed and reaped on drop if still running.
+pub struct Child {
+    pub pid: Pid,
+    reaped: Option<i32>,
+}
+
+/// Forks a child that runs `f` and exits with its return value (101 if it
+/// panics). The child never returns into the test harness.
+pub fn spawn(f: impl FnOnce() -> i32) -> Child {
+    // SAFETY: the child only runs `f` and then `_exit`s; the test harness's
+    // other threads are not touched in the child (they do not exist there).
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            // The harness captures the test thread's output into the
+            // parent's memory; a child's copy of that buffer is lost. Write
+            // a child's panic straight to fd 2 so that it is seen.
+            std::panic::set_hook(Box::new(|info| {
+                let msg = format!("[child {}] {info}\n", std::process::id());
+                // SAFETY: writes a valid buffer to fd 2.
+                unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+            }));
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+            // SAFETY: _exit ends the child without running the parent's
+            // atexit handlers or destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => Child {
+            pid: child,
+            reaped: None,
+        },
+    }
+}
+
+impl Child {
+    /// Waits for the child and returns its exit code (128 + signal if killed).
+    pub fn wait(&mut self) -> i32 {
+        if let Some(c) = self.reaped {
+            return c;
+        }
+        let code = loop {
+            match waitpid(self.pid, None) {
+                Ok(WaitStatus::Exited(_, c)) => break c,
+                Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => panic!("waitpid: {e}"),
+            }
+        };
+        self.reaped = Some(code);
+        code
+    }
+
+    /// Waits at most `limit` for the child; kills it and panics if it is
+    /// still running then.
+    pub fn wait_timeout(&mut self, limit: Duration) -> i32 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(c) = self.reaped {
+                return c;
+            }
+            match waitpid(self.pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, c)) => {
+                    self.reaped = Some(c);
+                }
+                Ok(WaitStatus::Signaled(_, s, _)) => {
+                    self.reaped = Some(128 + s as i32);
+                }
+                _ => {
+                    if Instant::now() > deadline {
+                        self.kill();
+                        panic!("child {} still running after {limit:?}", self.pid);
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(&mut self) {
+        if self.reaped.is_none() {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            self.wait();
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Creates a channel at a fresh key with `options`, and a guard for it.
+pub fn fresh(options: shmchan::Options) -> (Channel, KeyGuard) {
+    let key = unique_key();
+    let guard = KeyGuard(key);
+    let ch = Channel::create(key, options).expect("create");
+    (ch, guard)
+}
+
+/// The payload of message `seq`: a length in 0..=max and bytes derived
+/// from the sequence number.
+pub fn payload(seq: u64, max: usize) -> Vec<u8> {
+    let len = (seq.wrapping_mul(2_654_435_761) % (max as u64 + 1)) as usize;
+    let mut v = Vec::with_capacity(len);
+    let mut x = seq ^ 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(x as u8);
+    }
+    v
+}
+
+// ---------------------------------------------------------------------------
+// Helpers added for the integration suite (transfer, blocking, liveness,
+// open_errors).
+// ---------------------------------------------------------------------------
+
+/// Semaphore numbers of a channel's set (see `src/channel.rs`): the data
+/// doorbell (receivers sleep on it), the space doorbell (senders sleep on
+/// it), live senders, live receivers.
+pub const SEM_DATA: u16 = 0;
+pub const SEM_SPACE: u16 = 1;
+pub const SEM_SENDERS: u16 = 2;
+pub const SEM_RECEIVERS: u16 = 3;
+
+/// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes.
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Polls `cond` (every ~100 µs) until it holds or `limit` passes; returns
+/// whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// `GETNCNT`: how many processes sleep in `semop` waiting for semaphore
+/// `num` of set `semid` to increase (-1 if the set is gone).
+pub fn sem_ncnt(semid: i32, num: u16) -> i32 {
+    // SAFETY: GETNCNT takes no fourth argument.
+    unsafe { libc::semctl(semid, i32::from(num), libc::GETNCNT) }
+}
+
+/// `GETVAL` of semaphore `num` of set `semid` (-1 if the set is gone).
+pub fn sem_val(semid: i32, num: u16) -> i32 {
+    // SAFETY: GETVAL takes no fourth argument.
+    unsafe { libc::semctl(semid, i32::from(num), libc::GETVAL) }
+}
+
+/// Blocks until the process is killed (for children that must hold an
+/// endpoint, a message or a grant until the parent kills them).
+pub fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// A one-way "I am ready" signal from children to the parent: a pipe
+/// created before the fork, so both sides hold both ends.
+pub struct Notify {
+    r: i32,
+    w: i32,
+}
+
+impl Notify {
+    pub fn new() -> Notify {
+        let mut fds = [0i32; 2];
+        // SAFETY: fds is a valid array of two ints.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        Notify {
+            r: fds[0],
+            w: fds[1],
+        }
+    }
+
+    /// Sends one token.
+    pub fn notify(&self) {
+        let b = [1u8];
+        // SAFETY: writes one byte from a valid buffer.
+        let n = unsafe { libc::write(self.w, b.as_ptr().cast(), 1) };
+        assert_eq!(n, 1, "write to notify pipe");
+    }
+
+    /// Waits at most `limit` for one token; returns whether one came.
+    pub fn wait(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut pfd = libc::pollfd {
+                fd: self.r,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: pfd is one valid pollfd.
+            let r =
+                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            if r > 0 {
+                let mut b = [0u8];
+                // SAFETY: reads one byte into a valid buffer.
+                let n = unsafe { libc::read(self.r, b.as_mut_ptr().cast(), 1) };
+                return n == 1;
+            }
+            if r == 0 || left.is_zero() {
+                return false;
+            }
+            // r < 0: EINTR; retry
+        }
+    }
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Notify::new()
+    }
+}
+
+impl Drop for Notify {
+    fn drop(&mut self) {
+        // SAFETY: closes the two fds this value owns.
+        unsafe {
+            libc::close(self.r);
+            libc::close(self.w);
+        }
+    }
+}
+
+/// Bounds a blocking call in the parent: after `limit`, unless dropped
+/// first, it removes the IPC objects at `key` (which makes any blocked
+/// endpoint return within a poll interval) and records that it fired; the
+/// test then asserts `!fired()`.
+pub struct Watchdog {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub fn new(key: Key, limit: Duration) -> Watchdog {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let f = fired.clone();
+        let thread = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                f.store(true, Ordering::SeqCst);
+                remove_raw(key);
+            }
+        });
+        Watchdog {
+            stop: Some(tx),
+            fired,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Creates a plain System V segment of `size` bytes at `key` (not a
+/// channel); returns its id.
+pub fn plain_segment(key: Key, size: usize) -> i32 {
+    // SAFETY: shmget takes plain integers.
+    let id = unsafe { libc::shmget(key.as_raw(), size, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+    assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+    id
+}
+
+/// Creates a plain semaphore set of `nsems` at `key`; returns its id.
+pub fn plain_semset(key: Key, nsems: i32) -> i32 {
+    // SAFETY: semget takes plain integers.
+    let id = unsafe {
+        libc::semget(
+            key.as_raw(),
+            nsems,
+            libc::IPC_CREAT | libc::IPC_EXCL | 0o600,
+        )
+    };
+    assert!(id >= 0, "semget: {}", std::io::Error::last_os_error());
+    id
+}
+
+/// Attaches the segment at `key` through a raw `shmat` and runs `f` on all
+/// of its bytes (read-write), then detaches.
+pub fn with_raw_segment<R>(key: Key, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    // SAFETY: plain System V calls; the slice covers exactly the mapping
+    // (shm_segsz bytes) and does not outlive it. Other processes may write
+    // the memory meanwhile; the tests only touch it while no peer does.
+    unsafe {
+        let id = libc::shmget(key.as_raw(), 0, 0);
+        assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+        let mut ds: libc::shmid_ds = std::mem::zeroed();
+        assert_eq!(
+            libc::shmctl(id, libc::IPC_STAT, &mut ds),
+            0,
+            "shmctl(IPC_STAT)"
+        );
+        let p = libc::shmat(id, std::ptr::null(), 0);
+        assert_ne!(p as isize, -1, "shmat: {}", std::io::Error::last_os_error());
+        let bytes = std::slice::from_raw_parts_mut(p.cast::<u8>(), ds.shm_segsz);
+        let r = f(bytes);
+        libc::shmdt(p);
+        r
+    }
+}
+
+/// A copy of every byte of the segment at `key`.
+pub fn segment_bytes(key: Key) -> Vec<u8> {
+    with_raw_segment(key, |b| b.to_vec())
+}
+
+/// Removes the channel through the API, drops the guard, and asserts that
+/// nothing is left at the key.
+pub fn finish(ch: Channel, guard: KeyGuard) {
+    let key = ch.key();
+    ch.remove().expect("Channel::remove");
+    drop(ch);
+    drop(guard);
+    assert!(!key_in_use(key), "IPC objects left at {key}");
+}
+
+/// A deterministic message stream, cheap to produce and to check even in a
+/// debug build: message `seq` has the length `payload(seq, max)` has (every
+/// length in 0..=max occurs in any max+1 consecutive messages); its first
+/// (up to) 8 bytes are `seq` little-endian and the rest is a slice of a
+/// pseudo-random pool at an offset derived from `seq`. Every byte of a
+/// message is compared (as slices, so with memcmp) by `check`.
+pub struct Stream {
+    pool: Vec<u8>,
+    max: usize,
+}
+
+const POOL_LEN: usize = 1 << 20;
+
+impl Stream {
+    pub fn new(max: usize) -> Stream {
+        let mut pool = vec![0u8; POOL_LEN + max + 8];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for chunk in pool.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let n = chunk.len();
+            chunk.copy_from_slice(&x.to_le_bytes()[..n]);
+        }
+        Stream { pool, max }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Length of message `seq` (the same as `payload(seq, max).len()`).
+    pub fn len(&self, seq: u64) -> usize {
+        (seq.wrapping_mul(2_654_435_761) % (self.max as u64 + 1)) as usize
+    }
+
+    fn offset(seq: u64) -> usize {
+        (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 44) as usize // 20 bits
+    }
+
+    /// Writes message `seq` into `out`, which must be `len(seq)` long.
+    pub fn fill(&self, seq: u64, out: &mut [u8]) {
+        let n = out.len();
+        assert_eq!(n, self.len(seq));
+        let k = n.min(8);
+        out[..k].copy_from_slice(&seq.to_le_bytes()[..k]);
+        if n > 8 {
+            let off = Self::offset(seq);
+            out[8..].copy_from_slice(&self.pool[off + 8..off + n]);
+        }
+    }
+
+    /// Message `seq` as a vector.
+    pub fn message(&self, seq: u64) -> Vec<u8> {
+        let mut v = vec![0u8; self.len(seq)];
+        self.fill(seq, &mut v);
+        v
+    }
+
+    /// Whether `got` is exactly message `seq`; on mismatch, says where.
+    pub fn check(&self, seq: u64, got: &[u8]) -> Result<(), String> {
+        let n = self.len(seq);
+        if got.len() != n {
+            return Err(format!(
+                "message {seq}: length {} instead of {n}",
+                got.len()
+            ));
+        }
+        let k = n.min(8);
+        let off = Self::offset(seq);
+        if got[..k] == seq.to_le_bytes()[..k] && (n <= 8 || got[8..] == self.pool[off + 8..off + n])
+        {
+            return Ok(());
+        }
+        let want = self.message(seq);
+        let i = want.iter().zip(got).position(|(a, b)| a != b).unwrap_or(0);
+        let stamp = if n >= 8 {
+            u64::from_le_bytes(got[..8].try_into().unwrap())
+        } else {
+            0
+        };
+        Err(format!(
+            "message {seq} (len {n}): first wrong byte at {i}: {:#04x} instead of {:#04x} (stamp in message: {stamp})",
+            got[i], want[i]
+        ))
+    }
+}

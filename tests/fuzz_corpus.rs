@@ -1,0 +1,415 @@
+//! Replays the fuzz corpora (`fuzz/corpus/<target>/`) through the bodies of
+//! the fuzz targets in `shmchan::fuzz_support`, on stable, and keeps the
+//! committed seeds (`seed-*` files) in step with the generator below.
+//!
+//! After a change to the header format or to the seeds, rewrite them with
+//!
+//! ```text
+//! SHMCHAN_WRITE_CORPUS=1 cargo test --test fuzz_corpus
+//! ```
+//!
+//! Files the fuzzer adds (named by hash) are replayed too but not checked.
+//! Header fields are native-endian, so the seeds are those of a
+//! little-endian machine.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use shmchan::fuzz_support;
+use shmchan::layout::{
+    offset, validate, Flavor, HeaderError, Layout, HEADER_SIZE, LINE, MAGIC, MAX_CAPACITY,
+    STATE_READY,
+};
+
+const WRITE_VAR: &str = "SHMCHAN_WRITE_CORPUS";
+const SEED_PREFIX: &str = "seed-";
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join("corpus")
+        .join(target)
+}
+
+/// One seed of the `header` target, and the outcome `validate` must give.
+struct Seed {
+    name: String,
+    expect: &'static str,
+    bytes: Vec<u8>,
+}
+
+/// The name of an outcome of `validate`. Exhaustive on purpose: a new
+/// error variant fails to compile here until it has a seed.
+fn outcome(r: &Result<Layout, HeaderError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(HeaderError::TooShort { .. }) => "too-short",
+        Err(HeaderError::BadMagic { .. }) => "bad-magic",
+        Err(HeaderError::UnsupportedVersion { .. }) => "bad-version",
+        Err(HeaderError::NotReady { .. }) => "not-ready",
+        Err(HeaderError::BadFlavor { .. }) => "bad-flavor",
+        Err(HeaderError::BadDataOffset { .. }) => "bad-data-offset",
+        Err(HeaderError::BadCapacity { .. }) => "bad-capacity",
+        Err(HeaderError::SegmentLenMismatch { .. }) => "segment-len-mismatch",
+        Err(HeaderError::RegionOutside { .. }) => "region-outside",
+        Err(HeaderError::BadPositions { .. }) => "bad-positions",
+        Err(HeaderError::MaxMessageTooLarge { .. }) => "max-message-too-large",
+    }
+}
+
+/// Outcomes `validate` can give (it never checks ring positions).
+const OUTCOMES: [&str; 11] = [
+    "ok",
+    "too-short",
+    "bad-magic",
+    "bad-version",
+    "not-ready",
+    "bad-flavor",
+    "bad-data-offset",
+    "bad-capacity",
+    "segment-len-mismatch",
+    "region-outside",
+    "max-message-too-large",
+];
+
+/// A layout with fixed creator fields (no page size, pid or clock, so the
+/// seeds are the same on every run).
+fn layout(flavor: Flavor, capacity: usize, max_message: usize, segment_len: usize) -> Layout {
+    Layout {
+        flavor,
+        data_offset: HEADER_SIZE,
+        capacity,
+        max_message,
+        segment_len,
+        creator_pid: 4242,
+        creator_uid: 1000,
+        created_at: 1_700_000_000,
+    }
+}
+
+/// A ready 512-byte header copy for `l`.
+fn header(l: &Layout) -> Vec<u8> {
+    let mut b = vec![0u8; HEADER_SIZE];
+    b[..LINE].copy_from_slice(&l.encode());
+    b[offset::STATE..offset::STATE + 4].copy_from_slice(&STATE_READY.to_ne_bytes());
+    b
+}
+
+/// A `header` input: the copy, then the segment length.
+fn input(header: &[u8], segment_len: u64) -> Vec<u8> {
+    let mut b = header.to_vec();
+    b.extend_from_slice(&segment_len.to_ne_bytes());
+    b
+}
+
+fn set(b: &mut [u8], off: usize, v: &[u8]) {
+    b[off..off + v.len()].copy_from_slice(v);
+}
+
+fn header_seeds() -> Vec<Seed> {
+    let mut seeds = Vec::new();
+    let mut add = |expect: &'static str, what: &str, bytes: Vec<u8>| {
+        let name = format!("{SEED_PREFIX}{:02}-{what}", seeds.len());
+        seeds.push(Seed {
+            name,
+            expect,
+            bytes,
+        });
+    };
+
+    // Accepted images, at the edges of each field's range.
+    let ok =
+        |flavor, cap, max, seg: usize| input(&header(&layout(flavor, cap, max, seg)), seg as u64);
+    add("ok", "spsc-64", ok(Flavor::Spsc, 64, 56, 4096));
+    add(
+        "ok",
+        "spsc-64-tight-segment",
+        ok(Flavor::Spsc, 64, 56, HEADER_SIZE + 64),
+    );
+    add("ok", "spsc-64-max-0", ok(Flavor::Spsc, 64, 0, 4096));
+    add("ok", "spsc-4096", ok(Flavor::Spsc, 4096, 1016, 8192));
+    add(
+        "ok",
+        "mpsc-8192-max-100",
+        ok(Flavor::Mpsc, 8192, 100, 12288),
+    );
+    add(
+        "ok",
+        "spsc-1m-max-full",
+        ok(Flavor::Spsc, 1 << 20, (1 << 20) - 8, (1 << 20) + 4096),
+    );
+    add(
+        "ok",
+        "mpsc-1t-max-u32",
+        ok(
+            Flavor::Mpsc,
+            MAX_CAPACITY,
+            u32::MAX as usize,
+            MAX_CAPACITY + 4096,
+        ),
+    );
+    let mut b = header(&layout(Flavor::Spsc, 4096, 1016, 8192));
+    set(&mut b, offset::CREATOR_PID, &[0xff; 16]); // pid, uid, created_at
+    set(&mut b, offset::STATE + 4, &[0xa5; LINE - offset::STATE - 4]); // line 0 padding
+    set(&mut b, LINE, &[0x5a; HEADER_SIZE - LINE]); // ring state lines
+    add("ok", "spsc-4096-noise-outside-fields", input(&b, 8192));
+
+    // Too short: the segment length is then the input's length.
+    let base = header(&layout(Flavor::Spsc, 4096, 1016, 8192));
+    add("too-short", "empty", Vec::new());
+    add("too-short", "one-byte", vec![b'S']);
+    add("too-short", "magic-only", MAGIC.to_ne_bytes().to_vec());
+    add("too-short", "511-bytes", base[..HEADER_SIZE - 1].to_vec());
+    add(
+        "segment-len-mismatch",
+        "header-without-length",
+        base.clone(),
+    );
+    let mut b = base.clone();
+    b.extend_from_slice(&[0; 4]);
+    add("segment-len-mismatch", "half-a-length", b);
+
+    // Each field wrong in turn, on top of a good spsc-4096 image.
+    let mut bad = |expect, what: &str, off: usize, v: &[u8], seg: u64| {
+        let mut b = base.clone();
+        set(&mut b, off, v);
+        add(expect, what, input(&b, seg));
+    };
+    bad(
+        "bad-magic",
+        "magic-0",
+        offset::MAGIC,
+        &0u64.to_ne_bytes(),
+        8192,
+    );
+    bad(
+        "bad-magic",
+        "magic-swapped",
+        offset::MAGIC,
+        &MAGIC.swap_bytes().to_ne_bytes(),
+        8192,
+    );
+    bad(
+        "bad-version",
+        "version-0",
+        offset::VERSION,
+        &0u32.to_ne_bytes(),
+        8192,
+    );
+    bad(
+        "bad-version",
+        "version-2",
+        offset::VERSION,
+        &2u32.to_ne_bytes(),
+        8192,
+    );
+    bad(
+        "not-ready",
+        "state-0",
+        offset::STATE,
+        &0u32.to_ne_bytes(),
+        8192,
+    );
+    bad(
+        "not-ready",
+        "state-swapped",
+        offset::STATE,
+        &STATE_READY.swap_bytes().to_ne_bytes(),
+        8192,
+    );
+    bad(
+        "bad-flavor",
+        "flavor-0",
+        offset::FLAVOR,
+        &0u32.to_ne_bytes(),
+        8192,
+    );
+    bad(
+        "bad-flavor",
+        "flavor-3",
+        offset::FLAVOR,
+        &3u32.to_ne_bytes(),
+        8192,
+    );
+    for v in [0u64, 511, 513, u64::MAX] {
+        bad(
+            "bad-data-offset",
+            &format!("data-offset-{v}"),
+            offset::DATA_OFFSET,
+            &v.to_ne_bytes(),
+            8192,
+        );
+    }
+    for v in [
+        0u64,
+        32,
+        3000,
+        (MAX_CAPACITY as u64) << 1,
+        1 << 63,
+        u64::MAX,
+    ] {
+        bad(
+            "bad-capacity",
+            &format!("capacity-{v}"),
+            offset::CAPACITY,
+            &v.to_ne_bytes(),
+            8192,
+        );
+    }
+    bad(
+        "segment-len-mismatch",
+        "segment-one-more",
+        offset::SEGMENT_LEN,
+        &8192u64.to_ne_bytes(),
+        8193,
+    );
+    bad(
+        "segment-len-mismatch",
+        "segment-0",
+        offset::SEGMENT_LEN,
+        &8192u64.to_ne_bytes(),
+        0,
+    );
+    bad(
+        "region-outside",
+        "capacity-1m-in-8k",
+        offset::CAPACITY,
+        &(1u64 << 20).to_ne_bytes(),
+        8192,
+    );
+    bad(
+        "region-outside",
+        "one-byte-short",
+        offset::SEGMENT_LEN,
+        &4607u64.to_ne_bytes(),
+        4607,
+    );
+    bad(
+        "max-message-too-large",
+        "max-capacity-minus-7",
+        offset::MAX_MESSAGE,
+        &4089u64.to_ne_bytes(),
+        8192,
+    );
+    bad(
+        "max-message-too-large",
+        "max-u64",
+        offset::MAX_MESSAGE,
+        &u64::MAX.to_ne_bytes(),
+        8192,
+    );
+    let mut b = header(&layout(Flavor::Mpsc, MAX_CAPACITY, 0, MAX_CAPACITY + 4096));
+    set(
+        &mut b,
+        offset::MAX_MESSAGE,
+        &(u64::from(u32::MAX) + 1).to_ne_bytes(),
+    );
+    add(
+        "max-message-too-large",
+        "max-past-u32",
+        input(&b, (MAX_CAPACITY + 4096) as u64),
+    );
+    seeds
+}
+
+/// Runs `body` on every file of `dir`, naming the file that panics.
+fn replay(dir: &Path, body: fn(&[u8])) -> usize {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for f in &files {
+        let data = fs::read(f).unwrap();
+        if panic::catch_unwind(AssertUnwindSafe(|| body(&data))).is_err() {
+            panic!("{} fails the fuzz target", f.display());
+        }
+    }
+    files.len()
+}
+
+/// In write mode (`SHMCHAN_WRITE_CORPUS` set), rewrites the seeds once,
+/// before any test of this file reads the corpus.
+fn write_seeds_if_asked() {
+    static ONCE: Once = Once::new();
+    if std::env::var_os(WRITE_VAR).is_none() {
+        return;
+    }
+    ONCE.call_once(|| {
+        let dir = corpus_dir("header");
+        let seeds = header_seeds();
+        let names: BTreeSet<&str> = seeds.iter().map(|s| s.name.as_str()).collect();
+        fs::create_dir_all(&dir).unwrap();
+        for old in committed_seeds(&dir)
+            .iter()
+            .filter(|n| !names.contains(n.as_str()))
+        {
+            fs::remove_file(dir.join(old)).unwrap();
+        }
+        for s in &seeds {
+            fs::write(dir.join(&s.name), &s.bytes).unwrap();
+        }
+        eprintln!("wrote {} seeds to {}", seeds.len(), dir.display());
+    });
+}
+
+/// The names of the `seed-*` files in `dir`.
+fn committed_seeds(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(SEED_PREFIX))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn header_corpus_replays() {
+    write_seeds_if_asked();
+    let n = replay(&corpus_dir("header"), fuzz_support::header);
+    assert!(
+        n >= header_seeds().len(),
+        "only {n} files in the header corpus"
+    );
+}
+
+#[test]
+fn header_seeds_give_their_outcomes_and_cover_every_check() {
+    let mut seen = BTreeSet::new();
+    for s in header_seeds() {
+        let (copy, segment_len) = fuzz_support::split_header_input(&s.bytes);
+        let got = outcome(&validate(copy, segment_len));
+        assert_eq!(got, s.expect, "seed {}", s.name);
+        seen.insert(got);
+    }
+    let missing: Vec<_> = OUTCOMES.iter().filter(|o| !seen.contains(*o)).collect();
+    assert!(missing.is_empty(), "no seed for {missing:?}");
+}
+
+#[test]
+fn header_seeds_are_current() {
+    write_seeds_if_asked();
+    let dir = corpus_dir("header");
+    let seeds = header_seeds();
+    let names: BTreeSet<&str> = seeds.iter().map(|s| s.name.as_str()).collect();
+    let hint = format!("run `{WRITE_VAR}=1 cargo test --test fuzz_corpus`");
+    for s in &seeds {
+        let on_disk = fs::read(dir.join(&s.name)).unwrap_or_default();
+        assert!(
+            on_disk == s.bytes,
+            "seed {} is missing or stale: {hint}",
+            s.name
+        );
+    }
+    let committed = committed_seeds(&dir);
+    let stale: Vec<_> = committed
+        .iter()
+        .filter(|n| !names.contains(n.as_str()))
+        .collect();
+    assert!(stale.is_empty(), "stale seeds {stale:?}: {hint}");
+}

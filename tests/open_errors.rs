@@ -1,0 +1,734 @@
+//! Opening, creating and removing: every `OpenError` a caller can meet,
+//! foreign IPC objects left untouched, and removal under a sleeping peer.
+
+mod common;
+use common::*;
+use shmchan::layout::{offset, HeaderError};
+use shmchan::{
+    Channel, Flavor, OpenError, Options, RecvError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+
+/// Exit codes of children that try to take an endpoint.
+const GOT_BUSY: i32 = 0;
+const GOT_IT: i32 = 1;
+const GOT_OTHER: i32 = 2;
+
+fn outcome<E>(r: Result<E, OpenError>) -> i32 {
+    match r {
+        Err(OpenError::Busy) => GOT_BUSY,
+        Ok(_) => GOT_IT,
+        Err(_) => GOT_OTHER,
+    }
+}
+
+fn busy_across_processes(sender: bool) {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let key = ch.key();
+    let take = |ch: &Channel| -> i32 {
+        if sender {
+            outcome(ch.sender())
+        } else {
+            outcome(ch.receiver())
+        }
+    };
+    // A child holds the endpoint.
+    let ready = Notify::new();
+    let mut holder = spawn(|| {
+        let ch = Channel::open(key).unwrap();
+        let _keep = if sender {
+            Some(ch.sender().unwrap())
+        } else {
+            None
+        };
+        let _keep2 = if sender {
+            None
+        } else {
+            Some(ch.receiver().unwrap())
+        };
+        ready.notify();
+        sleep_forever()
+    });
+    assert!(ready.wait(T), "the holder failed");
+    // Busy in the parent, through the creating handle and a fresh open.
+    assert_eq!(take(&ch), GOT_BUSY);
+    assert_eq!(take(&Channel::open(key).unwrap()), GOT_BUSY);
+    // Busy in a third process.
+    let mut other = spawn(|| take(&Channel::open(key).unwrap()));
+    assert_eq!(
+        other.wait_timeout(T),
+        GOT_BUSY,
+        "a third process was not refused"
+    );
+    // The holder is killed: its place is free.
+    holder.kill();
+    let kind = if sender { SEM_SENDERS } else { SEM_RECEIVERS };
+    assert_eq!(
+        sem_val(ch.sem_id(), kind),
+        0,
+        "the killed holder still counts"
+    );
+    let mine = if sender {
+        ch.sender().map(drop)
+    } else {
+        ch.receiver().map(drop)
+    };
+    mine.expect("the place of a killed holder is free");
+    // Now the parent holds it: a child is refused, until the parent drops it.
+    let keep = if sender {
+        Some(ch.sender().unwrap())
+    } else {
+        None
+    };
+    let keep2 = if sender {
+        None
+    } else {
+        Some(ch.receiver().unwrap())
+    };
+    let mut other = spawn(|| take(&Channel::open(key).unwrap()));
+    assert_eq!(
+        other.wait_timeout(T),
+        GOT_BUSY,
+        "a child was not refused while the parent holds it"
+    );
+    drop((keep, keep2));
+    let mut other = spawn(|| take(&Channel::open(key).unwrap()));
+    assert_eq!(
+        other.wait_timeout(T),
+        GOT_IT,
+        "a child was refused after the parent dropped it"
+    );
+    finish(ch, guard);
+}
+
+#[test]
+fn second_sender_is_busy_across_processes_until_holder_killed() {
+    busy_across_processes(true);
+}
+
+#[test]
+fn second_receiver_is_busy_across_processes_until_holder_killed() {
+    busy_across_processes(false);
+}
+
+#[test]
+fn create_on_a_used_key_is_already_exists_and_leaves_it_alone() {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let key = ch.key();
+    let (shm_id, sem_id) = (ch.shm_id(), ch.sem_id());
+    assert!(matches!(
+        Channel::create(key, Options::default()),
+        Err(OpenError::AlreadyExists)
+    ));
+    let mut child = spawn(|| match Channel::create(key, Options::default()) {
+        Err(OpenError::AlreadyExists) => 0,
+        _ => 1,
+    });
+    assert_eq!(
+        child.wait_timeout(T),
+        0,
+        "create in a child was not AlreadyExists"
+    );
+    // The channel is the same one and works.
+    let again = Channel::open(key).unwrap();
+    assert_eq!((again.shm_id(), again.sem_id()), (shm_id, sem_id));
+    assert_eq!(again.capacity(), 4096);
+    let mut tx = again.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    tx.send(b"still here").unwrap();
+    assert_eq!(&*rx.recv_timeout(T).unwrap(), b"still here");
+    drop((tx, rx, again));
+    finish(ch, guard);
+
+    // A foreign segment alone at the key: AlreadyExists; the segment is
+    // untouched and the semaphore set `create` made first is taken back.
+    let key = unique_key();
+    let guard = KeyGuard(key);
+    let seg = plain_segment(key, 8192);
+    with_raw_segment(key, |b| b.fill(0x3C));
+    assert!(matches!(
+        Channel::create(key, Options::default()),
+        Err(OpenError::AlreadyExists)
+    ));
+    // SAFETY: plain lookups.
+    assert_eq!(
+        unsafe { libc::shmget(key.as_raw(), 0, 0) },
+        seg,
+        "the foreign segment is gone"
+    );
+    assert!(
+        unsafe { libc::semget(key.as_raw(), 0, 0) } < 0,
+        "create left a semaphore set"
+    );
+    assert!(
+        segment_bytes(key).iter().all(|&b| b == 0x3C),
+        "the foreign segment was written"
+    );
+    drop(guard);
+    assert!(!key_in_use(key));
+
+    // A foreign semaphore set alone at the key: AlreadyExists, left alone.
+    let key = unique_key();
+    let guard = KeyGuard(key);
+    let set = plain_semset(key, 2);
+    assert!(matches!(
+        Channel::create(key, Options::default()),
+        Err(OpenError::AlreadyExists)
+    ));
+    // SAFETY: plain lookups.
+    assert_eq!(unsafe { libc::semget(key.as_raw(), 0, 0) }, set);
+    assert!(
+        unsafe { libc::shmget(key.as_raw(), 0, 0) } < 0,
+        "create left a segment"
+    );
+    drop(guard);
+    assert!(!key_in_use(key));
+}
+
+#[test]
+fn open_and_remove_key_of_an_unused_key_are_not_found() {
+    let key = unique_key();
+    let _guard = KeyGuard(key);
+    assert!(matches!(Channel::open(key), Err(OpenError::NotFound)));
+    assert!(matches!(Channel::remove_key(key), Err(OpenError::NotFound)));
+    let mut child = spawn(|| match Channel::open(key) {
+        Err(OpenError::NotFound) => 0,
+        _ => 1,
+    });
+    assert_eq!(child.wait_timeout(T), 0);
+    assert!(!key_in_use(key), "open or remove_key created something");
+}
+
+#[test]
+fn invalid_options_create_nothing() {
+    let key = unique_key();
+    let _guard = KeyGuard(key);
+    for opts in [
+        Options::default().mode(0o1777),
+        Options::default().capacity(1024).max_message(1017),
+        Options::default().capacity(1 << 41),
+    ] {
+        assert!(matches!(
+            Channel::create(key, opts),
+            Err(OpenError::InvalidOptions(_))
+        ));
+        assert!(!key_in_use(key));
+    }
+    assert!(matches!(
+        Channel::create(key, Options::default().flavor(Flavor::Mpsc)),
+        Err(OpenError::Unsupported)
+    ));
+    assert!(!key_in_use(key));
+    // The largest max_message is accepted.
+    let ch = Channel::create(key, Options::default().capacity(1024).max_message(1016)).unwrap();
+    assert_eq!(ch.max_message(), 1016);
+    finish(ch, _guard);
+}
+
+/// `max_message + 1` is refused by every sending call and publishes
+/// nothing; exactly `max_message` (and 0) bytes go through intact.
+#[test]
+fn too_large_is_refused_and_exactly_max_message_works() {
+    const MAX: usize = 3000;
+    let (ch, guard) = fresh(Options::default().capacity(8192).max_message(MAX));
+    let key = ch.key();
+    let mut tx = ch.sender().unwrap();
+    // The receiver child could die before connecting: bound the blocking calls.
+    let dog = Watchdog::new(key, Duration::from_secs(60));
+    let big = vec![9u8; MAX + 1];
+    let too = (MAX + 1, MAX);
+    assert_eq!(
+        tx.try_send(&big).unwrap_err(),
+        TrySendError::TooLarge {
+            len: too.0,
+            max: too.1
+        }
+    );
+    assert_eq!(
+        tx.send(&big).unwrap_err(),
+        SendError::TooLarge {
+            len: too.0,
+            max: too.1
+        }
+    );
+    assert_eq!(
+        tx.send_timeout(&big, T).unwrap_err(),
+        SendTimeoutError::TooLarge {
+            len: too.0,
+            max: too.1
+        }
+    );
+    assert_eq!(
+        tx.reserve(MAX + 1).unwrap_err(),
+        SendError::TooLarge {
+            len: too.0,
+            max: too.1
+        }
+    );
+    assert_eq!(
+        tx.try_reserve(MAX + 1).unwrap_err(),
+        TrySendError::TooLarge {
+            len: too.0,
+            max: too.1
+        }
+    );
+    assert_eq!(
+        tx.try_send(&vec![0; 1 << 20]).unwrap_err(),
+        TrySendError::TooLarge {
+            len: 1 << 20,
+            max: MAX
+        }
+    );
+    let full: Vec<u8> = (0..MAX).map(|i| (i * 7 + 3) as u8).collect();
+    let mut child = spawn(|| {
+        let ch = Channel::open(key).unwrap();
+        let mut rx = ch.receiver().unwrap();
+        assert_eq!(&*rx.recv_timeout(T).unwrap(), &full[..]);
+        assert_eq!(rx.recv_timeout(T).unwrap().len(), 0);
+        assert_eq!(&*rx.recv_timeout(T).unwrap(), &full[..]);
+        assert_eq!(&*rx.recv_timeout(T).unwrap(), &full[..]);
+        assert_eq!(
+            rx.recv_timeout(T).unwrap_err(),
+            shmchan::RecvTimeoutError::Disconnected
+        );
+        0
+    });
+    tx.send(&full).unwrap();
+    tx.try_send(&[]).unwrap();
+    // Full (two max records don't fit with the first) or not, it is no error.
+    tx.send_timeout(&full, T).unwrap();
+    let mut g = tx.reserve(MAX).unwrap();
+    assert_eq!(g.len(), MAX);
+    g.copy_from_slice(&full);
+    g.commit();
+    assert_eq!(
+        tx.try_send(&big).unwrap_err(),
+        TrySendError::TooLarge {
+            len: too.0,
+            max: too.1
+        }
+    );
+    drop(tx);
+    assert_eq!(child.wait_timeout(T), 0, "the receiver child failed");
+    assert!(!dog.fired());
+    drop(dog);
+    finish(ch, guard);
+}
+
+/// Fills `bytes` with pseudo-random non-zero bytes.
+fn scribble(bytes: &mut [u8]) {
+    let mut x = 0x1234_5678_9abc_def1u64;
+    for b in bytes {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x as u8) | 1;
+    }
+}
+
+#[test]
+fn plain_segments_are_not_a_channel_and_never_written() {
+    // Zeroed, no semaphore set.
+    let key = unique_key();
+    let guard = KeyGuard(key);
+    plain_segment(key, 8192);
+    assert!(matches!(Channel::open(key), Err(OpenError::NotAChannel)));
+    assert!(matches!(
+        Channel::remove_key(key),
+        Err(OpenError::NotAChannel)
+    ));
+    assert!(
+        segment_bytes(key).iter().all(|&b| b == 0),
+        "a zeroed foreign segment was written"
+    );
+    drop(guard);
+    assert!(!key_in_use(key));
+
+    // Random non-zero bytes, no semaphore set; then also with a 4-semaphore
+    // set at the key (so that open gets as far as the magic). Opened from a
+    // child and from the parent; not a byte may change.
+    let key = unique_key();
+    let guard = KeyGuard(key);
+    let seg = plain_segment(key, 3 * 4096);
+    with_raw_segment(key, scribble);
+    let before = segment_bytes(key);
+    for with_set in [false, true] {
+        if with_set {
+            plain_semset(key, 4);
+        }
+        assert!(matches!(Channel::open(key), Err(OpenError::NotAChannel)));
+        assert!(
+            segment_bytes(key) == before,
+            "open modified a foreign segment"
+        );
+        let mut child = spawn(|| match Channel::open(key) {
+            Err(OpenError::NotAChannel) => 0,
+            _ => 1,
+        });
+        assert_eq!(
+            child.wait_timeout(T),
+            0,
+            "open in a child was not NotAChannel"
+        );
+        assert!(
+            segment_bytes(key) == before,
+            "open in a child modified a foreign segment"
+        );
+        assert!(matches!(
+            Channel::remove_key(key),
+            Err(OpenError::NotAChannel)
+        ));
+        // SAFETY: plain lookups.
+        assert_eq!(
+            unsafe { libc::shmget(key.as_raw(), 0, 0) },
+            seg,
+            "the foreign segment was removed"
+        );
+        if with_set {
+            assert!(
+                unsafe { libc::semget(key.as_raw(), 0, 0) } >= 0,
+                "the foreign set was removed"
+            );
+        }
+        assert!(
+            segment_bytes(key) == before,
+            "remove_key modified a foreign segment"
+        );
+    }
+    drop(guard);
+    assert!(!key_in_use(key));
+
+    // Smaller than a header.
+    let key = unique_key();
+    let guard = KeyGuard(key);
+    plain_segment(key, 100);
+    with_raw_segment(key, scribble);
+    let before = segment_bytes(key);
+    assert!(matches!(Channel::open(key), Err(OpenError::NotAChannel)));
+    assert!(matches!(
+        Channel::remove_key(key),
+        Err(OpenError::NotAChannel)
+    ));
+    assert!(segment_bytes(key) == before);
+    drop(guard);
+    assert!(!key_in_use(key));
+}
+
+/// What a creator killed between its semaphore set and its ready mark
+/// leaves (a zeroed segment and a 4-semaphore set, made by a dead process):
+/// open says NotInitialized without waiting, remove_key cleans it up.
+#[test]
+fn creator_died_while_initialising_not_initialized_and_remove_key_cleans() {
+    let key = unique_key();
+    let guard = KeyGuard(key);
+    let mut creator = spawn(|| {
+        plain_semset(key, 4);
+        plain_segment(key, 4096 + 4096);
+        0
+    });
+    assert_eq!(creator.wait_timeout(T), 0);
+    let t = Instant::now();
+    assert!(matches!(Channel::open(key), Err(OpenError::NotInitialized)));
+    assert!(
+        t.elapsed() < Duration::from_millis(900),
+        "open waited for a dead creator"
+    );
+    assert!(
+        segment_bytes(key).iter().all(|&b| b == 0),
+        "open wrote a half-made channel"
+    );
+    Channel::remove_key(key).unwrap();
+    assert!(!key_in_use(key));
+    drop(guard);
+}
+
+/// Rewrites `bytes` at `off` of the segment at `key`, then checks that
+/// `open` fails as `check` says, from the parent and from a child, and that
+/// it writes nothing; then `remove_key` removes the channel.
+fn corrupt_then_open(off: usize, bytes: &[u8], check: fn(&OpenError) -> bool) {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let key = ch.key();
+    drop(ch);
+    with_raw_segment(key, |b| b[off..off + bytes.len()].copy_from_slice(bytes));
+    let before = segment_bytes(key);
+    let e = Channel::open(key).unwrap_err();
+    assert!(check(&e), "unexpected error {e:?}");
+    assert!(segment_bytes(key) == before, "open modified the segment");
+    let mut child = spawn(|| match Channel::open(key) {
+        Err(e) if check(&e) => 0,
+        _ => 1,
+    });
+    assert_eq!(
+        child.wait_timeout(T),
+        0,
+        "open in a child failed differently"
+    );
+    assert!(segment_bytes(key) == before, "open modified the segment");
+    Channel::remove_key(key).unwrap();
+    assert!(!key_in_use(key));
+    drop(guard);
+}
+
+#[test]
+fn version_edited_is_incompatible_version() {
+    assert_eq!(offset::VERSION, 8);
+    corrupt_then_open(8, &2u32.to_ne_bytes(), |e| {
+        matches!(
+            e,
+            OpenError::IncompatibleVersion {
+                found: 2,
+                supported: 1
+            }
+        )
+    });
+    corrupt_then_open(8, &u32::MAX.to_ne_bytes(), |e| {
+        matches!(
+            e,
+            OpenError::IncompatibleVersion {
+                found: u32::MAX,
+                supported: 1
+            }
+        )
+    });
+}
+
+#[test]
+fn capacity_edited_is_invalid_header() {
+    assert_eq!(offset::CAPACITY, 24);
+    corrupt_then_open(24, &3000u64.to_ne_bytes(), |e| {
+        matches!(
+            e,
+            OpenError::InvalidHeader(HeaderError::BadCapacity { found: 3000 })
+        )
+    });
+    // A power of two larger than the segment.
+    corrupt_then_open(24, &(1u64 << 20).to_ne_bytes(), |e| {
+        matches!(
+            e,
+            OpenError::InvalidHeader(HeaderError::RegionOutside { .. })
+        )
+    });
+    // max_message larger than the ring.
+    corrupt_then_open(offset::MAX_MESSAGE, &4089u64.to_ne_bytes(), |e| {
+        matches!(
+            e,
+            OpenError::InvalidHeader(HeaderError::MaxMessageTooLarge {
+                max_message: 4089,
+                ..
+            })
+        )
+    });
+}
+
+#[test]
+fn corrupted_magic_is_not_a_channel_and_remove_key_refuses_it() {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let key = ch.key();
+    drop(ch);
+    with_raw_segment(key, |b| b[..8].copy_from_slice(b"NOTOURS!"));
+    let before = segment_bytes(key);
+    assert!(matches!(Channel::open(key), Err(OpenError::NotAChannel)));
+    assert!(matches!(
+        Channel::remove_key(key),
+        Err(OpenError::NotAChannel)
+    ));
+    assert!(segment_bytes(key) == before);
+    drop(guard);
+    assert!(!key_in_use(key));
+}
+
+/// `Channel::remove` from the parent while a child sleeps in `recv` (with a
+/// live sender in the parent, so only the removal can end it): the child
+/// gets Disconnected within a second and exits with the code the parent
+/// expects; nothing is left at the key; the key is free for a new channel.
+#[test]
+fn remove_wakes_receiver_sleeping_in_child() {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let key = ch.key();
+    let _tx = ch.sender().unwrap();
+    let mut child = spawn(|| {
+        let ch = Channel::open(key).unwrap();
+        let mut rx = ch.receiver().unwrap();
+        rx.set_spin_limit(0);
+        match rx.recv() {
+            Err(RecvError::Disconnected) => {}
+            Ok(_) => return 3,
+            Err(_) => return 4,
+        }
+        let code = match rx.try_recv() {
+            Err(TryRecvError::Disconnected) => 42,
+            _ => 5,
+        };
+        code
+    });
+    assert!(
+        wait_until(T, || sem_ncnt(ch.sem_id(), SEM_DATA) >= 1),
+        "the receiver never slept in recv"
+    );
+    let t = Instant::now();
+    ch.remove().unwrap();
+    assert!(!key_in_use(key), "remove left IPC objects");
+    let code = child.wait_timeout(T);
+    let dt = t.elapsed();
+    assert_eq!(code, 42, "the child's recv did not end with Disconnected");
+    assert!(
+        dt < Duration::from_secs(1),
+        "the child took {dt:?} to notice the removal"
+    );
+    assert!(matches!(Channel::open(key), Err(OpenError::NotFound)));
+    assert!(matches!(ch.receiver(), Err(OpenError::NotFound)));
+    // The key can be used again.
+    drop(_tx);
+    drop(ch);
+    let ch = Channel::create(key, Options::default().capacity(4096)).unwrap();
+    finish(ch, guard);
+}
+
+/// The same for a sender asleep in `send` on a full ring in a child.
+#[test]
+fn remove_wakes_sender_blocked_on_full_ring_in_child() {
+    let (ch, guard) = fresh(Options::default().capacity(64).max_message(56));
+    let key = ch.key();
+    let _rx = ch.receiver().unwrap();
+    let mut child = spawn(|| {
+        let ch = Channel::open(key).unwrap();
+        let mut tx = ch.sender().unwrap();
+        tx.set_spin_limit(0);
+        tx.send(&[1; 56]).unwrap();
+        match tx.send(&[2; 56]) {
+            Err(SendError::Disconnected) => 42,
+            Ok(()) => 3,
+            Err(_) => 4,
+        }
+    });
+    assert!(
+        wait_until(T, || sem_ncnt(ch.sem_id(), SEM_SPACE) >= 1),
+        "the sender never slept on the full ring"
+    );
+    let t = Instant::now();
+    ch.remove().unwrap();
+    assert!(!key_in_use(key), "remove left IPC objects");
+    let code = child.wait_timeout(T);
+    let dt = t.elapsed();
+    assert_eq!(code, 42, "the child's send did not end with Disconnected");
+    assert!(
+        dt < Duration::from_secs(1),
+        "the child took {dt:?} to notice the removal"
+    );
+    drop(_rx);
+    drop(ch);
+    drop(guard);
+    assert!(!key_in_use(key));
+}
+
+/// `remove_key` removes a live channel (both objects) that another process
+/// created, and endpoints in the creator see Disconnected.
+#[test]
+fn remove_key_removes_a_channel_made_by_another_process() {
+    let key = unique_key();
+    let guard = KeyGuard(key);
+    let made = Notify::new();
+    let mut creator = spawn(|| {
+        let ch = Channel::create(key, Options::default().capacity(4096)).unwrap();
+        let mut tx = ch.sender().unwrap();
+        tx.send(b"one").unwrap();
+        made.notify();
+        let t = Instant::now();
+        loop {
+            match tx.send_timeout(b"more", Duration::from_millis(50)) {
+                Ok(()) | Err(SendTimeoutError::Timeout) => {}
+                Err(SendTimeoutError::Disconnected) => return 42,
+                Err(_) => return 2,
+            }
+            if t.elapsed() > T {
+                return 3;
+            }
+        }
+    });
+    assert!(made.wait(T), "the creator failed");
+    Channel::remove_key(key).unwrap();
+    assert!(!key_in_use(key));
+    assert_eq!(
+        creator.wait_timeout(T),
+        42,
+        "the creator's sender did not see the removal"
+    );
+    assert!(matches!(Channel::remove_key(key), Err(OpenError::NotFound)));
+    drop(guard);
+}
+
+/// Another process writes ring positions or a record header no correct
+/// peer writes: the endpoints report Corrupted (and new endpoints refuse
+/// the positions) instead of reading or writing outside the ring.
+#[test]
+fn corrupted_ring_state_written_by_another_process_is_reported() {
+    use shmchan::layout::{kind, record_header, HEADER_SIZE};
+    use shmchan::{RecvTimeoutError, TryRecvError};
+    let (ch, guard) = fresh(Options::default().capacity(4096).max_message(56));
+    let key = ch.key();
+    let mut rx = ch.receiver().unwrap();
+    let dog = Watchdog::new(key, Duration::from_secs(60));
+    // Runs `f` on the segment's bytes in a child (the "bad peer").
+    let poke = |f: fn(&mut [u8])| {
+        let mut c = spawn(|| {
+            with_raw_segment(key, f);
+            0
+        });
+        assert_eq!(c.wait_timeout(T), 0);
+    };
+    // tail beyond head + capacity
+    poke(|b| b[offset::TAIL..offset::TAIL + 8].copy_from_slice(&(4096u64 + 8).to_ne_bytes()));
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted(_))));
+    assert!(matches!(
+        rx.recv_timeout(T),
+        Err(RecvTimeoutError::Corrupted(_))
+    ));
+    assert!(matches!(rx.recv(), Err(RecvError::Corrupted(_))));
+    assert!(matches!(
+        ch.sender(),
+        Err(OpenError::InvalidHeader(HeaderError::BadPositions { .. }))
+    ));
+    // a record of an unknown kind
+    poke(|b| {
+        b[offset::TAIL..offset::TAIL + 8].copy_from_slice(&16u64.to_ne_bytes());
+        b[HEADER_SIZE..HEADER_SIZE + 8].copy_from_slice(&record_header(7, 8).to_ne_bytes());
+    });
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted(_))));
+    // a message longer than what was published
+    poke(|b| {
+        b[HEADER_SIZE..HEADER_SIZE + 8]
+            .copy_from_slice(&record_header(kind::MESSAGE, 40).to_ne_bytes())
+    });
+    assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted(_))));
+    // a well-formed record written by the peer is received
+    poke(|b| {
+        b[HEADER_SIZE..HEADER_SIZE + 8]
+            .copy_from_slice(&record_header(kind::MESSAGE, 8).to_ne_bytes());
+        b[HEADER_SIZE + 8..HEADER_SIZE + 16].copy_from_slice(b"by hand!");
+    });
+    assert_eq!(&*rx.try_recv().unwrap(), b"by hand!");
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    // The sender side: a full ring whose head is then moved past tail.
+    let mut tx = ch.sender().unwrap();
+    while tx.try_send(&[5; 56]).is_ok() {}
+    poke(|b| {
+        let tail = u64::from_ne_bytes(b[offset::TAIL..offset::TAIL + 8].try_into().unwrap());
+        b[offset::HEAD..offset::HEAD + 8].copy_from_slice(&(tail + 64).to_ne_bytes());
+    });
+    assert!(matches!(
+        tx.try_send(&[5; 56]),
+        Err(TrySendError::Corrupted(_))
+    ));
+    assert!(matches!(tx.send(&[5; 56]), Err(SendError::Corrupted(_))));
+    assert!(matches!(
+        tx.send_timeout(&[5; 56], T),
+        Err(SendTimeoutError::Corrupted(_))
+    ));
+    assert!(!dog.fired(), "the watchdog had to remove the channel");
+    drop(dog);
+    drop((tx, rx));
+    finish(ch, guard);
+}

@@ -1,0 +1,186 @@
+//! Bulk transfer between processes: order and integrity of every byte of
+//! a million variable-length messages through a ring that wraps tens of
+//! thousands of times, through the copy API and the zero-copy API.
+
+mod common;
+use common::*;
+use shmchan::{Channel, Options, RecvTimeoutError, TryRecvError, TrySendError};
+use std::time::{Duration, Instant};
+
+/// Messages per bulk test. Keep a million (see the report in the PR).
+const MESSAGES: u64 = 1_000_000;
+/// Largest message of the bulk tests.
+const MAX: usize = 4096;
+/// Ring of the bulk tests: much smaller than the ~2 GB they move.
+const CAPACITY: usize = 64 << 10;
+/// Bound on each receive of the bulk tests (a stuck sender fails the test).
+const STEP: Duration = Duration::from_secs(20);
+
+/// Receives `MESSAGES` messages with `recv_timeout`, checks every byte, then
+/// expects `Disconnected`; returns the bytes received.
+fn receive_all(rx: &mut shmchan::Receiver, stream: &Stream) -> u64 {
+    let mut total = 0u64;
+    for seq in 0..MESSAGES {
+        let m = rx
+            .recv_timeout(STEP)
+            .unwrap_or_else(|e| panic!("message {seq}: {e:?}"));
+        if let Err(e) = stream.check(seq, &m) {
+            panic!("{e}");
+        }
+        total += m.len() as u64;
+    }
+    assert_eq!(
+        rx.recv_timeout(STEP).unwrap_err(),
+        RecvTimeoutError::Disconnected
+    );
+    total
+}
+
+#[test]
+fn million_messages_copy_api_child_to_parent() {
+    let stream = Stream::new(MAX);
+    let (ch, guard) = fresh(Options::default().capacity(CAPACITY).max_message(MAX));
+    assert_eq!(ch.capacity(), CAPACITY);
+    assert_eq!(ch.max_message(), MAX);
+    let key = ch.key();
+    let mut rx = ch.receiver().unwrap();
+    let dog = Watchdog::new(key, Duration::from_secs(90));
+    let start = Instant::now();
+    let mut child = spawn(|| {
+        let ch = Channel::open(key).unwrap();
+        let mut tx = ch.sender().unwrap();
+        assert_eq!(tx.max_message(), MAX);
+        let mut buf = vec![0u8; MAX];
+        for seq in 0..MESSAGES {
+            let n = stream.len(seq);
+            stream.fill(seq, &mut buf[..n]);
+            // Alternate the non-blocking and the blocking call.
+            if seq % 2 == 0 {
+                match tx.try_send(&buf[..n]) {
+                    Ok(()) => continue,
+                    Err(TrySendError::Full) => {}
+                    Err(e) => panic!("try_send {seq}: {e:?}"),
+                }
+            }
+            tx.send(&buf[..n])
+                .unwrap_or_else(|e| panic!("send {seq}: {e:?}"));
+        }
+        0
+    });
+    let total = receive_all(&mut rx, &stream);
+    assert_eq!(
+        child.wait_timeout(Duration::from_secs(30)),
+        0,
+        "sender child failed"
+    );
+    eprintln!(
+        "copy API: {MESSAGES} messages, {} MB, ring wrapped {} times, {:?}",
+        total >> 20,
+        total / CAPACITY as u64,
+        start.elapsed()
+    );
+    assert!(
+        total / CAPACITY as u64 > 10_000,
+        "the ring did not wrap enough: {total} bytes"
+    );
+    assert!(!dog.fired(), "the watchdog had to remove the channel");
+    drop(dog);
+    drop(rx);
+    finish(ch, guard);
+}
+
+#[test]
+fn million_messages_zero_copy_api_child_to_parent() {
+    let stream = Stream::new(MAX);
+    let (ch, guard) = fresh(Options::default().capacity(CAPACITY).max_message(MAX));
+    let key = ch.key();
+    let mut rx = ch.receiver().unwrap();
+    let dog = Watchdog::new(key, Duration::from_secs(90));
+    let start = Instant::now();
+    let mut child = spawn(|| {
+        let ch = Channel::open(key).unwrap();
+        let mut tx = ch.sender().unwrap();
+        for seq in 0..MESSAGES {
+            let n = stream.len(seq);
+            if seq % 1000 == 500 {
+                // An aborted grant: scribbled on, dropped without commit. It
+                // must publish nothing.
+                let mut g = tx
+                    .reserve(MAX)
+                    .unwrap_or_else(|e| panic!("reserve {seq}: {e:?}"));
+                assert_eq!(g.len(), MAX);
+                g.fill(0xA5);
+                // `g` goes out of scope here, uncommitted.
+            }
+            let mut g = tx
+                .reserve(n)
+                .unwrap_or_else(|e| panic!("reserve {seq}: {e:?}"));
+            assert_eq!(g.len(), n);
+            stream.fill(seq, &mut g);
+            g.commit();
+        }
+        0
+    });
+    let total = receive_all(&mut rx, &stream);
+    assert_eq!(
+        child.wait_timeout(Duration::from_secs(30)),
+        0,
+        "sender child failed"
+    );
+    eprintln!(
+        "zero-copy API: {MESSAGES} messages, {} MB, ring wrapped {} times, {:?}",
+        total >> 20,
+        total / CAPACITY as u64,
+        start.elapsed()
+    );
+    assert!(
+        total / CAPACITY as u64 > 10_000,
+        "the ring did not wrap enough: {total} bytes"
+    );
+    assert!(!dog.fired(), "the watchdog had to remove the channel");
+    drop(dog);
+    drop(rx);
+    finish(ch, guard);
+}
+
+/// The other direction, with the receiver's blocking iterator in the child:
+/// `iter` yields every message in order and ends when the sender is gone.
+#[test]
+fn parent_to_child_iter_ends_at_disconnect() {
+    const N: u64 = 30_000;
+    const MAX_SMALL: usize = 2000;
+    let stream = Stream::new(MAX_SMALL);
+    let (ch, guard) = fresh(Options::default().capacity(16 << 10).max_message(MAX_SMALL));
+    let key = ch.key();
+    let mut tx = ch.sender().unwrap();
+    let mut child = spawn(|| {
+        let ch = Channel::open(key).unwrap();
+        let mut rx = ch.receiver().unwrap();
+        let mut seq = 0u64;
+        for m in rx.iter() {
+            if let Err(e) = stream.check(seq, &m) {
+                panic!("{e}");
+            }
+            seq += 1;
+        }
+        assert_eq!(seq, N, "iter ended early");
+        assert_eq!(rx.try_iter().count(), 0);
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Disconnected);
+        0
+    });
+    // A child that stops reading would block send forever: bound it.
+    let dog = Watchdog::new(key, Duration::from_secs(40));
+    for seq in 0..N {
+        tx.send(&stream.message(seq))
+            .unwrap_or_else(|e| panic!("send {seq}: {e:?}"));
+    }
+    drop(tx);
+    assert_eq!(
+        child.wait_timeout(Duration::from_secs(30)),
+        0,
+        "receiver child failed"
+    );
+    assert!(!dog.fired(), "the watchdog had to remove the channel");
+    drop(dog);
+    finish(ch, guard);
+}
