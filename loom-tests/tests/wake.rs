@@ -1,0 +1,108 @@
+//! Loom model of the wake protocol (`ring::wake` + `wait::sleep_once`): a
+//! consumer that sleeps on a mock semaphore, a producer that publishes one
+//! message and posts for the waiters its publish claimed.
+//!
+//! Accepted outcome (the only one): the consumer gets the message, and the
+//! semaphore ends at 0 (every post answered one announcement and was
+//! consumed) having never exceeded 1 (one waiter). A lost wake-up leaves
+//! the consumer blocked in `Semaphore::sleep`, which the mock never times
+//! out of, and loom reports a deadlock.
+#![cfg(shmchan_loom)]
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use loom::sync::Arc;
+use loom::thread;
+use loom_tests::Semaphore;
+use shmchan::ring::spsc::{Consumer, Producer};
+use shmchan::ring::HeapRing;
+use shmchan::wait::{sleep_once, Bell};
+
+const MESSAGE: &[u8] = b"wake up";
+/// `sleep_once` rounds the consumer may need: a correct run needs at most
+/// one (it returns once the message is visible or a post was consumed,
+/// and either implies the message is visible); the second is slack.
+const MAX_SLEEPS: usize = 2;
+
+/// The paths through the protocol, counted over all executions (std
+/// atomics, outside the model). Each must occur, or the model proves little.
+static PATHS: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+const PATH_NAMES: [&str; 4] = [
+    "message seen before announcing",
+    "announced, re-check saw the message, retracted",
+    "announced and claimed, took the post without blocking",
+    "announced and claimed, blocked and was woken",
+];
+
+/// One model run. With `consumer_yields_first` the consumer yields once
+/// before it looks at the ring: loom's bounded exploration of the plain
+/// program never runs the producer's publish before the consumer's first
+/// look (path 0 above), and the yield makes that schedule reachable.
+fn model(consumer_yields_first: bool) {
+    loom_tests::builder().check(move || {
+        let ring = Arc::new(HeapRing::new(64, 56));
+        let bell = Arc::new(Semaphore::new(1));
+
+        let producer = {
+            let ring = ring.clone();
+            let bell = bell.clone();
+            thread::spawn(move || {
+                let mut p = Producer::new(ring.view()).unwrap();
+                p.try_push(MESSAGE).unwrap();
+                let n = p.take_wakeups();
+                assert!(n <= 1, "claimed {n} waiters, only one consumer exists");
+                if n > 0 {
+                    bell.ring(n).unwrap();
+                }
+                n
+            })
+        };
+
+        if consumer_yields_first {
+            thread::yield_now();
+        }
+        let mut c = Consumer::new(ring.view()).unwrap();
+        let mut sleeps = 0;
+        let r = loop {
+            if let Some(r) = c.try_peek().unwrap() {
+                break r;
+            }
+            assert!(
+                sleeps < MAX_SLEEPS,
+                "woken {sleeps} times without a message"
+            );
+            sleeps += 1;
+            let waiters = &ring.state().wake.recv_waiters;
+            sleep_once(waiters, &*bell, &mut || c.has_data().unwrap(), None).unwrap();
+        };
+        let mut got = vec![0u8; r.len];
+        c.view().region().read(r.data_offset, &mut got);
+        assert_eq!(got, MESSAGE);
+        c.consume(r);
+
+        let posted = producer.join().unwrap();
+        let value = bell.value();
+        assert!(value <= 1, "semaphore value {value} after the run");
+        assert_eq!(value, 0, "a post was left unconsumed");
+
+        let path = match (sleeps, posted, bell.blocked()) {
+            (0, 0, _) => 0,
+            (_, 0, _) => 1,
+            (_, _, 0) => 2,
+            _ => 3,
+        };
+        PATHS[path].fetch_add(1, Relaxed);
+    });
+}
+
+#[test]
+fn consumer_sleeping_on_recv_waiters_is_woken() {
+    model(false);
+    model(true);
+    for (name, n) in PATH_NAMES.iter().zip(&PATHS) {
+        eprintln!("{:6} executions: {name}", n.load(Relaxed));
+    }
+    for (name, n) in PATH_NAMES.iter().zip(&PATHS) {
+        assert!(n.load(Relaxed) > 0, "no execution took the path: {name}");
+    }
+}
