@@ -1,1 +1,156 @@
-fn main(){}
+//! `shmchan`: use and inspect shmchan channels from a shell.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use shmchan::{bench, Channel, Key, OpenError};
+
+#[derive(Parser)]
+#[command(
+    name = "shmchan",
+    version,
+    about = "Cross-process channels in System V shared memory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure shmchan against a pipe and a Unix socket, producer and
+    /// consumer in two processes.
+    ///
+    /// Example: shmchan bench --sizes 64,1024 --duration 1
+    Bench {
+        /// Message sizes in bytes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "8,64,1024,65536")]
+        sizes: Vec<usize>,
+        /// Seconds each throughput run streams.
+        #[arg(long, default_value_t = 1.0)]
+        duration: f64,
+        /// Repetitions; the table shows medians.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Round trips per latency run.
+        #[arg(long, default_value_t = 20_000)]
+        round_trips: usize,
+        /// Transports, comma-separated (shmchan, shmchan-zc, pipe, unix-stream).
+        #[arg(long, value_delimiter = ',')]
+        transports: Option<Vec<String>>,
+        /// Do not pin producer and consumer to their own cores.
+        #[arg(long)]
+        no_pin: bool,
+        /// One JSON object per row instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove channels (segment and semaphore set). Refuses segments that
+    /// are not shmchan channels.
+    ///
+    /// Example: shmchan rm 0x1234 /tmp/mychannel
+    Rm {
+        /// Keys: a number (0x1234, 4660) or an existing path (ftok).
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Project id for ftok keys.
+        #[arg(long, default_value_t = 1)]
+        proj: i32,
+    },
+}
+
+fn parse_key(s: &str, proj: i32) -> Result<Key, String> {
+    let num = if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u32::from_str_radix(hex, 16).ok().map(|v| v as i32)
+    } else if s.chars().all(|c| c.is_ascii_digit() || c == '-') && !s.is_empty() {
+        s.parse::<i32>().ok()
+    } else {
+        None
+    };
+    match num {
+        Some(n) => Ok(Key::raw(n)),
+        None => Key::ftok(s, proj)
+            .map_err(|e| format!("key {s}: {e} (give a number or an existing path)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Bench {
+            sizes,
+            duration,
+            reps,
+            round_trips,
+            transports,
+            no_pin,
+            json,
+        } => {
+            let mut cfg = bench::Config {
+                sizes,
+                duration: Duration::from_secs_f64(duration.max(0.01)),
+                round_trips,
+                pin: !no_pin,
+                reps: reps.max(1),
+                ..bench::Config::default()
+            };
+            if let Some(t) = transports {
+                for name in &t {
+                    if !bench::TRANSPORTS.contains(&name.as_str()) {
+                        eprintln!(
+                            "shmchan: unknown transport {name}; known: {}",
+                            bench::TRANSPORTS.join(", ")
+                        );
+                        return ExitCode::from(2);
+                    }
+                }
+                cfg.transports = t;
+            }
+            let rows = bench::run(&cfg, |what| eprint!("\r\x1b[2Kmeasuring {what}"));
+            eprintln!("\r\x1b[2K");
+            if json {
+                for r in &rows {
+                    println!(
+                        "{{\"transport\":\"{}\",\"size\":{},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"rtt_p50_ns\":{:.0},\"rtt_p99_ns\":{:.0}}}",
+                        r.transport, r.size, r.msgs_per_s, r.mb_per_s, r.rtt_p50_ns, r.rtt_p99_ns
+                    );
+                }
+            } else {
+                print!("{}", bench::table(&rows));
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Rm { keys, proj } => {
+            let mut failed = false;
+            for s in &keys {
+                let key = match parse_key(s, proj) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        eprintln!("shmchan: {e}");
+                        failed = true;
+                        continue;
+                    }
+                };
+                match Channel::remove_key(key) {
+                    Ok(()) => println!("removed {s} (key {key})"),
+                    Err(OpenError::NotAChannel) => {
+                        eprintln!(
+                            "shmchan: {s} (key {key}) is not a shmchan channel; left untouched"
+                        );
+                        failed = true;
+                    }
+                    Err(e) => {
+                        eprintln!("shmchan: {s} (key {key}): {e}");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
