@@ -1,1 +1,30 @@
-fn main() {}
+//! `cargo bench`: the same harness as `shmchan bench`, producer and consumer
+//! in two processes, shmchan against a pipe and a Unix socket in one run.
+//!
+//! Arguments after `--` are message sizes, e.g. `cargo bench -- 64 1024`.
+//! `SHMCHAN_BENCH_SECS` sets the streaming time per run (default 1).
+
+use std::time::Duration;
+
+use shmchan::bench;
+
+fn main() {
+    let mut cfg = bench::Config::default();
+    // cargo passes `--bench`; anything numeric is a message size.
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if !sizes.is_empty() {
+        cfg.sizes = sizes;
+    }
+    if let Some(secs) = std::env::var("SHMCHAN_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+    {
+        cfg.duration = Duration::from_secs_f64(secs.max(0.01));
+    }
+    let rows = bench::run(&cfg, |what| eprint!("\r\x1b[2Kmeasuring {what}"));
+    eprintln!("\r\x1b[2K");
+    print!("{}", bench::table(&rows));
+}

@@ -4,7 +4,6 @@ use std::cell::Cell;
 use std::io;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,10 +15,10 @@ use crate::layout::{
     self, Flavor, HeaderError, Layout, RingState, HEADER_SIZE, MAGIC, STATE_READY,
 };
 use crate::ring::spsc::{Consumer, Producer};
-use crate::ring::{wake, Record, Reservation, ReserveError, RingView};
-use crate::sync::{AtomicU32, Ordering, Region};
+use crate::ring::{Record, Reservation, ReserveError, RingView};
+use crate::sync::{AtomicU32, Ordering};
 use crate::sys::{self, Attachment, IpcError, Key, Segment, SemOp, SemSet};
-use crate::wait::{self, Bell, Removed, Spinner, POLL_INTERVAL};
+use crate::wait::{self, Bell, Removed};
 
 /// Semaphore 0: the data doorbell, posted for sleeping receivers.
 pub(crate) const SEM_DATA: u16 = 0;
@@ -163,18 +162,11 @@ struct Inner {
 
 impl Inner {
     fn view(&self) -> RingView {
-        let base = self.attachment.as_ptr();
-        // SAFETY: the attachment is at least HEADER_SIZE + capacity bytes
-        // long (validated), the ring state lies at offset 128 (128-aligned,
-        // as the page-aligned mapping makes it), the data region at
-        // data_offset; both live as long as `self`, which every holder of
-        // the view keeps alive through an Arc.
-        unsafe {
-            let state =
-                NonNull::new_unchecked(base.add(layout::offset::RING_STATE).cast::<RingState>());
-            let region = Region::from_raw(base.add(self.layout.data_offset), self.layout.capacity);
-            RingView::new(state, region, self.layout.max_message)
-        }
+        // SAFETY: the attachment is a page-aligned mapping of at least
+        // `layout.segment_len` bytes (validated against the segment's size)
+        // that lives as long as `self`, which every holder of the view keeps
+        // alive through an Arc.
+        unsafe { RingView::in_segment(self.attachment.base(), &self.layout) }
     }
 
     fn ring_state(&self) -> &RingState {
@@ -590,53 +582,7 @@ impl Drop for Registration {
         } else {
             (&self.inner.ring_state().wake.send_waiters, SEM_SPACE)
         };
-        let n = wake::claim(waiters);
-        if n > 0 {
-            let _ = self.inner.bell(bell).ring(n);
-        }
-    }
-}
-
-/// Waits until `attempt` succeeds, spinning first, then sleeping on `bell`.
-/// `gone` is the liveness check of the peer (a syscall: slow path only).
-#[allow(clippy::too_many_arguments)]
-fn block_on<T>(
-    waiters: &AtomicU32,
-    bell: SemBell,
-    spin_limit: u32,
-    deadline: Option<Instant>,
-    mut attempt: impl FnMut() -> Result<Option<T>, WaitError>,
-    mut ready: impl FnMut() -> bool,
-    mut gone: impl FnMut() -> bool,
-) -> Result<T, WaitError> {
-    let mut spinner = Spinner::new(spin_limit);
-    loop {
-        if let Some(v) = attempt()? {
-            return Ok(v);
-        }
-        if spinner.spin() {
-            continue;
-        }
-        if gone() {
-            // One more attempt: what the peer did before leaving counts.
-            return match attempt()? {
-                Some(v) => Ok(v),
-                None => Err(WaitError::Disconnected),
-            };
-        }
-        let timeout = match deadline {
-            None => POLL_INTERVAL,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(WaitError::Timeout);
-                }
-                left.min(POLL_INTERVAL)
-            }
-        };
-        if wait::sleep_once(waiters, &bell, &mut ready, Some(timeout)).is_err() {
-            return Err(WaitError::Disconnected);
-        }
+        wait::leave(waiters, &self.inner.bell(bell));
     }
 }
 
@@ -723,9 +669,9 @@ impl Sender {
             }
             r
         };
-        block_on(
+        wait::block_on(
             &inner.ring_state().wake.send_waiters,
-            inner.bell(SEM_SPACE),
+            &inner.bell(SEM_SPACE),
             self.spin_limit,
             deadline,
             || {
@@ -903,7 +849,11 @@ impl Receiver {
 
     fn next_inner(&mut self, block: bool, deadline: Option<Instant>) -> Result<Record, WaitError> {
         match self.consumer.try_peek() {
-            Ok(Some(r)) => return Ok(r),
+            Ok(Some(r)) => {
+                // Skipping padding may have released space a sender sleeps on.
+                self.flush();
+                return Ok(r);
+            }
             Ok(None) => {}
             Err(c) => return Err(WaitError::Corrupted(c)),
         }
@@ -932,9 +882,9 @@ impl Receiver {
             }
             r
         };
-        block_on(
+        wait::block_on(
             &inner.ring_state().wake.recv_waiters,
-            inner.bell(SEM_DATA),
+            &inner.bell(SEM_DATA),
             self.spin_limit,
             deadline,
             || with(&mut |c| c.try_peek().map_err(WaitError::Corrupted)),

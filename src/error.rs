@@ -228,6 +228,15 @@ pub(crate) enum WaitError {
     Corrupted(Corrupted),
 }
 
+impl From<crate::wait::Stop> for WaitError {
+    fn from(s: crate::wait::Stop) -> Self {
+        match s {
+            crate::wait::Stop::Disconnected => WaitError::Disconnected,
+            crate::wait::Stop::Timeout => WaitError::Timeout,
+        }
+    }
+}
+
 impl From<WaitError> for TrySendError {
     fn from(e: WaitError) -> Self {
         match e {

@@ -4,7 +4,7 @@
 //! See [`crate::ring::wake`] for the shared-memory half of the protocol and
 //! why no wake-up is lost.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ring::wake;
 use crate::sync::AtomicU32;
@@ -108,4 +108,79 @@ fn absorb<B: Bell + ?Sized>(bell: &B) -> Result<(), Removed> {
     #[cfg(shmchan_loom)]
     let timeout = None;
     bell.sleep(timeout).map(drop)
+}
+
+/// Why [`block_on`] stopped without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The peer is gone (or the doorbell was removed), and a last attempt
+    /// after seeing that found nothing.
+    Disconnected,
+    /// The deadline passed.
+    Timeout,
+}
+
+/// Waits until `attempt` yields a value: tries, spins up to `spin_limit`
+/// [`Spinner`] steps, then sleeps on `bell` in rounds of [`sleep_once`] of
+/// at most [`POLL_INTERVAL`], until `deadline`.
+///
+/// - `attempt`: the non-blocking operation (`Ok(None)`: not yet).
+/// - `ready`: a cheap check that `attempt` may now succeed (data or space),
+///   made after announcing, before sleeping.
+/// - `gone`: whether the peer is gone (in a channel, a system call; only
+///   on the slow path). It is checked before each sleep *and* as part of the
+///   re-check after announcing, so that a peer leaving between the two is
+///   not missed: its [`leave`] claims only announced waiters.
+///
+/// When the peer is gone, one more attempt is made (what it did before it
+/// left counts), then [`Stop::Disconnected`].
+pub fn block_on<T, E: From<Stop>, B: Bell + ?Sized>(
+    waiters: &AtomicU32,
+    bell: &B,
+    spin_limit: u32,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut() -> Result<Option<T>, E>,
+    mut ready: impl FnMut() -> bool,
+    mut gone: impl FnMut() -> bool,
+) -> Result<T, E> {
+    let mut spinner = Spinner::new(spin_limit);
+    loop {
+        if let Some(v) = attempt()? {
+            return Ok(v);
+        }
+        if spinner.spin() {
+            continue;
+        }
+        if gone() {
+            return match attempt()? {
+                Some(v) => Ok(v),
+                None => Err(Stop::Disconnected.into()),
+            };
+        }
+        let timeout = match deadline {
+            None => POLL_INTERVAL,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Stop::Timeout.into());
+                }
+                left.min(POLL_INTERVAL)
+            }
+        };
+        let mut recheck = || ready() || gone();
+        if sleep_once(waiters, bell, &mut recheck, Some(timeout)).is_err() {
+            return Err(Stop::Disconnected.into());
+        }
+    }
+}
+
+/// The leaving side's half of disconnection: after the caller has made its
+/// departure visible (in a channel, the `semop` that drops its liveness
+/// count, a full barrier), wakes every peer that announced itself asleep,
+/// so it sees the departure now rather than at its next poll.
+pub fn leave<B: Bell + ?Sized>(waiters: &AtomicU32, bell: &B) {
+    let n = wake::claim(waiters);
+    if n > 0 {
+        let _ = bell.ring(n);
+    }
 }

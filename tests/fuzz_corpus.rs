@@ -332,6 +332,38 @@ fn replay(dir: &Path, body: fn(&[u8])) -> usize {
     files.len()
 }
 
+/// Named seeds: (file name, bytes).
+type Seeds = Vec<(String, Vec<u8>)>;
+/// A target: its name, its body and its seeds.
+type Target = (&'static str, fn(&[u8]), Seeds);
+
+/// The targets, their bodies and their seeds.
+fn targets() -> Vec<Target> {
+    let named = |seeds: Seeds| {
+        seeds
+            .into_iter()
+            .enumerate()
+            .map(|(i, (n, b))| (format!("{SEED_PREFIX}{i:02}-{n}"), b))
+            .collect()
+    };
+    vec![
+        (
+            "header",
+            fuzz_support::header as fn(&[u8]),
+            header_seeds()
+                .into_iter()
+                .map(|s| (s.name, s.bytes))
+                .collect(),
+        ),
+        (
+            "consumer",
+            fuzz_support::consumer,
+            named(fuzz_support::consumer_seeds()),
+        ),
+        ("ops", fuzz_support::ops, named(fuzz_support::ops_seeds())),
+    ]
+}
+
 /// In write mode (`SHMCHAN_WRITE_CORPUS` set), rewrites the seeds once,
 /// before any test of this file reads the corpus.
 fn write_seeds_if_asked() {
@@ -340,20 +372,21 @@ fn write_seeds_if_asked() {
         return;
     }
     ONCE.call_once(|| {
-        let dir = corpus_dir("header");
-        let seeds = header_seeds();
-        let names: BTreeSet<&str> = seeds.iter().map(|s| s.name.as_str()).collect();
-        fs::create_dir_all(&dir).unwrap();
-        for old in committed_seeds(&dir)
-            .iter()
-            .filter(|n| !names.contains(n.as_str()))
-        {
-            fs::remove_file(dir.join(old)).unwrap();
+        for (target, _, seeds) in targets() {
+            let dir = corpus_dir(target);
+            let names: BTreeSet<&str> = seeds.iter().map(|s| s.0.as_str()).collect();
+            fs::create_dir_all(&dir).unwrap();
+            for old in committed_seeds(&dir)
+                .iter()
+                .filter(|n| !names.contains(n.as_str()))
+            {
+                fs::remove_file(dir.join(old)).unwrap();
+            }
+            for (name, bytes) in &seeds {
+                fs::write(dir.join(name), bytes).unwrap();
+            }
+            eprintln!("wrote {} seeds to {}", seeds.len(), dir.display());
         }
-        for s in &seeds {
-            fs::write(dir.join(&s.name), &s.bytes).unwrap();
-        }
-        eprintln!("wrote {} seeds to {}", seeds.len(), dir.display());
     });
 }
 
@@ -369,13 +402,18 @@ fn committed_seeds(dir: &Path) -> BTreeSet<String> {
 }
 
 #[test]
-fn header_corpus_replays() {
+fn corpora_replay() {
     write_seeds_if_asked();
-    let n = replay(&corpus_dir("header"), fuzz_support::header);
-    assert!(
-        n >= header_seeds().len(),
-        "only {n} files in the header corpus"
-    );
+    for (target, body, seeds) in targets() {
+        let n = replay(&corpus_dir(target), body);
+        assert!(n >= seeds.len(), "only {n} files in the {target} corpus");
+        // The seeds themselves, from memory: the targets accept them.
+        for (name, bytes) in &seeds {
+            if panic::catch_unwind(AssertUnwindSafe(|| body(bytes))).is_err() {
+                panic!("{target} seed {name} fails the target");
+            }
+        }
+    }
 }
 
 #[test]
@@ -391,25 +429,40 @@ fn header_seeds_give_their_outcomes_and_cover_every_check() {
     assert!(missing.is_empty(), "no seed for {missing:?}");
 }
 
+/// Inputs on which a target once failed (named after the bug), kept as
+/// regression tests: `tests/regressions/<target>/`.
 #[test]
-fn header_seeds_are_current() {
-    write_seeds_if_asked();
-    let dir = corpus_dir("header");
-    let seeds = header_seeds();
-    let names: BTreeSet<&str> = seeds.iter().map(|s| s.name.as_str()).collect();
-    let hint = format!("run `{WRITE_VAR}=1 cargo test --test fuzz_corpus`");
-    for s in &seeds {
-        let on_disk = fs::read(dir.join(&s.name)).unwrap_or_default();
-        assert!(
-            on_disk == s.bytes,
-            "seed {} is missing or stale: {hint}",
-            s.name
-        );
+fn regressions_replay() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    let mut total = 0;
+    for (target, body, _) in targets() {
+        let dir = root.join(target);
+        if dir.is_dir() {
+            total += replay(&dir, body);
+        }
     }
-    let committed = committed_seeds(&dir);
-    let stale: Vec<_> = committed
-        .iter()
-        .filter(|n| !names.contains(n.as_str()))
-        .collect();
-    assert!(stale.is_empty(), "stale seeds {stale:?}: {hint}");
+    // The consumer target found one bug so far (positions near 2^64).
+    assert!(total >= 1, "no regression inputs under {}", root.display());
+}
+
+#[test]
+fn seeds_are_current() {
+    write_seeds_if_asked();
+    let hint = format!("run `{WRITE_VAR}=1 cargo test --test fuzz_corpus`");
+    for (target, _, seeds) in targets() {
+        let dir = corpus_dir(target);
+        let names: BTreeSet<&str> = seeds.iter().map(|s| s.0.as_str()).collect();
+        for (name, bytes) in &seeds {
+            let on_disk = fs::read(dir.join(name)).unwrap_or_default();
+            assert!(
+                &on_disk == bytes,
+                "{target} seed {name} is missing or stale: {hint}"
+            );
+        }
+        let stale: Vec<_> = committed_seeds(&dir)
+            .into_iter()
+            .filter(|n| !names.contains(n.as_str()))
+            .collect();
+        assert!(stale.is_empty(), "stale {target} seeds {stale:?}: {hint}");
+    }
 }

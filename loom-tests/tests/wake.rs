@@ -15,7 +15,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::Semaphore;
 use shmchan::ring::spsc::{Consumer, Producer};
-use shmchan::ring::HeapRing;
+use shmchan::ring::{HeapRing, ReserveError};
 use shmchan::wait::{sleep_once, Bell};
 
 const MESSAGE: &[u8] = b"wake up";
@@ -105,4 +105,76 @@ fn consumer_sleeping_on_recv_waiters_is_woken() {
     for (name, n) in PATH_NAMES.iter().zip(&PATHS) {
         assert!(n.load(Relaxed) > 0, "no execution took the path: {name}");
     }
+}
+
+/// The producer's half: the ring is full (one 56-byte message fills the
+/// 64-byte ring), the producer sleeps on `send_waiters` until the consumer
+/// frees the space and posts for the waiter its release claimed.
+///
+/// Accepted outcome: the producer's second message goes in and the
+/// consumer reads both, in order; the semaphore never exceeds 1 and ends
+/// at 0. A lost wake-up leaves the producer blocked: loom reports a
+/// deadlock.
+#[test]
+fn producer_sleeping_on_send_waiters_is_woken() {
+    static SLEPT: AtomicUsize = AtomicUsize::new(0);
+    loom_tests::builder().check(|| {
+        let ring = Arc::new(HeapRing::new(64, 56));
+        let bell = Arc::new(Semaphore::new(1));
+        let first = [1u8; 56];
+        let second = [2u8; 10];
+        let mut p = Producer::new(ring.view()).unwrap();
+        p.try_push(&first).unwrap();
+        assert_eq!(p.take_wakeups(), 0);
+
+        let producer = {
+            let ring = ring.clone();
+            let bell = bell.clone();
+            thread::spawn(move || {
+                let mut sleeps = 0;
+                loop {
+                    match p.try_push(&second) {
+                        Ok(()) => break,
+                        Err(ReserveError::Full) => {}
+                        Err(e) => panic!("{e:?}"),
+                    }
+                    assert!(sleeps < MAX_SLEEPS, "woken {sleeps} times without space");
+                    sleeps += 1;
+                    let waiters = &ring.state().wake.send_waiters;
+                    let mut ready = || p.has_space(second.len()).unwrap();
+                    sleep_once(waiters, &*bell, &mut ready, None).unwrap();
+                }
+                if sleeps > 0 {
+                    SLEPT.fetch_add(1, Relaxed);
+                }
+                // Nobody sleeps on data here.
+                assert_eq!(p.take_wakeups(), 0);
+            })
+        };
+
+        let mut c = Consumer::new(ring.view()).unwrap();
+        for want in [&first[..], &second[..]] {
+            let r = loop {
+                if let Some(r) = c.try_peek().unwrap() {
+                    break r;
+                }
+                thread::yield_now();
+            };
+            let mut got = vec![0u8; r.len];
+            c.view().region().read(r.data_offset, &mut got);
+            assert_eq!(got, want);
+            c.consume(r);
+            let n = c.take_wakeups();
+            assert!(n <= 1, "claimed {n} waiters, only one producer exists");
+            if n > 0 {
+                bell.ring(n).unwrap();
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(bell.value(), 0, "a post was left unconsumed");
+    });
+    assert!(
+        SLEPT.load(Relaxed) > 0,
+        "no execution made the producer sleep"
+    );
 }

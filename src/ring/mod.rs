@@ -49,6 +49,30 @@ impl RingView {
         }
     }
 
+    /// The view of the ring in a mapped segment image at `base` whose
+    /// header `layout` came from [`crate::layout::validate`].
+    ///
+    /// # Safety
+    /// `base` must be 128-byte aligned (a mapping is page-aligned) and point
+    /// to at least `layout.segment_len` bytes that stay mapped for as long
+    /// as the view or a copy of it is used; `layout` must be validated
+    /// against that length (so the data region lies inside it).
+    #[cfg(not(shmchan_loom))]
+    pub unsafe fn in_segment(base: NonNull<u8>, layout: &crate::layout::Layout) -> RingView {
+        use crate::layout::offset::RING_STATE;
+        let base = base.as_ptr();
+        debug_assert!((base as usize).is_multiple_of(128));
+        debug_assert!(layout.data_offset + layout.capacity <= layout.segment_len);
+        // SAFETY: the ring state lies at RING_STATE (128-aligned, inside the
+        // header) and the data region at data_offset..+capacity, inside the
+        // mapping by the caller's contract and validate's checks.
+        unsafe {
+            let state = NonNull::new_unchecked(base.add(RING_STATE).cast::<RingState>());
+            let region = Region::from_raw(base.add(layout.data_offset), layout.capacity);
+            RingView::new(state, region, layout.max_message)
+        }
+    }
+
     /// The shared state.
     #[inline]
     pub fn state(&self) -> &RingState {

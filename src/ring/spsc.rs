@@ -1,7 +1,7 @@
 //! The SPSC ring: one producer, one consumer, variable-length records.
 //!
 //! State, in positions (byte counts that only grow, `index = pos & mask`):
-//! `{ head <= tail <= head + capacity }`, both multiples of 8.
+//! `{ head <= tail <= head + capacity }` (modulo 2^64: positions wrap), both multiples of 8.
 //! - The producer owns `tail`. It writes a record (header word, payload)
 //!   into free space, then publishes it with one Release store of `tail`.
 //! - The consumer owns `head`. It reads records in `[head, tail)` and frees
@@ -32,9 +32,15 @@ const PUBLISH: Ordering = Ordering::Relaxed;
 #[inline]
 fn check_span(view: &RingView, head: u64, tail: u64) -> Result<u64, Corrupted> {
     let used = tail.wrapping_sub(head);
-    if used > view.capacity() || !(head | tail).is_multiple_of(8) {
+    if used > view.capacity() {
         return Err(Corrupted::new(
             "tail - head outside 0..=capacity",
+            [head, tail, view.capacity()],
+        ));
+    }
+    if !(head | tail).is_multiple_of(8) {
+        return Err(Corrupted::new(
+            "head or tail not a multiple of 8",
             [head, tail, view.capacity()],
         ));
     }
@@ -130,7 +136,7 @@ impl Producer {
                     start: self.tail,
                     data_offset: idx + RECORD_HEADER,
                     len,
-                    end: self.tail + rec,
+                    end: self.tail.wrapping_add(rec),
                 });
             }
             // Pad to the end of the region, then retry at index 0.
@@ -141,7 +147,7 @@ impl Producer {
             self.view
                 .region()
                 .write_u64(idx, record_header(kind::PADDING, pad_len));
-            self.publish(self.tail + contiguous);
+            self.publish(self.tail.wrapping_add(contiguous));
         }
         Err(ReserveError::Full)
     }
@@ -235,7 +241,7 @@ impl Consumer {
             ));
         }
         self.cached_tail = tail;
-        Ok(tail - self.read)
+        Ok(tail.wrapping_sub(self.read))
     }
 
     /// Whether a record (or padding) is waiting, reloading `tail` if the
@@ -276,7 +282,7 @@ impl Consumer {
                     return Ok(Some(Record {
                         data_offset: idx + RECORD_HEADER,
                         len,
-                        end: self.read + rec,
+                        end: self.read.wrapping_add(rec),
                     }));
                 }
                 kind::PADDING => {
@@ -287,8 +293,8 @@ impl Consumer {
                             [self.read, len as u64, avail],
                         ));
                     }
-                    self.read += size;
-                    if self.head + size == self.read {
+                    self.read = self.read.wrapping_add(size);
+                    if self.head.wrapping_add(size) == self.read {
                         self.release_to(self.read);
                     }
                 }
@@ -341,7 +347,7 @@ impl Consumer {
 
     /// Bytes read but not yet released.
     pub fn unreleased(&self) -> u64 {
-        self.read - self.head
+        self.read.wrapping_sub(self.head)
     }
 
     /// Returns, and resets, the number of sleeping senders our releases

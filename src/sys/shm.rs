@@ -194,6 +194,11 @@ impl Attachment {
         self.ptr.as_ptr()
     }
 
+    /// Start of the mapping (page-aligned), non-null.
+    pub fn base(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
     /// Length of the mapping in bytes (the segment's size).
     pub fn len(&self) -> usize {
         self.len

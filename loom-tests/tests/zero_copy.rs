@@ -1,0 +1,106 @@
+//! Loom model of the SPSC zero-copy API: the producer reserves space,
+//! writes the payload in place and commits, or drops a reservation
+//! (abort: nothing is published and the space is reused); the consumer,
+//! created in its own thread as a restarted receiver would be, reads
+//! records in place and releases them in batches.
+//!
+//! Accepted outcome (the only one): the consumer sees exactly the
+//! committed messages, in order and intact, never an aborted one; the
+//! final positions account for every committed byte and the padding.
+//! Loom reports a causality violation if a read of the region is not
+//! ordered after the write it reads (publish) or a write after the read of
+//! the space it reuses (release).
+#![cfg(shmchan_loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use shmchan::ring::spsc::{Consumer, Producer};
+use shmchan::ring::{HeapRing, ReserveError};
+use shmchan::sync::Ordering as MemOrdering;
+
+/// (payload length, committed?). In a 64-byte ring:
+///
+/// ```text
+/// a: len 16 commit -> [  0, 24)
+/// b: len 24 abort     (would be [24, 56); nothing published)
+/// c: len 20 commit -> [ 24, 56)  reuses b's reservation
+///    padding          [ 56, 64)
+/// d: len 12 commit -> [ 64, 88)  index 0, reuses a's space
+/// ```
+const PLAN: [(usize, bool); 4] = [(16, true), (24, false), (20, true), (12, true)];
+const FINAL_TAIL: u64 = 88;
+/// The consumer releases after every `BATCH` messages (and at the end).
+const BATCH: usize = 2;
+const SPIN_LIMIT: usize = 1_000;
+
+fn byte(i: usize, j: usize) -> u8 {
+    (i * 50 + j + 1) as u8
+}
+
+#[test]
+fn reserve_commit_abort_and_batched_release() {
+    loom_tests::builder().check(|| {
+        let ring = Arc::new(HeapRing::new(64, 56));
+        let mut p = Producer::new(ring.view()).unwrap();
+
+        let consumer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut c = Consumer::new(ring.view()).unwrap();
+                let committed: Vec<usize> = (0..PLAN.len()).filter(|&i| PLAN[i].1).collect();
+                for (n, &i) in committed.iter().enumerate() {
+                    let mut rounds = 0;
+                    let r = loop {
+                        if let Some(r) = c.try_peek().unwrap() {
+                            break r;
+                        }
+                        rounds += 1;
+                        assert!(rounds < SPIN_LIMIT, "consumer spun out at message {i}");
+                        thread::yield_now();
+                    };
+                    assert_eq!(r.len, PLAN[i].0, "length of message {i}");
+                    let mut got = vec![0u8; r.len];
+                    c.view().region().read(r.data_offset, &mut got);
+                    let want: Vec<u8> = (0..r.len).map(|j| byte(i, j)).collect();
+                    assert_eq!(got, want, "payload of message {i}");
+                    c.advance(r);
+                    if (n + 1) % BATCH == 0 {
+                        c.release();
+                    }
+                }
+                c.release();
+                assert!(
+                    c.try_peek().unwrap().is_none(),
+                    "an aborted record was published"
+                );
+                assert_eq!(c.take_wakeups(), 0);
+            })
+        };
+
+        for (i, &(len, commit)) in PLAN.iter().enumerate() {
+            let mut rounds = 0;
+            let r = loop {
+                match p.try_reserve(len) {
+                    Ok(r) => break r,
+                    Err(ReserveError::Full) => {
+                        rounds += 1;
+                        assert!(rounds < SPIN_LIMIT, "producer spun out at message {i}");
+                        thread::yield_now();
+                    }
+                    Err(e) => panic!("reserve {i}: {e:?}"),
+                }
+            };
+            let payload: Vec<u8> = (0..len).map(|j| byte(i, j)).collect();
+            p.view().region().write(r.data_offset, &payload);
+            if commit {
+                p.commit(r);
+            }
+            // else: the reservation is dropped, as a dropped Grant is.
+        }
+        assert_eq!(p.take_wakeups(), 0);
+        consumer.join().unwrap();
+        let st = ring.state();
+        assert_eq!(st.producer.tail.load(MemOrdering::Relaxed), FINAL_TAIL);
+        assert_eq!(st.consumer.head.load(MemOrdering::Relaxed), FINAL_TAIL);
+    });
+}

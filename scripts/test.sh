@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, clippy, unit, integration
+# and doc tests, the loom models (and proof that they can fail), and a short
+# cargo-fuzz smoke run of every fuzz target.
+#
+#   scripts/test.sh              everything
+#   FUZZ_SECS=60 scripts/test.sh longer fuzz runs (default 20 s per target)
+#
+# Needs: a Rust toolchain; the nightly toolchain for cargo-fuzz (falls back
+# to RUSTC_BOOTSTRAP=1 on stable); installs cargo-fuzz if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECS=${FUZZ_SECS:-20}
+FUZZ_TARGETS=(header consumer ops)
+LOOM_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# IPC objects owned by us before the suite: the check at the end compares.
+ipc_ids() { ipcs -m | awk 'NR>3 && $2 ~ /^[0-9]+$/ {print "m" $2}'; ipcs -s | awk 'NR>3 && $2 ~ /^[0-9]+$/ {print "s" $2}'; }
+before=$(ipc_ids | sort)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --all-targets -- -D warnings
+RUSTFLAGS="--cfg shmchan_loom" cargo clippy -p loom-tests --all-targets \
+    --target-dir target/loom -- -D warnings
+
+step "cargo test (unit, integration, doc tests)"
+cargo test --workspace
+
+step "loom models (--cfg shmchan_loom, LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS)"
+RUSTFLAGS="--cfg shmchan_loom" LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS \
+    cargo test --release -p loom-tests --target-dir target/loom
+
+step "loom models must catch the mutant (--cfg shmchan_mutant)"
+log=$(mktemp)
+if RUSTFLAGS="--cfg shmchan_loom --cfg shmchan_mutant" LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS \
+    cargo test --release -p loom-tests --target-dir target/loom-mutant --no-fail-fast >"$log" 2>&1; then
+    tail -n 30 "$log"
+    echo "FAIL: the loom models passed with the mutant ordering; they cannot catch it" >&2
+    exit 1
+fi
+if ! grep -q "test result: FAILED" "$log"; then
+    tail -n 40 "$log"
+    echo "FAIL: the mutant run failed, but not in a model (build error?)" >&2
+    exit 1
+fi
+grep -E "^test .* FAILED$" "$log" | sed 's/^/    caught by: /'
+rm -f "$log"
+
+step "cargo-fuzz smoke run (${FUZZ_SECS} s per target)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    fuzz=(cargo +nightly fuzz)
+else
+    export RUSTC_BOOTSTRAP=1
+    fuzz=(cargo fuzz)
+fi
+for t in "${FUZZ_TARGETS[@]}"; do
+    scratch=$(mktemp -d)
+    # New inputs go to the scratch directory; the seeds are read only.
+    "${fuzz[@]}" run "$t" "$scratch" "fuzz/corpus/$t" -- \
+        -max_total_time="$FUZZ_SECS" -print_final_stats=1 2>&1 | tail -n 12
+    rm -rf "$scratch"
+done
+
+step "no IPC objects left behind"
+after=$(ipc_ids | sort)
+leaked=$(comm -13 <(echo "$before") <(echo "$after"))
+if [ -n "$leaked" ]; then
+    ipcs
+    echo "FAIL: the suite left IPC objects: $leaked" >&2
+    exit 1
+fi
+echo "ok: ipcs shows nothing new"
+echo
+echo "all checks passed"
