@@ -63,10 +63,15 @@ impl Producer {
     /// Takes the producing end of `view`, continuing from the shared `tail`.
     pub fn new(view: RingView) -> Result<Producer, Corrupted> {
         let st = view.state();
-        // Acquire: pairs with the Release store of tail by an earlier
-        // producer (this one may replace one that exited).
-        let tail = st.producer.tail.load(Ordering::Acquire);
-        // Acquire: pairs with the Release store of head in Consumer::release.
+        // Relaxed: `tail` is our own position, left by an earlier producer
+        // (this one may replace one that exited). We write only past it,
+        // into space that the Acquire load of head below (or in `free`)
+        // orders after the consumer's reads, and those after the earlier
+        // producer's writes; nothing the earlier producer wrote is read.
+        let tail = st.producer.tail.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release store of head in Consumer::release,
+        // so the consumer's reads of the space up to head happened before
+        // our writes to it (the `restart` loom model checks this).
         let head = st.consumer.head.load(Ordering::Acquire);
         check_span(&view, head, tail)?;
         Ok(Producer {
@@ -208,8 +213,11 @@ impl Consumer {
     /// (the first record not yet released).
     pub fn new(view: RingView) -> Result<Consumer, Corrupted> {
         let st = view.state();
-        // Acquire: pairs with the Release store of head by an earlier consumer.
-        let head = st.consumer.head.load(Ordering::Acquire);
+        // Relaxed: `head` is our own position, left by an earlier consumer.
+        // We read only records before tail (ordered by the Acquire below),
+        // and our later Release of head orders our reads for the producer;
+        // the earlier consumer's reads were ordered by its own Release.
+        let head = st.consumer.head.load(Ordering::Relaxed);
         // Acquire: pairs with the Release store of tail in Producer::publish.
         let tail = st.producer.tail.load(Ordering::Acquire);
         check_span(&view, head, tail)?;
