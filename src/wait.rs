@@ -36,6 +36,9 @@ pub trait Bell {
 pub struct Spinner {
     step: u32,
     limit: u32,
+    /// The busy-spin schedule (1, 2, 4, … 64 pause hints, then 64 each).
+    #[cfg(not(shmchan_loom))]
+    backoff: crossbeam_utils::Backoff,
 }
 
 /// Steps that busy-spin (2^step pause hints each) before yielding starts.
@@ -44,7 +47,12 @@ const SPIN_STEPS: u32 = 7;
 impl Spinner {
     /// A spinner that allows `limit` steps (see [`Spinner::spin`]).
     pub fn new(limit: u32) -> Spinner {
-        Spinner { step: 0, limit }
+        Spinner {
+            step: 0,
+            limit,
+            #[cfg(not(shmchan_loom))]
+            backoff: crossbeam_utils::Backoff::new(),
+        }
     }
 
     /// One backoff step; returns false (without waiting) once the budget is
@@ -59,6 +67,10 @@ impl Spinner {
             return false;
         }
         if self.step < SPIN_STEPS || !self.step.is_multiple_of(8) {
+            #[cfg(not(shmchan_loom))]
+            self.backoff.spin();
+            // Loom does not model pause hints; the same schedule, for show.
+            #[cfg(shmchan_loom)]
             for _ in 0..1u32 << self.step.min(SPIN_STEPS - 1) {
                 std::hint::spin_loop();
             }
