@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 FUZZ_SECS=${FUZZ_SECS:-20}
 FUZZ_TARGETS=(header consumer ops)
 LOOM_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2}
+LOOM_DEEP=${LOOM_DEEP:-4}
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -34,6 +35,10 @@ cargo test --workspace
 
 step "loom models (--cfg shmchan_loom, LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS)"
 RUSTFLAGS="--cfg shmchan_loom" LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS \
+    cargo test --release -p loom-tests --target-dir target/loom
+# The models are small enough to go deeper in seconds (bound 4: ~1.5 s).
+step "loom models, deeper (LOOM_MAX_PREEMPTIONS=$LOOM_DEEP)"
+RUSTFLAGS="--cfg shmchan_loom" LOOM_MAX_PREEMPTIONS=$LOOM_DEEP \
     cargo test --release -p loom-tests --target-dir target/loom
 
 step "loom models must catch the mutant (--cfg shmchan_mutant)"

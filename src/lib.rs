@@ -107,3 +107,8 @@ pub use layout::{Flavor, HeaderError, Layout};
 pub use ring::Corrupted;
 #[cfg(not(shmchan_loom))]
 pub use sys::Key;
+
+/// The README's code examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
