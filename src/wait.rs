@@ -55,6 +55,11 @@ impl Spinner {
         }
     }
 
+    /// Steps taken so far.
+    pub fn steps(&self) -> u32 {
+        self.step
+    }
+
     /// One backoff step; returns false (without waiting) once the budget is
     /// spent and the caller should sleep.
     ///
@@ -122,6 +127,9 @@ fn absorb<B: Bell + ?Sized>(bell: &B) -> Result<(), Removed> {
     bell.sleep(timeout).map(drop)
 }
 
+/// Spin steps between liveness and deadline checks in [`block_on`].
+const CHECK_EVERY: u32 = 256;
+
 /// Why [`block_on`] stopped without a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -161,6 +169,20 @@ pub fn block_on<T, E: From<Stop>, B: Bell + ?Sized>(
             return Ok(v);
         }
         if spinner.spin() {
+            // A long spin (up to never sleeping) still notices a departed
+            // peer and the deadline, every CHECK_EVERY steps (about a
+            // millisecond of spinning).
+            if spinner.steps().is_multiple_of(CHECK_EVERY) {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(Stop::Timeout.into());
+                }
+                if gone() {
+                    return match attempt()? {
+                        Some(v) => Ok(v),
+                        None => Err(Stop::Disconnected.into()),
+                    };
+                }
+            }
             continue;
         }
         if gone() {

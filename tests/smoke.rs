@@ -1,6 +1,6 @@
 mod common;
 use common::*;
-use shmchan::{Channel, Options, RecvError};
+use shmchan::{Channel, Options, RecvTimeoutError};
 use std::time::Duration;
 
 #[test]
@@ -17,9 +17,13 @@ fn child_sends_parent_receives() {
         0
     });
     for i in 0..10_000u64 {
-        let m = rx.recv().unwrap();
+        // Bounded: a child that failed before connecting must not hang us.
+        let m = rx.recv_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(&*m, &payload(i, 1000)[..], "message {i}");
     }
-    assert_eq!(rx.recv().unwrap_err(), RecvError::Disconnected);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(20)).unwrap_err(),
+        RecvTimeoutError::Disconnected
+    );
     assert_eq!(child.wait_timeout(Duration::from_secs(10)), 0);
 }

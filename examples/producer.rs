@@ -1,0 +1,151 @@
+//! Sends numbered messages to `examples/consumer.rs`. Start the two in
+//! either order, in two terminals:
+//!
+//! ```sh
+//! cargo run --release --example consumer     # terminal 1
+//! cargo run --release --example producer     # terminal 2 (-- --count 2000000 --size 4000)
+//! ```
+//!
+//! Options: `--count N` messages (default 1000000) of `--size BYTES` bytes
+//! (default 64, at least 8); `--path P` names the channel by `ftok(P, 1)`
+//! (default `$TMPDIR/shmchan-demo`, created empty if missing).
+//!
+//! Messages start with a sequence number (`u64`, little endian). Even ones
+//! are copied in by `send`; odd ones are written in place in the ring with
+//! the zero-copy `reserve` and `Grant::commit`. The producer opens the
+//! channel, or creates it if the consumer is not up yet, and never removes
+//! it: the consumer does once it has drained it. Until a consumer connects, a
+//! full ring waits like a pipe, and the rate printed counts that wait.
+//!
+//! Ctrl-C on either side is harmless (a killed endpoint is seen like a clean
+//! drop); messages already sent wait in the ring for the next consumer. By
+//! hand: `cargo run --bin shmchan -- rm /tmp/shmchan-demo` removes a channel
+//! left behind (or `Channel::remove_key`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use shmchan::{Channel, Key, OpenError, Options, SendError};
+
+/// The bytes after the sequence number.
+const FILL: u8 = 0xa5;
+
+const USAGE: &str = "usage: producer [--count N] [--size BYTES] [--path P]";
+
+/// `--path`, `--count` and `--size` from the command line.
+fn parse_args() -> Result<(PathBuf, u64, usize), String> {
+    let mut path = std::env::temp_dir().join("shmchan-demo");
+    let (mut count, mut size) = (1_000_000, 64);
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    for pair in argv.chunks(2) {
+        let flag = pair[0].as_str();
+        let v = || pair.get(1).ok_or(format!("{flag} needs a value; {USAGE}"));
+        let num = || v()?.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        match flag {
+            "--path" => path = v()?.into(),
+            "--count" => count = num()?,
+            "--size" => size = num()? as usize,
+            _ => Err(USAGE)?,
+        }
+    }
+    if count == 0 || size < 8 {
+        Err("--count must be at least 1, --size at least 8 (the sequence number)")?;
+    }
+    Ok((path, count, size))
+}
+
+/// The key of `path` (created empty if missing) with proj id 1.
+fn demo_key(path: &Path) -> Result<Key, String> {
+    match std::fs::File::create_new(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(format!("cannot create {}: {e}", path.display()))
+        }
+        _ => Key::ftok(path, 1).map_err(|e| e.to_string()),
+    }
+}
+
+/// Opens the channel at `key`, or creates it; `true` if created here.
+fn create_or_open(key: Key, options: Options) -> Result<(Channel, bool), OpenError> {
+    for _ in 0..10 {
+        match Channel::open(key) {
+            Err(OpenError::NotFound) => {}
+            other => return other.map(|ch| (ch, false)),
+        }
+        match Channel::create(key, options.clone()) {
+            // The consumer created it between our open and our create.
+            Err(OpenError::AlreadyExists) => {}
+            other => return other.map(|ch| (ch, true)),
+        }
+    }
+    Err(OpenError::AlreadyExists)
+}
+
+fn run() -> Result<(), String> {
+    let (path, count, size) = parse_args()?;
+    let key = demo_key(&path)?;
+    let at = format!("channel {key} ({})", path.display());
+    // Not remove_on_drop: the consumer may still be draining when we exit.
+    let (channel, created) =
+        create_or_open(key, Options::default()).map_err(|e| format!("{at}: {e}"))?;
+    if size > channel.max_message() {
+        if created {
+            let _ = channel.remove();
+        }
+        let max = channel.max_message();
+        return Err(format!(
+            "--size {size} is larger than the largest message of {at}, {max}"
+        ));
+    }
+    let mut tx = channel.sender().map_err(|e| match e {
+        OpenError::Busy => format!("{at}: another producer is already sending"),
+        e => format!("{at}: {e}"),
+    })?;
+    let verb = if created { "created" } else { "opened" };
+    println!("producer: {verb} {at}; sending {count} messages of {size} bytes");
+    let mut buf = vec![FILL; size];
+    let start = Instant::now();
+    for seq in 0..count {
+        let sent = if seq % 2 == 1 {
+            // Zero-copy: write the message in place in the ring, then publish it.
+            tx.reserve(size).map(|mut grant| {
+                grant[..8].copy_from_slice(&seq.to_le_bytes());
+                grant[8..].fill(FILL);
+                grant.commit();
+            })
+        } else {
+            buf[..8].copy_from_slice(&seq.to_le_bytes());
+            tx.send(&buf)
+        };
+        sent.map_err(|e| match e {
+            SendError::Disconnected => format!(
+                "after {seq} messages: {e}; if no consumer ran, {at} may be left over from \
+                 an earlier run: `shmchan rm {}` removes it",
+                path.display()
+            ),
+            e => format!("send {seq}: {e}"),
+        })?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    // The consumer sees the end of the stream once it has drained the ring.
+    drop(tx);
+    let bytes = count * size as u64;
+    println!(
+        "producer: {count} messages ({} zero-copy), {bytes} bytes in {secs:.3} s: \
+         {:.2} M msg/s, {:.1} MB/s",
+        count / 2,
+        count as f64 / secs / 1e6,
+        bytes as f64 / secs / 1e6
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("producer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
