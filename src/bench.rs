@@ -66,15 +66,28 @@ pub struct Row {
     pub rtt_p99_ns: f64,
 }
 
-fn pin(cpu: usize, enabled: bool) {
-    if enabled && crate::sys::available_cpus() >= 2 {
-        let _ = crate::sys::pin_to_cpu(cpu);
+/// The CPUs the harness may use: the process's affinity mask when the
+/// harness first ran (later, the parent is pinned, and a forked child
+/// inherits the parent's pin, so the mask must not be read again).
+fn harness_cpus() -> &'static [usize] {
+    static CPUS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    CPUS.get_or_init(|| crate::sys::allowed_cpus().unwrap_or_default())
+}
+
+/// Pins this process to the `which`th CPU of [`harness_cpus`], when there
+/// are two or more.
+fn pin(which: usize, enabled: bool) {
+    let cpus = harness_cpus();
+    if enabled && cpus.len() >= 2 {
+        let _ = crate::sys::pin_to_cpu(cpus[which]);
     }
 }
 
-/// Runs `child` in a forked process (pinned to CPU 1) and `parent` here
-/// (pinned to CPU 0); returns what `parent` returns.
+/// Runs `child` in a forked process (pinned to the second CPU) and `parent`
+/// here (pinned to the first); returns what `parent` returns, with this
+/// process's CPUs restored.
 fn two_processes<T>(pinned: bool, child: impl FnOnce(), parent: impl FnOnce() -> T) -> T {
+    let cpus = harness_cpus();
     // SAFETY: the child runs `child` and `_exit`s; the harness forks from a
     // single-threaded process (the CLI), or from cargo bench's main thread.
     match unsafe { fork() }.expect("fork") {
@@ -88,6 +101,9 @@ fn two_processes<T>(pinned: bool, child: impl FnOnce(), parent: impl FnOnce() ->
             pin(0, pinned);
             let t = parent();
             let _ = waitpid(pid, None);
+            if !cpus.is_empty() {
+                let _ = crate::sys::set_allowed_cpus(cpus);
+            }
             t
         }
     }
@@ -144,7 +160,9 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
                     'outer: loop {
                         for _ in 0..256 {
                             if zc {
+                                // Produce the whole message in place.
                                 let mut g = tx.reserve(size).expect("reserve");
+                                g.fill(seq as u8);
                                 stamp(&mut g, seq);
                                 g.commit();
                             } else {
@@ -162,8 +180,18 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
                     let mut n = 0u64;
                     let mut first = None;
                     let mut last = Instant::now();
+                    let mut buf = vec![0u8; size];
+                    let mut sum = 0u8;
                     while let Ok(m) = rx.recv() {
                         debug_assert_eq!(m.len(), size);
+                        if zc {
+                            // Read the message in place: a byte of every
+                            // cache line.
+                            sum ^= m.iter().step_by(64).fold(0, |a, &b| a ^ b);
+                        } else {
+                            // What a pipe reader does: copy it out.
+                            buf.copy_from_slice(&m);
+                        }
                         drop(m);
                         n += 1;
                         if first.is_none() {
@@ -173,6 +201,7 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
                             last = Instant::now();
                         }
                     }
+                    std::hint::black_box((sum, &buf));
                     let secs = last.duration_since(first.unwrap_or(last)).as_secs_f64();
                     (n - n % 1024, secs)
                 },

@@ -30,19 +30,31 @@ pub trait Bell {
     fn sleep(&self, timeout: Option<Duration>) -> Result<bool, Removed>;
 }
 
-/// Spins with exponential backoff, then yields, for a bounded number of
-/// steps before the caller goes to sleep.
+/// Spins, then polls, for a bounded number of steps before the caller goes
+/// to sleep.
+///
+/// The first steps back off exponentially (`crossbeam_utils::Backoff`: 1, 2,
+/// 4 pause hints); after that each step is a short poll of
+/// [`POLL_PAUSES`] hints, so that a side that spins for long (up to never
+/// sleeping, for latency) still sees the peer's write within a fraction of
+/// a microsecond. (Backoff's own schedule grows to 64 hints a step, which
+/// on a machine with slow pause hints put several microseconds between two
+/// looks.) Every [`YIELD_EVERY`]th step yields the CPU instead, so that a
+/// peer on the same core (an oversubscribed machine) gets to run.
 #[derive(Debug)]
 pub struct Spinner {
     step: u32,
     limit: u32,
-    /// The busy-spin schedule (1, 2, 4, … 64 pause hints, then 64 each).
     #[cfg(not(shmchan_loom))]
     backoff: crossbeam_utils::Backoff,
 }
 
-/// Steps that busy-spin (2^step pause hints each) before yielding starts.
-const SPIN_STEPS: u32 = 7;
+/// Steps that back off exponentially (1, 2, 4 pause hints).
+const BACKOFF_STEPS: u32 = 3;
+/// Pause hints in each later step.
+pub const POLL_PAUSES: u32 = 4;
+/// Every this many steps, yield the CPU instead of pausing.
+pub const YIELD_EVERY: u32 = 64;
 
 impl Spinner {
     /// A spinner that allows `limit` steps (see [`Spinner::spin`]).
@@ -60,30 +72,27 @@ impl Spinner {
         self.step
     }
 
-    /// One backoff step; returns false (without waiting) once the budget is
-    /// spent and the caller should sleep.
-    ///
-    /// Steps 0..7 spin 1, 2, … 64 pause hints; later steps spin 64 hints
-    /// each and yield the CPU every 8th step, so that a peer on the same core
-    /// (an oversubscribed machine) gets to run.
+    /// One step; returns false (without waiting) once the budget is spent
+    /// and the caller should sleep.
     #[inline]
     pub fn spin(&mut self) -> bool {
         if self.step >= self.limit {
             return false;
         }
-        if self.step < SPIN_STEPS || !self.step.is_multiple_of(8) {
+        if self.step < BACKOFF_STEPS {
             #[cfg(not(shmchan_loom))]
             self.backoff.spin();
-            // Loom does not model pause hints; the same schedule, for show.
             #[cfg(shmchan_loom)]
-            for _ in 0..1u32 << self.step.min(SPIN_STEPS - 1) {
-                std::hint::spin_loop();
-            }
-        } else {
+            std::hint::spin_loop();
+        } else if self.step.is_multiple_of(YIELD_EVERY) {
             #[cfg(not(shmchan_loom))]
             std::thread::yield_now();
             #[cfg(shmchan_loom)]
             loom::thread::yield_now();
+        } else {
+            for _ in 0..POLL_PAUSES {
+                std::hint::spin_loop();
+            }
         }
         self.step = self.step.saturating_add(1);
         true
@@ -127,7 +136,8 @@ fn absorb<B: Bell + ?Sized>(bell: &B) -> Result<(), Removed> {
     bell.sleep(timeout).map(drop)
 }
 
-/// Spin steps between liveness and deadline checks in [`block_on`].
+/// Spin steps between liveness and deadline checks in [`block_on`] (about
+/// 0.1 ms of polling).
 const CHECK_EVERY: u32 = 256;
 
 /// Why [`block_on`] stopped without a result.
@@ -170,8 +180,7 @@ pub fn block_on<T, E: From<Stop>, B: Bell + ?Sized>(
         }
         if spinner.spin() {
             // A long spin (up to never sleeping) still notices a departed
-            // peer and the deadline, every CHECK_EVERY steps (about a
-            // millisecond of spinning).
+            // peer and the deadline, every CHECK_EVERY steps.
             if spinner.steps().is_multiple_of(CHECK_EVERY) {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(Stop::Timeout.into());
