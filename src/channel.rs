@@ -484,6 +484,17 @@ impl Channel {
         self.inner.sems.id()
     }
 
+    /// Clears what a dead holder of this side may have left: an
+    /// announcement of sleep that nobody will retract, and a doorbell unit
+    /// posted for it. Only the side's one live holder (just registered)
+    /// announces on this counter, so nothing live is lost; a peer that
+    /// claimed the stale announcement just before may still post once, a
+    /// single spurious wake-up at worst.
+    fn clear_stale_wake(&self, waiters: &AtomicU32, bell: u16) {
+        waiters.store(0, Ordering::Relaxed);
+        let _ = self.inner.sems.set_value(bell, 0);
+    }
+
     /// Registers in the semaphore set: SPSC allows one live holder.
     fn register(&self, num: u16) -> Result<Registration, OpenError> {
         let ops = [SemOp::wait_zero(num).no_wait(), SemOp::post(num, 1).undo()];
@@ -509,6 +520,7 @@ impl Channel {
     /// any process) is alive; a killed sender frees its place.
     pub fn sender(&self) -> Result<Sender, OpenError> {
         let reg = self.register(SEM_SENDERS)?;
+        self.clear_stale_wake(&self.inner.ring_state().wake.send_waiters, SEM_SPACE);
         let producer = Producer::new(self.inner.view()).map_err(|c| {
             OpenError::InvalidHeader(HeaderError::BadPositions {
                 detail: c.to_string(),
@@ -534,6 +546,7 @@ impl Channel {
     /// next one continues from the first message not yet released.
     pub fn receiver(&self) -> Result<Receiver, OpenError> {
         let reg = self.register(SEM_RECEIVERS)?;
+        self.clear_stale_wake(&self.inner.ring_state().wake.recv_waiters, SEM_DATA);
         let consumer = Consumer::new(self.inner.view()).map_err(|c| {
             OpenError::InvalidHeader(HeaderError::BadPositions {
                 detail: c.to_string(),
@@ -865,11 +878,14 @@ impl Receiver {
             if Self::senders_gone(&inner) {
                 // Re-check after seeing no sender: a last message sent just
                 // before the sender left must not be lost.
-                return match self.consumer.try_peek() {
+                let r = match self.consumer.try_peek() {
                     Ok(Some(r)) => Ok(r),
                     Ok(None) => Err(WaitError::Disconnected),
                     Err(c) => Err(WaitError::Corrupted(c)),
                 };
+                // Skipping padding may have claimed a sleeping sender.
+                self.flush();
+                return r;
             }
             return Err(WaitError::Full);
         }

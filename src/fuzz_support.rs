@@ -149,7 +149,8 @@ impl Drop for Image {
 /// (u16, clamped to what the ring holds), `head` and `tail` (u64 each), a
 /// mode byte (bit 0 clear: positions forced into a plausible span; bits 1-3:
 /// release every 1..=8 messages), the data region, then hostile writes of
-/// 10 bytes each (step, what, value).
+/// 10 bytes each (step; what: tail, data word, swapped data word, or the
+/// count of sleeping senders; value).
 ///
 /// The consumer must return records inside the data region, or
 /// [`Corrupted`](crate::ring::Corrupted), and stop: it cannot read more
@@ -228,7 +229,7 @@ pub fn consumer(data: &[u8]) {
             }
             w.next();
             let st = view.state();
-            match what % 3 {
+            match what % 4 {
                 0 => st
                     .producer
                     .tail
@@ -236,10 +237,17 @@ pub fn consumer(data: &[u8]) {
                 1 => view
                     .region()
                     .write_u64(view.index(value) & !7, value.rotate_left(32)),
-                _ => view.region().write_u64(view.index(value) & !7, value),
+                2 => view.region().write_u64(view.index(value) & !7, value),
+                // A forged count of sleeping senders.
+                _ => st
+                    .wake
+                    .send_waiters
+                    .store(value as u32, crate::sync::Ordering::Relaxed),
             }
         }
         steps += 1;
+        // One sender sleeps at most: never more than one post owed.
+        assert!(c.take_wakeups() <= 1, "wake-ups from a forged waiter count");
         match c.try_peek() {
             Ok(Some(r)) => {
                 reads += 1;

@@ -120,20 +120,41 @@ pub fn sleep_once<B: Bell + ?Sized>(
         }
         return Ok(());
     }
-    if !bell.sleep(timeout)? && !wake::retract(waiters) {
-        absorb(bell)?;
+    match bell.sleep(timeout) {
+        Ok(true) => {}
+        Ok(false) => {
+            if !wake::retract(waiters) {
+                absorb(bell)?;
+            }
+        }
+        Err(Removed) => {
+            // Nobody will post any more; take the announcement back.
+            wake::retract(waiters);
+            return Err(Removed);
+        }
     }
     Ok(())
 }
 
 /// Consumes the post promised by a claim of our announcement.
 fn absorb<B: Bell + ?Sized>(bell: &B) -> Result<(), Removed> {
-    #[cfg(not(shmchan_loom))]
-    let timeout = Some(ABSORB_TIMEOUT);
     // Under loom the mock has no timeouts; the claimer always posts.
     #[cfg(shmchan_loom)]
-    let timeout = None;
-    bell.sleep(timeout).map(drop)
+    {
+        bell.sleep(None).map(drop)
+    }
+    // An interrupted sleep (EINTR) is retried until the bound: giving up
+    // early would leave the promised post behind as a stray unit.
+    #[cfg(not(shmchan_loom))]
+    {
+        let deadline = Instant::now() + ABSORB_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || bell.sleep(Some(left))? {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Spin steps between liveness and deadline checks in [`block_on`] (about
@@ -212,7 +233,11 @@ pub fn block_on<T, E: From<Stop>, B: Bell + ?Sized>(
         };
         let mut recheck = || ready() || gone();
         if sleep_once(waiters, bell, &mut recheck, Some(timeout)).is_err() {
-            return Err(Stop::Disconnected.into());
+            // The channel was removed: what was sent before still counts.
+            return match attempt()? {
+                Some(v) => Ok(v),
+                None => Err(Stop::Disconnected.into()),
+            };
         }
     }
 }
@@ -225,5 +250,64 @@ pub fn leave<B: Bell + ?Sized>(waiters: &AtomicU32, bell: &B) {
     let n = wake::claim(waiters);
     if n > 0 {
         let _ = bell.ring(n);
+    }
+}
+
+#[cfg(all(test, not(shmchan_loom)))]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A doorbell that has been removed.
+    struct Gone;
+
+    impl Bell for Gone {
+        fn ring(&self, _: u32) -> Result<(), Removed> {
+            Err(Removed)
+        }
+        fn sleep(&self, _: Option<Duration>) -> Result<bool, Removed> {
+            Err(Removed)
+        }
+    }
+
+    /// The channel removed while we sleep: a message published before the
+    /// removal is still delivered, then `Disconnected`.
+    #[test]
+    fn removal_while_asleep_keeps_what_was_sent() {
+        let waiters = AtomicU32::new(0);
+        let sent = Cell::new(false);
+        let calls = Cell::new(0);
+        let r: Result<u32, Stop> = block_on(
+            &waiters,
+            &Gone,
+            0,
+            None,
+            || {
+                calls.set(calls.get() + 1);
+                // The peer publishes after our first look.
+                let seen = sent.get();
+                sent.set(true);
+                Ok(seen.then_some(7))
+            },
+            || false,
+            || false,
+        );
+        assert_eq!(r, Ok(7));
+        assert_eq!(calls.get(), 2);
+        // Nothing left: removal means Disconnected.
+        let r: Result<u32, Stop> =
+            block_on(&waiters, &Gone, 0, None, || Ok(None), || false, || false);
+        assert_eq!(r, Err(Stop::Disconnected));
+        assert_eq!(waiters.load(crate::sync::Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn spinner_budget_and_schedule() {
+        let mut s = Spinner::new(3);
+        assert!(s.spin() && s.spin() && s.spin());
+        assert!(!s.spin(), "a fourth step past a budget of 3");
+        assert_eq!(s.steps(), 3);
+        let mut s = Spinner::new(0);
+        assert!(!s.spin());
     }
 }

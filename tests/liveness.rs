@@ -298,3 +298,41 @@ fn killed_sender_with_open_grant_is_replaced_and_grant_never_seen() {
     drop(rx);
     finish(ch, guard);
 }
+
+/// A receiver killed while asleep leaves its announcement behind; the
+/// sender's next publish claims it and posts a doorbell unit nobody takes.
+/// A new receiver clears both when it registers, so the stray unit does
+/// not turn into spurious wake-ups (and one more post per sleep) forever.
+#[test]
+fn new_receiver_clears_what_a_receiver_killed_asleep_left() {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let key = ch.key();
+    let mut tx = ch.sender().unwrap();
+    let mut child = spawn(|| {
+        let ch = Channel::open(key).unwrap();
+        let mut rx = ch.receiver().unwrap();
+        rx.set_spin_limit(0);
+        let _ = rx.recv();
+        panic!("recv returned")
+    });
+    assert!(
+        wait_until(T, || sem_ncnt(ch.sem_id(), SEM_DATA) >= 1),
+        "the receiver never slept in recv"
+    );
+    child.kill();
+    let recv_waiters = |b: &[u8]| u32::from_ne_bytes(b[384..388].try_into().unwrap());
+    assert_eq!(recv_waiters(&segment_bytes(key)), 1, "announcement left");
+    tx.send(b"after").unwrap();
+    assert_eq!(
+        sem_val(ch.sem_id(), SEM_DATA),
+        1,
+        "the post for a dead sleeper"
+    );
+    assert_eq!(recv_waiters(&segment_bytes(key)), 0, "claimed by the send");
+
+    let mut rx = ch.receiver().unwrap();
+    assert_eq!(sem_val(ch.sem_id(), SEM_DATA), 0, "stray unit cleared");
+    assert_eq!(&rx.recv_timeout(T).unwrap()[..], b"after");
+    drop((rx, tx));
+    finish(ch, guard);
+}

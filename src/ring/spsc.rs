@@ -68,6 +68,8 @@ impl Producer {
         // into space that the Acquire load of head below (or in `free`)
         // orders after the consumer's reads, and those after the earlier
         // producer's writes; nothing the earlier producer wrote is read.
+        // (In a channel, the registration's semop also orders this load
+        // after the earlier producer's last store.)
         let tail = st.producer.tail.load(Ordering::Relaxed);
         // Acquire: pairs with the Release store of head in Consumer::release,
         // so the consumer's reads of the space up to head happened before
@@ -182,7 +184,10 @@ impl Producer {
         // Consumer::refresh; makes the record's header and payload visible
         // before the new tail.
         self.view.state().producer.tail.store(tail, PUBLISH);
-        self.wakeups += wake::claim(&self.view.state().wake.recv_waiters);
+        // At most one receiver sleeps (SPSC); a larger count was written by
+        // someone else and must not turn into a storm of posts.
+        let claimed = wake::claim(&self.view.state().wake.recv_waiters).min(1);
+        self.wakeups = self.wakeups.saturating_add(claimed).min(1);
     }
 
     /// Returns, and resets, the number of sleeping receivers our publishes
@@ -217,6 +222,7 @@ impl Consumer {
         // We read only records before tail (ordered by the Acquire below),
         // and our later Release of head orders our reads for the producer;
         // the earlier consumer's reads were ordered by its own Release.
+        // (In a channel, the registration's semop also orders this load.)
         let head = st.consumer.head.load(Ordering::Relaxed);
         // Acquire: pairs with the Release store of tail in Producer::publish.
         let tail = st.producer.tail.load(Ordering::Acquire);
@@ -350,7 +356,9 @@ impl Consumer {
             .consumer
             .head
             .store(head, Ordering::Release);
-        self.wakeups += wake::claim(&self.view.state().wake.send_waiters);
+        // At most one sender sleeps (SPSC); see Producer::publish.
+        let claimed = wake::claim(&self.view.state().wake.send_waiters).min(1);
+        self.wakeups = self.wakeups.saturating_add(claimed).min(1);
     }
 
     /// Bytes read but not yet released.
