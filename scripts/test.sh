@@ -59,7 +59,7 @@ rm -f "$log"
 
 step "cargo-fuzz smoke run (${FUZZ_SECS} s per target)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked
+    cargo install cargo-fuzz --locked --version 0.13.2
 fi
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     fuzz=(cargo +nightly fuzz)
