@@ -15,8 +15,10 @@ use shmchan::{Channel, Key};
 pub fn unique_key() -> Key {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    assert!(n <= 0xff, "more than 255 keys in one test process");
     let pid = std::process::id();
-    // 0x5c00_0000 | pid (22 bits) << 8 | n (8 bits): positive, never 0.
+    // 0x4000_0000 | pid (22 bits) << 8 | n (8 bits): positive, never 0;
+    // a test process must not take more than 256 keys.
     let raw = 0x4000_0000u32 | ((pid & 0x3f_ffff) << 8) | (n & 0xff);
     Key::raw(raw as i32)
 }
