@@ -83,6 +83,28 @@ mod region {
             unsafe { ptr::write_volatile(self.base.add(off).cast::<u64>(), v) }
         }
 
+        /// The 8-byte word at `off` (a multiple of 8) as an atomic: the
+        /// record headers that several producers publish (MPSC).
+        #[inline]
+        pub fn atomic_u64(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+            self.check(off, 8);
+            assert_eq!(off % 8, 0, "unaligned atomic word {off}");
+            // SAFETY: in bounds (checked) and 8-aligned (base and off are
+            // multiples of 8); AtomicU64 has the size and alignment of u64
+            // and may be shared between threads and processes; the memory
+            // lives as long as the region's contract says.
+            unsafe { &*self.base.add(off).cast::<std::sync::atomic::AtomicU64>() }
+        }
+
+        /// Writes zeros to `n` bytes at `off`.
+        #[inline]
+        pub fn zero(&self, off: usize, n: usize) {
+            self.check(off, n);
+            // SAFETY: the range is in bounds (checked); the ring protocol
+            // gives the caller exclusive use of it.
+            unsafe { ptr::write_bytes(self.base.add(off), 0, n) }
+        }
+
         /// Copies `src` to `off`.
         #[inline]
         pub fn write(&self, off: usize, src: &[u8]) {

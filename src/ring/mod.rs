@@ -3,6 +3,8 @@
 //! wake-ups the ring asks for into semaphore posts (see [`crate::wait`]).
 
 mod heap;
+#[cfg(not(shmchan_loom))]
+pub mod mpsc;
 pub mod spsc;
 pub mod wake;
 
