@@ -43,6 +43,8 @@ pub struct Producer {
     cached_head: u64,
     /// High half of our in-progress headers: `CLAIM_BIT | pid`.
     claim: u32,
+    /// Receivers claimed by our commits that the caller must post for.
+    wakeups: u32,
 }
 
 impl Producer {
@@ -59,6 +61,7 @@ impl Producer {
             view,
             cached_head: head,
             claim: CLAIM_BIT | (pid & !CLAIM_BIT),
+            wakeups: 0,
         })
     }
 
@@ -157,6 +160,7 @@ impl Producer {
                 record_header(kind::MESSAGE, r.len as u32),
                 Ordering::Release,
             );
+        self.claim_receiver();
     }
 
     /// Gives a reservation up: the record becomes padding of its size.
@@ -171,6 +175,22 @@ impl Producer {
                 record_header(kind::PADDING, (size - 8) as u32),
                 Ordering::Release,
             );
+        // The padding may unblock records committed after it.
+        self.claim_receiver();
+    }
+
+    /// The wake protocol after a header store (see [`wake`]): claims a
+    /// sleeping receiver, whom the caller must post for.
+    fn claim_receiver(&mut self) {
+        // One receiver sleeps at most; a larger count is forged.
+        let n = wake::claim(&self.view.state().wake.recv_waiters).min(1);
+        self.wakeups = self.wakeups.saturating_add(n).min(1);
+    }
+
+    /// Returns, and resets, the number of sleeping receivers our commits
+    /// claimed: the caller posts the data semaphore that many times.
+    pub fn take_wakeups(&mut self) -> u32 {
+        std::mem::take(&mut self.wakeups)
     }
 
     /// Copies `msg` into the ring as one record.
@@ -421,6 +441,12 @@ mod tests {
         assert_eq!(pop(&mut c).unwrap(), b"wrapped!");
         assert_eq!(c.try_peek().unwrap(), None);
         assert_eq!(c.blocked(), Blocked::Empty);
+        // A receiver announced asleep is claimed by the next commit, once.
+        wake::announce(&ring.state().wake.recv_waiters);
+        a.try_push(b"wake").unwrap();
+        assert_eq!(a.take_wakeups(), 1);
+        assert_eq!(a.take_wakeups() + b.take_wakeups(), 0);
+        assert_eq!(pop(&mut c).unwrap(), b"wake");
         // Everything consumed is zero again.
         let mut ring = ring;
         assert!(ring.data_mut().iter().all(|&b| b == 0));
