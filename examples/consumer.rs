@@ -22,11 +22,15 @@
 //! empty one at once, then makes a new one). By hand:
 //! `cargo run --bin shmchan -- rm /tmp/shmchan-demo` (or `Channel::remove_key`).
 
-use std::path::{Path, PathBuf};
+mod demo;
+
+use demo::{create_or_open, demo_key};
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmchan::{sys, Channel, Key, OpenError, Options, RecvError};
+use shmchan::{sys, Channel, OpenError, Options, RecvError};
 
 const USAGE: &str = "usage: consumer [--path P] [--count N] [--size BYTES]";
 /// A progress line per this many messages.
@@ -49,32 +53,6 @@ fn parse_args() -> Result<(PathBuf, Option<u64>, Option<usize>), String> {
         }
     }
     Ok((path, count, size))
-}
-
-/// The key of `path` (created empty if missing) with proj id 1.
-fn demo_key(path: &Path) -> Result<Key, String> {
-    match std::fs::File::create_new(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            Err(format!("cannot create {}: {e}", path.display()))
-        }
-        _ => Key::ftok(path, 1).map_err(|e| e.to_string()),
-    }
-}
-
-/// Opens the channel at `key`, or creates it; `true` if created here.
-fn create_or_open(key: Key, options: Options) -> Result<(Channel, bool), OpenError> {
-    for _ in 0..10 {
-        match Channel::open(key) {
-            Err(OpenError::NotFound) => {}
-            other => return other.map(|ch| (ch, false)),
-        }
-        match Channel::create(key, options.clone()) {
-            // The producer created it between our open and our create.
-            Err(OpenError::AlreadyExists) => {}
-            other => return other.map(|ch| (ch, true)),
-        }
-    }
-    Err(OpenError::AlreadyExists)
 }
 
 /// Whether the channel's creator has exited, waiting up to 2 s for it (a

@@ -22,11 +22,15 @@
 //! hand: `cargo run --bin shmchan -- rm /tmp/shmchan-demo` removes a channel
 //! left behind (or `Channel::remove_key`).
 
-use std::path::{Path, PathBuf};
+mod demo;
+
+use demo::{create_or_open, demo_key};
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use shmchan::{Channel, Key, OpenError, Options, SendError};
+use shmchan::{OpenError, Options, SendError};
 
 /// The bytes after the sequence number.
 const FILL: u8 = 0xa5;
@@ -53,32 +57,6 @@ fn parse_args() -> Result<(PathBuf, u64, usize), String> {
         Err("--count must be at least 1, --size at least 8 (the sequence number)")?;
     }
     Ok((path, count, size))
-}
-
-/// The key of `path` (created empty if missing) with proj id 1.
-fn demo_key(path: &Path) -> Result<Key, String> {
-    match std::fs::File::create_new(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            Err(format!("cannot create {}: {e}", path.display()))
-        }
-        _ => Key::ftok(path, 1).map_err(|e| e.to_string()),
-    }
-}
-
-/// Opens the channel at `key`, or creates it; `true` if created here.
-fn create_or_open(key: Key, options: Options) -> Result<(Channel, bool), OpenError> {
-    for _ in 0..10 {
-        match Channel::open(key) {
-            Err(OpenError::NotFound) => {}
-            other => return other.map(|ch| (ch, false)),
-        }
-        match Channel::create(key, options.clone()) {
-            // The consumer created it between our open and our create.
-            Err(OpenError::AlreadyExists) => {}
-            other => return other.map(|ch| (ch, true)),
-        }
-    }
-    Err(OpenError::AlreadyExists)
 }
 
 fn run() -> Result<(), String> {

@@ -862,30 +862,24 @@ impl Receiver {
         }
     }
 
-    fn next_inner(&mut self, block: bool, deadline: Option<Instant>) -> Result<Record, WaitError> {
-        match self.consumer.try_peek() {
-            Ok(Some(r)) => {
-                // Skipping padding may have released space a sender sleeps on.
-                self.flush();
-                return Ok(r);
-            }
-            Ok(None) => {}
-            Err(c) => return Err(WaitError::Corrupted(c)),
-        }
+    /// One look at the ring. Skipping padding can release space and claim a
+    /// sleeping sender, so the wake-up is posted here, whatever the result.
+    fn peek(&mut self) -> Result<Option<Record>, WaitError> {
+        let r = self.consumer.try_peek().map_err(WaitError::Corrupted);
         self.flush();
+        r
+    }
+
+    fn next_inner(&mut self, block: bool, deadline: Option<Instant>) -> Result<Record, WaitError> {
+        if let Some(r) = self.peek()? {
+            return Ok(r);
+        }
         let inner = self.reg.inner.clone();
         if !block {
             if Self::senders_gone(&inner) {
                 // Re-check after seeing no sender: a last message sent just
                 // before the sender left must not be lost.
-                let r = match self.consumer.try_peek() {
-                    Ok(Some(r)) => Ok(r),
-                    Ok(None) => Err(WaitError::Disconnected),
-                    Err(c) => Err(WaitError::Corrupted(c)),
-                };
-                // Skipping padding may have claimed a sleeping sender.
-                self.flush();
-                return r;
+                return self.peek()?.ok_or(WaitError::Disconnected);
             }
             return Err(WaitError::Full);
         }

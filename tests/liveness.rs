@@ -118,17 +118,7 @@ fn killed_receiver_send_gets_disconnected_and_a_new_receiver_reads_all() {
     let (ch, guard) = fresh(Options::default().capacity(16 << 10).max_message(300));
     let key = ch.key();
     let mut tx = ch.sender().unwrap();
-    let mut child = spawn(|| {
-        let ch = Channel::open(key).unwrap();
-        let mut rx = ch.receiver().unwrap();
-        rx.set_spin_limit(0);
-        let _ = rx.recv();
-        panic!("recv returned")
-    });
-    assert!(
-        wait_until(T, || sem_ncnt(ch.sem_id(), SEM_DATA) >= 1),
-        "the receiver never slept in recv"
-    );
+    let mut child = spawn_receiver_asleep(&ch);
     child.kill();
     assert_eq!(child.wait(), 128 + libc::SIGKILL);
     let dog = Watchdog::new(key, Duration::from_secs(20));
@@ -308,19 +298,11 @@ fn new_receiver_clears_what_a_receiver_killed_asleep_left() {
     let (ch, guard) = fresh(Options::default().capacity(4096));
     let key = ch.key();
     let mut tx = ch.sender().unwrap();
-    let mut child = spawn(|| {
-        let ch = Channel::open(key).unwrap();
-        let mut rx = ch.receiver().unwrap();
-        rx.set_spin_limit(0);
-        let _ = rx.recv();
-        panic!("recv returned")
-    });
-    assert!(
-        wait_until(T, || sem_ncnt(ch.sem_id(), SEM_DATA) >= 1),
-        "the receiver never slept in recv"
-    );
+    let mut child = spawn_receiver_asleep(&ch);
     child.kill();
-    let recv_waiters = |b: &[u8]| u32::from_ne_bytes(b[384..388].try_into().unwrap());
+    use shmchan::layout::offset::RECV_WAITERS;
+    let recv_waiters =
+        |b: &[u8]| u32::from_ne_bytes(b[RECV_WAITERS..RECV_WAITERS + 4].try_into().unwrap());
     assert_eq!(recv_waiters(&segment_bytes(key)), 1, "announcement left");
     tx.send(b"after").unwrap();
     assert_eq!(

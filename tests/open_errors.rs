@@ -153,16 +153,8 @@ fn create_on_a_used_key_is_already_exists_and_leaves_it_alone() {
         Channel::create(key, Options::default()),
         Err(OpenError::AlreadyExists)
     ));
-    // SAFETY: plain lookups.
-    assert_eq!(
-        unsafe { libc::shmget(key.as_raw(), 0, 0) },
-        seg,
-        "the foreign segment is gone"
-    );
-    assert!(
-        unsafe { libc::semget(key.as_raw(), 0, 0) } < 0,
-        "create left a semaphore set"
-    );
+    assert_eq!(shm_at(key), Some(seg), "the foreign segment is gone");
+    assert_eq!(sem_at(key), None, "create left a semaphore set");
     assert!(
         segment_bytes(key).iter().all(|&b| b == 0x3C),
         "the foreign segment was written"
@@ -178,12 +170,8 @@ fn create_on_a_used_key_is_already_exists_and_leaves_it_alone() {
         Channel::create(key, Options::default()),
         Err(OpenError::AlreadyExists)
     ));
-    // SAFETY: plain lookups.
-    assert_eq!(unsafe { libc::semget(key.as_raw(), 0, 0) }, set);
-    assert!(
-        unsafe { libc::shmget(key.as_raw(), 0, 0) } < 0,
-        "create left a segment"
-    );
+    assert_eq!(sem_at(key), Some(set));
+    assert_eq!(shm_at(key), None, "create left a segment");
     drop(guard);
     assert!(!key_in_use(key));
 }
@@ -381,17 +369,9 @@ fn plain_segments_are_not_a_channel_and_never_written() {
             Channel::remove_key(key),
             Err(OpenError::NotAChannel)
         ));
-        // SAFETY: plain lookups.
-        assert_eq!(
-            unsafe { libc::shmget(key.as_raw(), 0, 0) },
-            seg,
-            "the foreign segment was removed"
-        );
+        assert_eq!(shm_at(key), Some(seg), "the foreign segment was removed");
         if with_set {
-            assert!(
-                unsafe { libc::semget(key.as_raw(), 0, 0) } >= 0,
-                "the foreign set was removed"
-            );
+            assert!(sem_at(key).is_some(), "the foreign set was removed");
         }
         assert!(
             segment_bytes(key) == before,

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use shmchan::{Channel, Options, RecvTimeoutError, TryRecvError, TrySendError};
+use shmchan::{Channel, Options, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant};
 
 /// Messages per bulk test. Keep a million (see the report in the PR).
@@ -36,8 +36,9 @@ fn receive_all(rx: &mut shmchan::Receiver, stream: &Stream) -> u64 {
     total
 }
 
-#[test]
-fn million_messages_copy_api_child_to_parent() {
+/// A child sends `MESSAGES` messages with `send_all`; the parent receives
+/// and checks them all (`receive_all`), then both clean up.
+fn million_messages_child_to_parent(api: &str, send_all: impl FnOnce(&mut Sender, &Stream)) {
     let stream = Stream::new(MAX);
     let (ch, guard) = fresh(Options::default().capacity(CAPACITY).max_message(MAX));
     assert_eq!(ch.capacity(), CAPACITY);
@@ -50,21 +51,7 @@ fn million_messages_copy_api_child_to_parent() {
         let ch = Channel::open(key).unwrap();
         let mut tx = ch.sender().unwrap();
         assert_eq!(tx.max_message(), MAX);
-        let mut buf = vec![0u8; MAX];
-        for seq in 0..MESSAGES {
-            let n = stream.len(seq);
-            stream.fill(seq, &mut buf[..n]);
-            // Alternate the non-blocking and the blocking call.
-            if seq % 2 == 0 {
-                match tx.try_send(&buf[..n]) {
-                    Ok(()) => continue,
-                    Err(TrySendError::Full) => {}
-                    Err(e) => panic!("try_send {seq}: {e:?}"),
-                }
-            }
-            tx.send(&buf[..n])
-                .unwrap_or_else(|e| panic!("send {seq}: {e:?}"));
-        }
+        send_all(&mut tx, &stream);
         0
     });
     let total = receive_all(&mut rx, &stream);
@@ -74,7 +61,7 @@ fn million_messages_copy_api_child_to_parent() {
         "sender child failed"
     );
     eprintln!(
-        "copy API: {MESSAGES} messages, {} MB, ring wrapped {} times, {:?}",
+        "{api}: {MESSAGES} messages, {} MB, ring wrapped {} times, {:?}",
         total >> 20,
         total / CAPACITY as u64,
         start.elapsed()
@@ -90,16 +77,29 @@ fn million_messages_copy_api_child_to_parent() {
 }
 
 #[test]
+fn million_messages_copy_api_child_to_parent() {
+    million_messages_child_to_parent("copy API", |tx, stream| {
+        let mut buf = vec![0u8; MAX];
+        for seq in 0..MESSAGES {
+            let n = stream.len(seq);
+            stream.fill(seq, &mut buf[..n]);
+            // Alternate the non-blocking and the blocking call.
+            if seq % 2 == 0 {
+                match tx.try_send(&buf[..n]) {
+                    Ok(()) => continue,
+                    Err(TrySendError::Full) => {}
+                    Err(e) => panic!("try_send {seq}: {e:?}"),
+                }
+            }
+            tx.send(&buf[..n])
+                .unwrap_or_else(|e| panic!("send {seq}: {e:?}"));
+        }
+    });
+}
+
+#[test]
 fn million_messages_zero_copy_api_child_to_parent() {
-    let stream = Stream::new(MAX);
-    let (ch, guard) = fresh(Options::default().capacity(CAPACITY).max_message(MAX));
-    let key = ch.key();
-    let mut rx = ch.receiver().unwrap();
-    let dog = Watchdog::new(key, Duration::from_secs(90));
-    let start = Instant::now();
-    let mut child = spawn(|| {
-        let ch = Channel::open(key).unwrap();
-        let mut tx = ch.sender().unwrap();
+    million_messages_child_to_parent("zero-copy API", |tx, stream| {
         for seq in 0..MESSAGES {
             let n = stream.len(seq);
             if seq % 1000 == 500 {
@@ -119,28 +119,7 @@ fn million_messages_zero_copy_api_child_to_parent() {
             stream.fill(seq, &mut g);
             g.commit();
         }
-        0
     });
-    let total = receive_all(&mut rx, &stream);
-    assert_eq!(
-        child.wait_timeout(Duration::from_secs(30)),
-        0,
-        "sender child failed"
-    );
-    eprintln!(
-        "zero-copy API: {MESSAGES} messages, {} MB, ring wrapped {} times, {:?}",
-        total >> 20,
-        total / CAPACITY as u64,
-        start.elapsed()
-    );
-    assert!(
-        total / CAPACITY as u64 > 10_000,
-        "the ring did not wrap enough: {total} bytes"
-    );
-    assert!(!dog.fired(), "the watchdog had to remove the channel");
-    drop(dog);
-    drop(rx);
-    finish(ch, guard);
 }
 
 /// The other direction, with the receiver's blocking iterator in the child:
@@ -182,59 +161,5 @@ fn parent_to_child_iter_ends_at_disconnect() {
     );
     assert!(!dog.fired(), "the watchdog had to remove the channel");
     drop(dog);
-    finish(ch, guard);
-}
-
-/// Zero-copy grants dropped without commit publish nothing, across many
-/// wraps of a small ring: the child commits every third-numbered message
-/// and aborts the others (after writing into them), and the parent gets
-/// exactly the committed ones, in order, intact.
-#[test]
-fn aborted_grants_are_never_received() {
-    const N: u64 = 60_000;
-    const MAX_SMALL: usize = 700;
-    let stream = Stream::new(MAX_SMALL);
-    let (ch, guard) = fresh(Options::default().capacity(4096).max_message(MAX_SMALL));
-    let key = ch.key();
-    let mut rx = ch.receiver().unwrap();
-    let dog = Watchdog::new(key, Duration::from_secs(60));
-    let mut child = spawn(|| {
-        let ch = Channel::open(key).unwrap();
-        let mut tx = ch.sender().unwrap();
-        for seq in 0..N {
-            let n = stream.len(seq);
-            let mut g = tx.reserve(n).unwrap();
-            stream.fill(seq, &mut g);
-            if seq % 3 == 0 {
-                g.commit();
-            } else {
-                // Scribble over it too: an aborted grant's bytes must not
-                // leak into a later message.
-                g.fill(0xee);
-                // `g` goes out of scope here without commit: an abort.
-            }
-        }
-        0
-    });
-    let mut got = 0u64;
-    for seq in (0..N).step_by(3) {
-        let m = rx
-            .recv_timeout(STEP)
-            .unwrap_or_else(|e| panic!("message {seq}: {e:?}"));
-        if let Err(e) = stream.check(seq, &m) {
-            panic!("{e}");
-        }
-        got += 1;
-    }
-    assert_eq!(
-        rx.recv_timeout(STEP).unwrap_err(),
-        RecvTimeoutError::Disconnected,
-        "an aborted grant was received"
-    );
-    assert_eq!(got, N.div_ceil(3));
-    assert_eq!(child.wait_timeout(Duration::from_secs(20)), 0);
-    assert!(!dog.fired(), "the watchdog had to remove the channel");
-    drop(dog);
-    drop(rx);
     finish(ch, guard);
 }

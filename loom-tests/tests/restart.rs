@@ -12,11 +12,10 @@
 use loom::sync::Arc;
 use loom::thread;
 use shmchan::ring::spsc::{Consumer, Producer};
-use shmchan::ring::{HeapRing, ReserveError};
+use shmchan::ring::HeapRing;
 
 const OLD: [&[u8]; 2] = [&[1; 24], &[2; 24]];
 const NEW: &[u8] = &[3; 24];
-const SPIN_LIMIT: usize = 1_000;
 
 #[test]
 fn restarted_producer_reuses_space_after_the_consumer() {
@@ -35,31 +34,12 @@ fn restarted_producer_reuses_space_after_the_consumer() {
             let ring = ring.clone();
             thread::spawn(move || {
                 let mut p = Producer::new(ring.view()).unwrap();
-                let mut rounds = 0;
-                loop {
-                    match p.try_push(NEW) {
-                        Ok(()) => break,
-                        Err(ReserveError::Full) => {
-                            rounds += 1;
-                            assert!(rounds < SPIN_LIMIT, "producer spun out");
-                            thread::yield_now();
-                        }
-                        Err(e) => panic!("{e:?}"),
-                    }
-                }
+                loom_tests::retry_full("the new message", || p.try_push(NEW));
             })
         };
 
         for want in OLD.iter().chain([&NEW]) {
-            let mut rounds = 0;
-            let r = loop {
-                if let Some(r) = c.try_peek().unwrap() {
-                    break r;
-                }
-                rounds += 1;
-                assert!(rounds < SPIN_LIMIT, "consumer spun out");
-                thread::yield_now();
-            };
+            let (r, _) = loom_tests::peek_spinning(&mut c, "a message");
             let mut got = vec![0u8; r.len];
             c.view().region().read(r.data_offset, &mut got);
             assert_eq!(&got[..], *want);

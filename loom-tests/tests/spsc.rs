@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use loom::sync::Arc;
 use loom::thread;
 use shmchan::ring::spsc::{Consumer, Producer};
-use shmchan::ring::{HeapRing, ReserveError};
+use shmchan::ring::HeapRing;
 use shmchan::sync::Ordering as MemOrdering;
 
 /// Payload lengths. In a 64-byte ring (record = 8-byte header + payload
@@ -33,11 +33,6 @@ use shmchan::sync::Ordering as MemOrdering;
 const LENS: [usize; 4] = [20, 8, 30, 0];
 /// The producer's `tail` after the last message.
 const FINAL_TAIL: u64 = 112;
-/// Rounds a side may find the ring full/empty before the model gives up.
-/// `yield_now` makes loom run the other thread, so a correct run needs only
-/// a few; the bound turns a livelock into a failure instead of a hang.
-const SPIN_LIMIT: usize = 1_000;
-
 /// Byte `j` of message `i`: distinct across messages, never zero (the
 /// initial content of the region).
 fn byte(i: usize, j: usize) -> u8 {
@@ -68,19 +63,9 @@ fn records_cross_the_wrap_in_order() {
                 let mut p = Producer::new(ring.view()).unwrap();
                 for i in 0..LENS.len() {
                     let msg = message(i);
-                    let mut rounds = 0;
-                    loop {
-                        match p.try_push(&msg) {
-                            Ok(()) => break,
-                            Err(ReserveError::Full) => {
-                                rounds += 1;
-                                assert!(rounds < SPIN_LIMIT, "producer spun out at message {i}");
-                                PRODUCER_FULL.fetch_add(1, Relaxed);
-                                thread::yield_now();
-                            }
-                            Err(e) => panic!("push {i}: {e:?}"),
-                        }
-                    }
+                    let what = format!("message {i}");
+                    let ((), full) = loom_tests::retry_full(&what, || p.try_push(&msg));
+                    PRODUCER_FULL.fetch_add(full, Relaxed);
                 }
                 // Nobody sleeps in this model, so no publish claimed a waiter.
                 assert_eq!(p.take_wakeups(), 0);
@@ -89,16 +74,8 @@ fn records_cross_the_wrap_in_order() {
 
         let mut c = Consumer::new(ring.view()).unwrap();
         for (i, &len) in LENS.iter().enumerate() {
-            let mut rounds = 0;
-            let r = loop {
-                if let Some(r) = c.try_peek().unwrap() {
-                    break r;
-                }
-                rounds += 1;
-                assert!(rounds < SPIN_LIMIT, "consumer spun out at message {i}");
-                CONSUMER_EMPTY.fetch_add(1, Relaxed);
-                thread::yield_now();
-            };
+            let (r, empty) = loom_tests::peek_spinning(&mut c, &format!("message {i}"));
+            CONSUMER_EMPTY.fetch_add(empty, Relaxed);
             assert_eq!(r.len, len, "length of message {i}");
             let mut got = vec![0u8; r.len];
             c.view().region().read(r.data_offset, &mut got);

@@ -154,12 +154,7 @@ fn producer_sleeping_on_send_waiters_is_woken() {
 
         let mut c = Consumer::new(ring.view()).unwrap();
         for want in [&first[..], &second[..]] {
-            let r = loop {
-                if let Some(r) = c.try_peek().unwrap() {
-                    break r;
-                }
-                thread::yield_now();
-            };
+            let (r, _) = loom_tests::peek_spinning(&mut c, "a message");
             let mut got = vec![0u8; r.len];
             c.view().region().read(r.data_offset, &mut got);
             assert_eq!(got, want);

@@ -15,7 +15,7 @@
 use loom::sync::Arc;
 use loom::thread;
 use shmchan::ring::spsc::{Consumer, Producer};
-use shmchan::ring::{HeapRing, ReserveError};
+use shmchan::ring::HeapRing;
 use shmchan::sync::Ordering as MemOrdering;
 
 /// (payload length, committed?). In a 64-byte ring:
@@ -31,7 +31,6 @@ const PLAN: [(usize, bool); 4] = [(16, true), (24, false), (20, true), (12, true
 const FINAL_TAIL: u64 = 88;
 /// The consumer releases after every `BATCH` messages (and at the end).
 const BATCH: usize = 2;
-const SPIN_LIMIT: usize = 1_000;
 
 fn byte(i: usize, j: usize) -> u8 {
     (i * 50 + j + 1) as u8
@@ -49,15 +48,7 @@ fn reserve_commit_abort_and_batched_release() {
                 let mut c = Consumer::new(ring.view()).unwrap();
                 let committed: Vec<usize> = (0..PLAN.len()).filter(|&i| PLAN[i].1).collect();
                 for (n, &i) in committed.iter().enumerate() {
-                    let mut rounds = 0;
-                    let r = loop {
-                        if let Some(r) = c.try_peek().unwrap() {
-                            break r;
-                        }
-                        rounds += 1;
-                        assert!(rounds < SPIN_LIMIT, "consumer spun out at message {i}");
-                        thread::yield_now();
-                    };
+                    let (r, _) = loom_tests::peek_spinning(&mut c, &format!("message {i}"));
                     assert_eq!(r.len, PLAN[i].0, "length of message {i}");
                     let mut got = vec![0u8; r.len];
                     c.view().region().read(r.data_offset, &mut got);
@@ -78,18 +69,7 @@ fn reserve_commit_abort_and_batched_release() {
         };
 
         for (i, &(len, commit)) in PLAN.iter().enumerate() {
-            let mut rounds = 0;
-            let r = loop {
-                match p.try_reserve(len) {
-                    Ok(r) => break r,
-                    Err(ReserveError::Full) => {
-                        rounds += 1;
-                        assert!(rounds < SPIN_LIMIT, "producer spun out at message {i}");
-                        thread::yield_now();
-                    }
-                    Err(e) => panic!("reserve {i}: {e:?}"),
-                }
-            };
+            let (r, _) = loom_tests::retry_full(&format!("message {i}"), || p.try_reserve(len));
             let payload: Vec<u8> = (0..len).map(|j| byte(i, j)).collect();
             p.view().region().write(r.data_offset, &payload);
             if commit {

@@ -183,8 +183,9 @@ impl Producer {
     /// sleeping receiver, whom the caller must post for.
     fn claim_receiver(&mut self) {
         // One receiver sleeps at most; a larger count is forged.
-        let n = wake::claim(&self.view.state().wake.recv_waiters).min(1);
-        self.wakeups = self.wakeups.saturating_add(n).min(1);
+        if wake::claim(&self.view.state().wake.recv_waiters) > 0 {
+            self.wakeups = 1;
+        }
     }
 
     /// Returns, and resets, the number of sleeping receivers our commits

@@ -184,10 +184,11 @@ impl Producer {
         // Consumer::refresh; makes the record's header and payload visible
         // before the new tail.
         self.view.state().producer.tail.store(tail, PUBLISH);
-        // At most one receiver sleeps (SPSC); a larger count was written by
-        // someone else and must not turn into a storm of posts.
-        let claimed = wake::claim(&self.view.state().wake.recv_waiters).min(1);
-        self.wakeups = self.wakeups.saturating_add(claimed).min(1);
+        // At most one receiver sleeps (SPSC): we owe at most one post, even
+        // if someone forged a larger count.
+        if wake::claim(&self.view.state().wake.recv_waiters) > 0 {
+            self.wakeups = 1;
+        }
     }
 
     /// Returns, and resets, the number of sleeping receivers our publishes
@@ -357,8 +358,9 @@ impl Consumer {
             .head
             .store(head, Ordering::Release);
         // At most one sender sleeps (SPSC); see Producer::publish.
-        let claimed = wake::claim(&self.view.state().wake.send_waiters).min(1);
-        self.wakeups = self.wakeups.saturating_add(claimed).min(1);
+        if wake::claim(&self.view.state().wake.send_waiters) > 0 {
+            self.wakeups = 1;
+        }
     }
 
     /// Bytes read but not yet released.

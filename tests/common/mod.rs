@@ -32,25 +32,55 @@ impl Drop for KeyGuard {
     }
 }
 
+/// The id of the segment at `key`, if there is one.
+pub fn shm_at(key: Key) -> Option<i32> {
+    // SAFETY: a lookup by integer key; no memory is passed.
+    let id = unsafe { libc::shmget(key.as_raw(), 0, 0) };
+    (id >= 0).then_some(id)
+}
+
+/// The id of the semaphore set at `key`, if there is one.
+pub fn sem_at(key: Key) -> Option<i32> {
+    // SAFETY: a lookup by integer key; no memory is passed.
+    let id = unsafe { libc::semget(key.as_raw(), 0, 0) };
+    (id >= 0).then_some(id)
+}
+
 /// Removes the segment and the semaphore set at `key`, ours or not.
 pub fn remove_raw(key: Key) {
-    // SAFETY: plain System V calls on integers; failures are ignored.
-    unsafe {
-        let shm = libc::shmget(key.as_raw(), 0, 0);
-        if shm >= 0 {
-            libc::shmctl(shm, libc::IPC_RMID, std::ptr::null_mut());
-        }
-        let sem = libc::semget(key.as_raw(), 0, 0);
-        if sem >= 0 {
-            libc::semctl(sem, 0, libc::IPC_RMID);
-        }
+    if let Some(shm) = shm_at(key) {
+        // SAFETY: IPC_RMID on an id takes no buffer; failure is ignored.
+        unsafe { libc::shmctl(shm, libc::IPC_RMID, std::ptr::null_mut()) };
     }
+    if let Some(sem) = sem_at(key) {
+        // SAFETY: IPC_RMID on an id takes no fourth argument; failure is ignored.
+        unsafe { libc::semctl(sem, 0, libc::IPC_RMID) };
+    }
+}
+
+/// Forks a child that opens the channel at `ch`'s key, becomes its
+/// receiver and sleeps in `recv` (spin limit 0); returns once the child is
+/// asleep on the data semaphore. The child panics if `recv` ever returns.
+pub fn spawn_receiver_asleep(ch: &Channel) -> Child {
+    let key = ch.key();
+    let child = spawn(move || {
+        let ch = Channel::open(key).unwrap();
+        let mut rx = ch.receiver().unwrap();
+        rx.set_spin_limit(0);
+        let _ = rx.recv();
+        panic!("recv returned")
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || sem_ncnt(ch.sem_id(), SEM_DATA)
+            >= 1),
+        "the receiver never slept in recv"
+    );
+    child
 }
 
 /// Whether anything exists at `key`.
 pub fn key_in_use(key: Key) -> bool {
-    // SAFETY: plain System V lookups.
-    unsafe { libc::shmget(key.as_raw(), 0, 0) >= 0 || libc::semget(key.as_raw(), 0, 0) >= 0 }
+    shm_at(key).is_some() || sem_at(key).is_some()
 }
 
 /// A child process running `f`; killed and reaped on drop if still running.
