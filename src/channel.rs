@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::io;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,8 +15,7 @@ use crate::error::{
 use crate::layout::{
     self, Flavor, HeaderError, Layout, RingState, HEADER_SIZE, MAGIC, STATE_READY,
 };
-use crate::ring::spsc::{Consumer, Producer};
-use crate::ring::{Record, Reservation, ReserveError, RingView};
+use crate::ring::{mpsc, spsc, Corrupted, Record, Reservation, ReserveError, RingView};
 use crate::sync::{AtomicU32, Ordering};
 use crate::sys::{self, Attachment, IpcError, Key, Segment, SemOp, SemSet};
 use crate::wait::{self, Bell, Removed};
@@ -33,6 +33,10 @@ pub(crate) const NSEMS: u16 = 4;
 
 /// How long `open` waits for a creator to finish initialising.
 const OPEN_WAIT: Duration = Duration::from_secs(1);
+/// How long an MPSC receiver waits on a claimed record before it checks
+/// whether the claimant died (see [`Receiver::set_recovery_timeout`]).
+pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_millis(100);
+
 /// Default spin budget (steps of [`Spinner`]) before sleeping.
 /// About 40 µs of polling on the machines we measure: twice what a kernel
 /// wake-up costs there, the classic bound for spinning before sleeping.
@@ -50,6 +54,7 @@ pub struct Options {
     max_message: Option<usize>,
     mode: u32,
     flavor: Flavor,
+    sender_slots: Option<usize>,
     remove_on_drop: bool,
 }
 
@@ -62,6 +67,7 @@ impl Default for Options {
             max_message: None,
             mode: 0o600,
             flavor: Flavor::Spsc,
+            sender_slots: None,
             remove_on_drop: false,
         }
     }
@@ -92,6 +98,16 @@ impl Options {
     /// SPSC or MPSC.
     pub fn flavor(mut self, flavor: Flavor) -> Options {
         self.flavor = flavor;
+        self
+    }
+
+    /// MPSC: the most senders alive at once, in all processes together
+    /// (default [`layout::DEFAULT_SENDER_SLOTS`], at most
+    /// [`layout::MAX_SENDER_SLOTS`]). Each takes one 128-byte line of the
+    /// segment's sender table; one more sender gets
+    /// [`OpenError::TooManySenders`].
+    pub fn max_senders(mut self, senders: usize) -> Options {
+        self.sender_slots = Some(senders);
         self
     }
 
@@ -262,8 +278,10 @@ impl Channel {
         }
         let mut layout = Layout::new(options.flavor, options.capacity, options.max_message)
             .map_err(OpenError::InvalidOptions)?;
-        if layout.flavor == Flavor::Mpsc {
-            return Err(OpenError::Unsupported);
+        if let Some(n) = options.sender_slots {
+            layout = layout
+                .with_sender_slots(n)
+                .map_err(OpenError::InvalidOptions)?;
         }
         // The semaphore set first: an opener that finds the segment then
         // always finds the set too, so a segment without one is foreign.
@@ -373,9 +391,6 @@ impl Channel {
             }
             e => OpenError::InvalidHeader(e),
         })?;
-        if layout.flavor == Flavor::Mpsc {
-            return Err(OpenError::Unsupported);
-        }
         if attachment.len() < layout.segment_len {
             return Err(OpenError::NotAChannel);
         }
@@ -495,11 +510,13 @@ impl Channel {
         let _ = self.inner.sems.set_value(bell, 0);
     }
 
-    /// Registers in the semaphore set: SPSC allows one live holder.
-    fn register(&self, num: u16) -> Result<Registration, OpenError> {
-        let ops = [SemOp::wait_zero(num).no_wait(), SemOp::post(num, 1).undo()];
+    /// Registers in the semaphore set; `exclusive`: only while nobody else
+    /// holds this side (SPSC senders, all receivers).
+    fn register(&self, num: u16, exclusive: bool) -> Result<Registration, OpenError> {
+        let both = [SemOp::wait_zero(num).no_wait(), SemOp::post(num, 1).undo()];
+        let ops = if exclusive { &both[..] } else { &both[1..] };
         loop {
-            match self.inner.sems.op(&ops) {
+            match self.inner.sems.op(ops) {
                 Ok(()) => break,
                 Err(IpcError::Interrupted) => continue,
                 Err(IpcError::WouldBlock) => return Err(OpenError::Busy),
@@ -516,16 +533,49 @@ impl Channel {
         })
     }
 
-    /// The sending end. SPSC: [`OpenError::Busy`] while another sender (in
-    /// any process) is alive; a killed sender frees its place.
+    /// The sending end.
+    ///
+    /// SPSC: [`OpenError::Busy`] while another sender (in any process) is
+    /// alive; a killed sender frees its place. MPSC: any number, up to the
+    /// channel's sender slots ([`OpenError::TooManySenders`]); a killed
+    /// sender's slot is reused once its last claim has been received.
     pub fn sender(&self) -> Result<Sender, OpenError> {
-        let reg = self.register(SEM_SENDERS)?;
-        self.clear_stale_wake(&self.inner.ring_state().wake.send_waiters, SEM_SPACE);
-        let producer = Producer::new(self.inner.view()).map_err(|c| {
+        let positions = |c: Corrupted| {
             OpenError::InvalidHeader(HeaderError::BadPositions {
                 detail: c.to_string(),
             })
-        })?;
+        };
+        let view = self.inner.view();
+        let (reg, producer) = match self.flavor() {
+            Flavor::Spsc => {
+                let reg = self.register(SEM_SENDERS, true)?;
+                self.clear_stale_wake(&self.inner.ring_state().wake.send_waiters, SEM_SPACE);
+                (
+                    reg,
+                    Prod::Spsc(spsc::Producer::new(view).map_err(positions)?),
+                )
+            }
+            Flavor::Mpsc => {
+                // Other senders may be asleep: no clearing of the space
+                // doorbell here (a dead sender's stale announcement costs
+                // one spurious wake-up at most).
+                let reg = self.register(SEM_SENDERS, false)?;
+                let pid = sys::current_pid() as u32;
+                let shm_id = self.shm_id();
+                let mut alive = |pid: u32| sys::process_attached(pid as i32, shm_id);
+                let slot =
+                    mpsc::take_slot(&view, pid, &mut alive).ok_or(OpenError::TooManySenders {
+                        slots: view.sender_slots(),
+                    })?;
+                match mpsc::Producer::new(view, slot, pid) {
+                    Ok(p) => (reg, Prod::Mpsc(p)),
+                    Err(c) => {
+                        mpsc::free_slot(&view, slot);
+                        return Err(positions(c));
+                    }
+                }
+            }
+        };
         // Release: pairs with the Acquire load in Receiver::senders_gone, so
         // a receiver that sees the connect sees our registration before it.
         self.inner
@@ -545,9 +595,14 @@ impl Channel {
     /// any process) is alive; a killed receiver frees its place, and the
     /// next one continues from the first message not yet released.
     pub fn receiver(&self) -> Result<Receiver, OpenError> {
-        let reg = self.register(SEM_RECEIVERS)?;
+        let reg = self.register(SEM_RECEIVERS, true)?;
         self.clear_stale_wake(&self.inner.ring_state().wake.recv_waiters, SEM_DATA);
-        let consumer = Consumer::new(self.inner.view()).map_err(|c| {
+        let view = self.inner.view();
+        let consumer = match self.flavor() {
+            Flavor::Spsc => spsc::Consumer::new(view).map(Cons::Spsc),
+            Flavor::Mpsc => mpsc::Consumer::new(view).map(Cons::Mpsc),
+        }
+        .map_err(|c| {
             OpenError::InvalidHeader(HeaderError::BadPositions {
                 detail: c.to_string(),
             })
@@ -560,7 +615,13 @@ impl Channel {
             .fetch_add(1, Ordering::Release);
         Ok(Receiver {
             reg,
-            consumer,
+            side: ReadSide {
+                consumer,
+                stuck: None,
+                recovery_timeout: DEFAULT_RECOVERY_TIMEOUT,
+                recovered: 0,
+                shm_id: self.shm_id(),
+            },
             spin_limit: DEFAULT_SPIN,
             _not_sync: PhantomData,
         })
@@ -601,8 +662,67 @@ impl Drop for Registration {
     }
 }
 
+/// The producing half of a ring, of either flavor.
+#[derive(Debug)]
+enum Prod {
+    Spsc(spsc::Producer),
+    Mpsc(mpsc::Producer),
+}
+
+impl Prod {
+    #[inline]
+    fn view(&self) -> &RingView {
+        match self {
+            Prod::Spsc(p) => p.view(),
+            Prod::Mpsc(p) => p.view(),
+        }
+    }
+
+    #[inline]
+    fn try_reserve(&mut self, len: usize) -> Result<Reservation, ReserveError> {
+        match self {
+            Prod::Spsc(p) => p.try_reserve(len),
+            Prod::Mpsc(p) => p.try_reserve(len),
+        }
+    }
+
+    #[inline]
+    fn commit(&mut self, r: Reservation) {
+        match self {
+            Prod::Spsc(p) => p.commit(r),
+            Prod::Mpsc(p) => p.commit(r),
+        }
+    }
+
+    /// Gives up a reservation. SPSC: nothing to do (the space is simply
+    /// reserved again); MPSC: the record becomes padding.
+    #[inline]
+    fn abort(&mut self, r: Reservation) {
+        match self {
+            Prod::Spsc(_) => {}
+            Prod::Mpsc(p) => p.abort(r),
+        }
+    }
+
+    fn has_space(&mut self, len: usize) -> Result<bool, Corrupted> {
+        match self {
+            Prod::Spsc(p) => p.has_space(len),
+            Prod::Mpsc(p) => p.has_space(len),
+        }
+    }
+
+    #[inline]
+    fn take_wakeups(&mut self) -> u32 {
+        match self {
+            Prod::Spsc(p) => p.take_wakeups(),
+            Prod::Mpsc(p) => p.take_wakeups(),
+        }
+    }
+}
+
 /// The sending end of a channel. `Send`, not `Sync`: it owns the
-/// producer's private position and cache.
+/// producer's private position and cache. In an MPSC channel, every thread
+/// or process that sends has its own `Sender` (see [`Sender::try_clone`]).
 ///
 /// Not usable across `fork()`: a child that inherits a `Sender` is not a
 /// registered sender (the kernel does not copy `SEM_UNDO` adjustments), so
@@ -611,12 +731,50 @@ impl Drop for Registration {
 #[derive(Debug)]
 pub struct Sender {
     reg: Registration,
-    producer: Producer,
+    producer: Prod,
     spin_limit: u32,
     _not_sync: PhantomData<Cell<()>>,
 }
 
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // Before the registration's drop (the fields drop after this): the
+        // slot is free by the time the receiver can see us gone.
+        if let Prod::Mpsc(p) = &self.producer {
+            if self.reg.owned_here() {
+                mpsc::free_slot(p.view(), p.slot());
+            }
+        }
+    }
+}
+
+impl Clone for Sender {
+    /// A new registered sender on the same channel, as
+    /// [`Sender::try_clone`].
+    ///
+    /// # Panics
+    /// When `try_clone` fails: an SPSC channel (which allows one sender),
+    /// an MPSC channel whose sender slots are all in use, or a channel that
+    /// was removed. Use `try_clone` to handle those.
+    fn clone(&self) -> Sender {
+        self.try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone this Sender: {e}"))
+    }
+}
+
 impl Sender {
+    /// A new sender on the same channel (MPSC), with its own registration
+    /// and sender slot, and this one's spin limit: what [`Channel::sender`]
+    /// returns. SPSC: [`OpenError::Busy`], the channel allows one sender.
+    pub fn try_clone(&self) -> Result<Sender, OpenError> {
+        let channel = Channel {
+            inner: self.reg.inner.clone(),
+        };
+        let mut tx = channel.sender()?;
+        tx.spin_limit = self.spin_limit;
+        Ok(tx)
+    }
+
     /// The largest message this channel takes.
     pub fn max_message(&self) -> usize {
         self.reg.inner.layout.max_message
@@ -674,7 +832,7 @@ impl Sender {
             });
         }
         let producer = Cell::new(Some(&mut self.producer));
-        let with = |f: &mut dyn FnMut(&mut Producer) -> Result<Option<Reservation>, WaitError>| {
+        let with = |f: &mut dyn FnMut(&mut Prod) -> Result<Option<Reservation>, WaitError>| {
             let p = producer.take().expect("producer in use");
             let r = f(p);
             let bell_n = p.take_wakeups();
@@ -752,6 +910,12 @@ impl Sender {
     /// waiting while full. Publish it with [`Grant::commit`]; dropping the
     /// grant publishes nothing.
     ///
+    /// In an MPSC channel other senders' messages queue behind an
+    /// uncommitted grant (the receiver reads in order), so write it
+    /// promptly. A grant kept past the receiver's recovery timeout is not
+    /// skipped while its process lives; one leaked with `mem::forget`
+    /// blocks the channel until that process exits.
+    ///
     /// ```no_run
     /// # fn f(tx: &mut shmchan::Sender) -> Result<(), shmchan::SendError> {
     /// let mut grant = tx.reserve(5)?;
@@ -778,7 +942,9 @@ impl Sender {
 }
 
 /// Space reserved in the ring by [`Sender::reserve`]; derefs to the
-/// message's bytes (initially whatever the ring held there).
+/// message's bytes (initially whatever the ring held there). Dropped
+/// without [`Grant::commit`], it publishes nothing (MPSC: it becomes
+/// padding that the receiver skips).
 #[derive(Debug)]
 pub struct Grant<'a> {
     tx: &'a mut Sender,
@@ -788,9 +954,17 @@ pub struct Grant<'a> {
 impl Grant<'_> {
     /// Publishes the message.
     pub fn commit(self) {
-        let Grant { tx, res } = self;
-        tx.producer.commit(res);
-        tx.flush();
+        let mut me = ManuallyDrop::new(self);
+        let res = me.res;
+        me.tx.producer.commit(res);
+        me.tx.flush();
+    }
+}
+
+impl Drop for Grant<'_> {
+    fn drop(&mut self) {
+        self.tx.producer.abort(self.res);
+        self.tx.flush();
     }
 }
 
@@ -822,6 +996,124 @@ impl DerefMut for Grant<'_> {
     }
 }
 
+/// The consuming half of a ring, of either flavor.
+#[derive(Debug)]
+enum Cons {
+    Spsc(spsc::Consumer),
+    Mpsc(mpsc::Consumer),
+}
+
+/// A receiver's ring state: the consumer, and for MPSC how long the record
+/// at the read position has blocked it.
+#[derive(Debug)]
+struct ReadSide {
+    consumer: Cons,
+    /// The read position blocked by a claim, and since when (MPSC).
+    stuck: Option<(u64, Instant)>,
+    recovery_timeout: Duration,
+    /// Abandoned claims turned into padding so far.
+    recovered: u64,
+    shm_id: i32,
+}
+
+/// Rounds of recovery one look may make: each turns a dead claim into
+/// padding (or finds the header changed); more than this many in a row
+/// means someone keeps writing headers, and the next look goes on.
+const RECOVERY_ROUNDS: u32 = 64;
+
+impl ReadSide {
+    #[inline]
+    fn view(&self) -> &RingView {
+        match &self.consumer {
+            Cons::Spsc(c) => c.view(),
+            Cons::Mpsc(c) => c.view(),
+        }
+    }
+
+    #[inline]
+    fn consume(&mut self, r: Record) {
+        match &mut self.consumer {
+            Cons::Spsc(c) => c.consume(r),
+            Cons::Mpsc(c) => c.consume(r),
+        }
+    }
+
+    #[inline]
+    fn take_wakeups(&mut self) -> u32 {
+        match &mut self.consumer {
+            Cons::Spsc(c) => c.take_wakeups(),
+            Cons::Mpsc(c) => c.take_wakeups(),
+        }
+    }
+
+    fn has_data(&mut self) -> Result<bool, Corrupted> {
+        match &mut self.consumer {
+            Cons::Spsc(c) => c.has_data(),
+            Cons::Mpsc(c) => c.has_data(),
+        }
+    }
+
+    /// How long a blocked MPSC receiver sleeps between looks.
+    fn poll(&self) -> Duration {
+        match self.consumer {
+            Cons::Spsc(_) => wait::POLL_INTERVAL,
+            Cons::Mpsc(_) => {
+                (self.recovery_timeout / 4).clamp(Duration::from_millis(1), wait::POLL_INTERVAL)
+            }
+        }
+    }
+
+    /// One look at the ring. MPSC: when a claim has blocked the read
+    /// position for the recovery timeout (or at once with `force`, once
+    /// every sender is gone), and its claimant is dead, the claim becomes
+    /// padding and the look goes on.
+    #[inline]
+    fn attempt(&mut self, force: bool) -> Result<Option<Record>, Corrupted> {
+        let c = match &mut self.consumer {
+            Cons::Spsc(c) => return c.try_peek(),
+            Cons::Mpsc(c) => c,
+        };
+        for _ in 0..RECOVERY_ROUNDS {
+            if let Some(r) = c.try_peek()? {
+                self.stuck = None;
+                return Ok(Some(r));
+            }
+            if c.blocked() == mpsc::Blocked::Empty {
+                self.stuck = None;
+                return Ok(None);
+            }
+            let pos = c.position();
+            let now = Instant::now();
+            let since = match self.stuck {
+                Some((p, t)) if p == pos => t,
+                _ => {
+                    self.stuck = Some((pos, now));
+                    now
+                }
+            };
+            if !force && now.saturating_duration_since(since) < self.recovery_timeout {
+                return Ok(None);
+            }
+            let shm_id = self.shm_id;
+            let mut alive = |pid: u32| sys::process_attached(pid as i32, shm_id);
+            match c.try_recover(&mut alive)? {
+                mpsc::Recovery::Recovered { .. } => {
+                    self.recovered += 1;
+                    self.stuck = None;
+                }
+                mpsc::Recovery::Retry => {}
+                mpsc::Recovery::Alive(_) => {
+                    // A live, slow sender: ask again a timeout later.
+                    self.stuck = Some((pos, now));
+                    return Ok(None);
+                }
+                mpsc::Recovery::Empty => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// The receiving end of a channel. `Send`, not `Sync`: it owns the
 /// consumer's private position and cache.
 ///
@@ -829,7 +1121,7 @@ impl DerefMut for Grant<'_> {
 #[derive(Debug)]
 pub struct Receiver {
     reg: Registration,
-    consumer: Consumer,
+    side: ReadSide,
     spin_limit: u32,
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -841,9 +1133,25 @@ impl Receiver {
         self.spin_limit = steps;
     }
 
+    /// MPSC: how long a message claimed but not committed may block the
+    /// receiver before it checks whether the claiming sender is dead
+    /// (its pid gone, or no longer attached to the segment). A dead
+    /// sender's claim is then skipped, costing only that message; a live
+    /// sender is never skipped, however slow. Default
+    /// [`DEFAULT_RECOVERY_TIMEOUT`] (100 ms). The receiver looks again
+    /// every quarter of it while blocked.
+    pub fn set_recovery_timeout(&mut self, timeout: Duration) {
+        self.side.recovery_timeout = timeout;
+    }
+
+    /// MPSC: how many claims of dead senders this receiver has skipped.
+    pub fn recovered_claims(&self) -> u64 {
+        self.side.recovered
+    }
+
     #[inline]
     fn flush(&mut self) {
-        let n = self.consumer.take_wakeups();
+        let n = self.side.take_wakeups();
         if n > 0 {
             let _ = self.reg.inner.bell(SEM_SPACE).ring(n);
         }
@@ -864,52 +1172,61 @@ impl Receiver {
 
     /// One look at the ring. Skipping padding can release space and claim a
     /// sleeping sender, so the wake-up is posted here, whatever the result.
-    fn peek(&mut self) -> Result<Option<Record>, WaitError> {
-        let r = self.consumer.try_peek().map_err(WaitError::Corrupted);
+    #[inline]
+    fn peek(&mut self, force: bool) -> Result<Option<Record>, WaitError> {
+        let r = self.side.attempt(force).map_err(WaitError::Corrupted);
         self.flush();
         r
     }
 
     fn next_inner(&mut self, block: bool, deadline: Option<Instant>) -> Result<Record, WaitError> {
-        if let Some(r) = self.peek()? {
+        if let Some(r) = self.peek(false)? {
             return Ok(r);
         }
         let inner = self.reg.inner.clone();
         if !block {
             if Self::senders_gone(&inner) {
                 // Re-check after seeing no sender: a last message sent just
-                // before the sender left must not be lost.
-                return self.peek()?.ok_or(WaitError::Disconnected);
+                // before the sender left must not be lost (nor one queued
+                // behind a claim its dead sender never committed).
+                return self.peek(true)?.ok_or(WaitError::Disconnected);
             }
             return Err(WaitError::Full);
         }
-        let consumer = Cell::new(Some(&mut self.consumer));
-        let with = |f: &mut dyn FnMut(&mut Consumer) -> Result<Option<Record>, WaitError>| {
-            let c = consumer.take().expect("consumer in use");
-            let r = f(c);
-            let n = c.take_wakeups();
-            consumer.set(Some(c));
+        let poll = self.side.poll();
+        let side = Cell::new(Some(&mut self.side));
+        let with = |f: &mut dyn FnMut(&mut ReadSide) -> Result<Option<Record>, WaitError>| {
+            let s = side.take().expect("consumer in use");
+            let r = f(s);
+            let n = s.take_wakeups();
+            side.set(Some(s));
             if n > 0 {
                 let _ = inner.bell(SEM_SPACE).ring(n);
             }
             r
         };
-        wait::block_on(
+        let r = wait::block_on_polling(
             &inner.ring_state().wake.recv_waiters,
             &inner.bell(SEM_DATA),
             self.spin_limit,
             deadline,
-            || with(&mut |c| c.try_peek().map_err(WaitError::Corrupted)),
+            poll,
+            || with(&mut |s| s.attempt(false).map_err(WaitError::Corrupted)),
             || {
                 let mut has = true;
-                let _ = with(&mut |c| {
-                    has = c.has_data().unwrap_or(true);
+                let _ = with(&mut |s| {
+                    has = s.has_data().unwrap_or(true);
                     Ok(None)
                 });
                 has
             },
             || Self::senders_gone(&inner),
-        )
+        );
+        match r {
+            // Every sender is gone: a claim that still blocks was abandoned.
+            Err(WaitError::Disconnected) => self.peek(true)?.ok_or(WaitError::Disconnected),
+            r => r,
+        }
     }
 
     /// Receives the next message, waiting while the channel is empty.
@@ -961,11 +1278,12 @@ impl Deref for Message<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: the record is committed (published by the producer's
-        // Release store of tail, which our Acquire load saw) and not yet
-        // released, so the producer will not write it while we hold it.
+        // Release store, of tail or of its header, which our Acquire load
+        // saw) and not yet released, so no producer writes it while we
+        // hold it.
         unsafe {
             self.rx
-                .consumer
+                .side
                 .view()
                 .region()
                 .slice(self.rec.data_offset, self.rec.len)
@@ -975,7 +1293,7 @@ impl Deref for Message<'_> {
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
-        self.rx.consumer.consume(self.rec);
+        self.rx.side.consume(self.rec);
         self.rx.flush();
     }
 }

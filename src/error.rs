@@ -32,8 +32,12 @@ pub enum OpenError {
     NotInitialized,
     /// SPSC: the channel already has a live sender (or a live receiver).
     Busy,
-    /// This flavor is not supported by this version.
-    Unsupported,
+    /// MPSC: every sender slot of the channel belongs to a live sender
+    /// (see [`crate::Options::max_senders`]).
+    TooManySenders {
+        /// The channel's number of sender slots.
+        slots: usize,
+    },
     /// The options cannot make a channel; the text says why.
     InvalidOptions(String),
     /// Any other system error.
@@ -54,7 +58,10 @@ impl fmt::Display for OpenError {
             OpenError::InvalidHeader(e) => write!(f, "invalid channel header: {e}"),
             OpenError::NotInitialized => f.write_str("the channel's creator has not finished initialising it"),
             OpenError::Busy => f.write_str("the channel already has a live endpoint of this kind"),
-            OpenError::Unsupported => f.write_str("this channel flavor is not supported"),
+            OpenError::TooManySenders { slots } => write!(
+                f,
+                "all {slots} sender slots of the channel are in use by live senders"
+            ),
             OpenError::InvalidOptions(why) => write!(f, "invalid options: {why}"),
             OpenError::Io(e) => write!(f, "system error: {e}"),
         }

@@ -179,6 +179,7 @@ pub fn consumer(data: &[u8]) {
     let layout = Layout {
         flavor: Flavor::Spsc,
         data_offset: HEADER_SIZE,
+        sender_slots: 0,
         capacity,
         max_message,
         segment_len: HEADER_SIZE + capacity,

@@ -14,13 +14,16 @@
 //!      52     4     0  creator_uid      creator, once
 //!      56     8     0  created_at       creator, once (seconds since epoch)
 //!      64     4     0  state            creator, last, Release (READY)
+//!      68     4     0  sender_slots     creator, once (MPSC: slots; SPSC: 0)
 //!     128     8     1  tail             producer: end of committed records
 //!     256     8     2  head             consumer: start of unreleased records
 //!     384     4     3  recv_waiters     consumer announces, producer claims
 //!     388     4     3  send_waiters     producer announces, consumer claims
 //!     392     8     3  sender_connects  every sender, on connect
 //!     400     8     3  receiver_connects every receiver, on connect
-//!     512     …        data region      `capacity` bytes of records
+//!     512     …        sender slots     MPSC only: `sender_slots` lines of
+//!                                        `{ owner: u64, claim: u64 }`
+//!     512 + 128 × sender_slots           data region, `capacity` bytes
 //! ```
 //!
 //! Lines are 128 bytes, so the producer's and the consumer's fields never
@@ -57,6 +60,12 @@ pub const RECORD_ALIGN: usize = 8;
 pub const MIN_CAPACITY: usize = 64;
 /// The largest data region (1 TiB).
 pub const MAX_CAPACITY: usize = 1 << 40;
+/// Sender slots of an MPSC channel unless the creator asks otherwise.
+pub const DEFAULT_SENDER_SLOTS: usize = 64;
+/// The most sender slots an MPSC channel may have.
+pub const MAX_SENDER_SLOTS: usize = 4096;
+/// A sender slot's `claim` when the slot's sender is not claiming.
+pub const NO_CLAIM: u64 = 1;
 
 /// Offsets of the header fields (see the table above).
 pub mod offset {
@@ -82,6 +91,10 @@ pub mod offset {
     pub const CREATED_AT: usize = 56;
     /// `state`
     pub const STATE: usize = 64;
+    /// `sender_slots`
+    pub const SENDER_SLOTS: usize = 68;
+    /// The first sender slot (MPSC).
+    pub const SENDER_TABLE: usize = super::HEADER_SIZE;
     /// The ring's shared state ([`super::RingState`]).
     pub const RING_STATE: usize = 128;
     /// `tail`
@@ -102,7 +115,8 @@ pub mod offset {
 pub mod kind {
     /// A message of `len` payload bytes.
     pub const MESSAGE: u32 = 1;
-    /// Filler up to the end of the data region; `len` bytes follow the header.
+    /// Filler: `len` bytes follow the header and are skipped (up to the
+    /// end of the data region, an aborted grant, a recovered claim).
     pub const PADDING: u32 = 2;
 }
 
@@ -214,6 +228,31 @@ pub struct WakeLine {
     pub receiver_connects: AtomicU64,
 }
 
+/// One MPSC sender's line in the sender table. The sender that owns it is
+/// the only writer of `claim`; the receiver reads the table only to decide
+/// whether a claimed but unmarked record belongs to a live sender.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub struct SenderSlot {
+    /// `{ pid: u64 }`: the owning sender's process, 0 when free. Taken with
+    /// a CAS from 0, or from a dead process whose last claim was consumed.
+    pub owner: AtomicU64,
+    /// `{ position: u64 }`: the tail value the owner is claiming from (or
+    /// last claimed from), stored before every claim attempt; [`NO_CLAIM`]
+    /// when none.
+    pub claim: AtomicU64,
+}
+
+impl Default for SenderSlot {
+    /// A free slot: no owner, no claim.
+    fn default() -> SenderSlot {
+        SenderSlot {
+            owner: AtomicU64::new(0),
+            claim: AtomicU64::new(NO_CLAIM),
+        }
+    }
+}
+
 #[cfg(not(shmchan_loom))]
 mod asserts {
     use super::*;
@@ -254,6 +293,8 @@ mod asserts {
     const_assert_eq!(size_of::<AtomicU32>(), 4);
     const_assert!(offset::STATE + 4 <= LINE);
     const_assert_eq!(HEADER_SIZE % LINE, 0);
+    const_assert_eq!(size_of::<SenderSlot>(), LINE);
+    const_assert!(offset::SENDER_SLOTS + 4 <= LINE);
 }
 
 /// The validated geometry of a channel: a private copy, read once from the
@@ -262,8 +303,10 @@ mod asserts {
 pub struct Layout {
     /// The algorithm.
     pub flavor: Flavor,
-    /// Where the data region starts.
+    /// Where the data region starts (after the sender table).
     pub data_offset: usize,
+    /// Lines in the sender table (MPSC; 0 for SPSC).
+    pub sender_slots: usize,
     /// Size of the data region, a power of two.
     pub capacity: usize,
     /// The largest payload a sender may send.
@@ -297,18 +340,41 @@ impl Layout {
                 max_message_for(capacity).min(u32::MAX as usize)
             ));
         }
-        let page = crate_page_size();
-        let segment_len = (HEADER_SIZE + capacity).div_ceil(page) * page;
-        Ok(Layout {
+        let layout = Layout {
             flavor,
             data_offset: HEADER_SIZE,
+            sender_slots: 0,
             capacity,
             max_message,
-            segment_len,
+            segment_len: 0,
             creator_pid: 0,
             creator_uid: 0,
             created_at: 0,
-        })
+        };
+        let slots = match flavor {
+            Flavor::Spsc => 0,
+            Flavor::Mpsc => DEFAULT_SENDER_SLOTS,
+        };
+        layout.with_sender_slots(slots)
+    }
+
+    /// The same geometry with `slots` sender slots (MPSC: 1 to
+    /// [`MAX_SENDER_SLOTS`], the most senders alive at once; SPSC: 0).
+    pub fn with_sender_slots(mut self, slots: usize) -> Result<Layout, String> {
+        let ok = match self.flavor {
+            Flavor::Spsc => slots == 0,
+            Flavor::Mpsc => (1..=MAX_SENDER_SLOTS).contains(&slots),
+        };
+        if !ok {
+            return Err(format!(
+                "{slots} sender slots: an MPSC channel has 1 to {MAX_SENDER_SLOTS}, an SPSC channel none"
+            ));
+        }
+        self.sender_slots = slots;
+        self.data_offset = data_offset_for(slots);
+        let page = crate_page_size();
+        self.segment_len = (self.data_offset + self.capacity).div_ceil(page) * page;
+        Ok(self)
     }
 
     /// The header bytes (line 0) for this layout, `state` still zero.
@@ -340,8 +406,19 @@ impl Layout {
         put(&mut b, offset::CREATOR_PID, &self.creator_pid.to_ne_bytes());
         put(&mut b, offset::CREATOR_UID, &self.creator_uid.to_ne_bytes());
         put(&mut b, offset::CREATED_AT, &self.created_at.to_ne_bytes());
+        put(
+            &mut b,
+            offset::SENDER_SLOTS,
+            &(self.sender_slots as u32).to_ne_bytes(),
+        );
         b
     }
+}
+
+/// Where the data region starts when the header is followed by `slots`
+/// sender slots.
+pub const fn data_offset_for(slots: usize) -> usize {
+    HEADER_SIZE + slots * LINE
 }
 
 #[cfg(not(shmchan_loom))]
@@ -400,7 +477,13 @@ pub enum HeaderError {
         /// The value found.
         found: u32,
     },
-    /// The data region does not start where version 1 puts it.
+    /// The sender table's size does not suit the flavor.
+    BadSenderSlots {
+        /// The number of slots found.
+        found: u32,
+    },
+    /// The data region does not start where version 1 puts it (right after
+    /// the sender table).
     BadDataOffset {
         /// The offset found.
         found: u64,
@@ -461,8 +544,15 @@ impl fmt::Display for HeaderError {
             HeaderError::BadFlavor { found } => {
                 write!(f, "flavor {found} is neither 1 (spsc) nor 2 (mpsc)")
             }
+            HeaderError::BadSenderSlots { found } => write!(
+                f,
+                "{found} sender slots: an MPSC channel has 1 to {MAX_SENDER_SLOTS}, an SPSC channel none"
+            ),
             HeaderError::BadDataOffset { found } => {
-                write!(f, "data offset {found} is not {HEADER_SIZE}")
+                write!(
+                    f,
+                    "data offset {found} is not where the sender table ends"
+                )
             }
             HeaderError::BadCapacity { found } => write!(
                 f,
@@ -535,8 +625,16 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
     let raw_flavor = get_u32(bytes, offset::FLAVOR);
     let flavor =
         Flavor::from_raw(raw_flavor).ok_or(HeaderError::BadFlavor { found: raw_flavor })?;
+    let slots = get_u32(bytes, offset::SENDER_SLOTS);
+    let slots_ok = match flavor {
+        Flavor::Spsc => slots == 0,
+        Flavor::Mpsc => slots >= 1 && slots as usize <= MAX_SENDER_SLOTS,
+    };
+    if !slots_ok {
+        return Err(HeaderError::BadSenderSlots { found: slots });
+    }
     let data_offset = get_u64(bytes, offset::DATA_OFFSET);
-    if data_offset != HEADER_SIZE as u64 {
+    if data_offset != data_offset_for(slots as usize) as u64 {
         return Err(HeaderError::BadDataOffset { found: data_offset });
     }
     let capacity = get_u64(bytes, offset::CAPACITY);
@@ -553,8 +651,8 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
             actual: segment_len as u64,
         });
     }
-    // Both terms are bounded above (data_offset == 512, capacity <= 2^40),
-    // so the sum cannot overflow.
+    // Both terms are bounded above (data_offset <= 512 + 128 * 4096,
+    // capacity <= 2^40), so the sum cannot overflow.
     if data_offset + capacity > segment_len as u64 {
         return Err(HeaderError::RegionOutside {
             data_offset,
@@ -572,6 +670,7 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
     Ok(Layout {
         flavor,
         data_offset: data_offset as usize,
+        sender_slots: slots as usize,
         capacity: capacity as usize,
         max_message: max_message as usize,
         segment_len,

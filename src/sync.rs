@@ -86,14 +86,14 @@ mod region {
         /// The 8-byte word at `off` (a multiple of 8) as an atomic: the
         /// record headers that several producers publish (MPSC).
         #[inline]
-        pub fn atomic_u64(&self, off: usize) -> &std::sync::atomic::AtomicU64 {
+        pub fn atomic_u64(&self, off: usize) -> &super::AtomicU64 {
             self.check(off, 8);
             assert_eq!(off % 8, 0, "unaligned atomic word {off}");
             // SAFETY: in bounds (checked) and 8-aligned (base and off are
             // multiples of 8); AtomicU64 has the size and alignment of u64
             // and may be shared between threads and processes; the memory
             // lives as long as the region's contract says.
-            unsafe { &*self.base.add(off).cast::<std::sync::atomic::AtomicU64>() }
+            unsafe { &*self.base.add(off).cast::<super::AtomicU64>() }
         }
 
         /// Writes zeros to `n` bytes at `off`.
@@ -154,10 +154,14 @@ mod region {
 mod region {
     use loom::cell::UnsafeCell;
 
-    /// The data region under loom: one tracked cell per 8-byte word.
+    /// The data region under loom: one tracked cell per 8-byte word, and
+    /// one loom atomic per word for the words the MPSC ring accesses as
+    /// record headers (payload goes through the cells, headers through the
+    /// atomics; zeroing clears both, which is what a real word holds).
     #[derive(Debug, Clone, Copy)]
     pub struct Region {
         cells: *const UnsafeCell<u64>,
+        atoms: *const super::AtomicU64,
         len: usize,
     }
 
@@ -169,9 +173,14 @@ mod region {
 
     impl Region {
         /// # Safety
-        /// `cells` must point to `len / 8` cells that outlive every use.
-        pub unsafe fn from_cells(cells: *const UnsafeCell<u64>, len: usize) -> Region {
-            Region { cells, len }
+        /// `cells` and `atoms` must each point to `len / 8` elements that
+        /// outlive every use.
+        pub unsafe fn from_cells(
+            cells: *const UnsafeCell<u64>,
+            atoms: *const super::AtomicU64,
+            len: usize,
+        ) -> Region {
+            Region { cells, atoms, len }
         }
 
         /// Length in bytes.
@@ -192,6 +201,22 @@ mod region {
             );
             // SAFETY: in bounds (checked); the cells outlive self.
             unsafe { &*self.cells.add(word) }
+        }
+
+        /// The header word at `off` as an atomic (see the type's docs).
+        pub fn atomic_u64(&self, off: usize) -> &super::AtomicU64 {
+            assert!(off.is_multiple_of(8) && off < self.len, "atomic word {off}");
+            // SAFETY: in bounds (checked); the atoms outlive self.
+            unsafe { &*self.atoms.add(off / 8) }
+        }
+
+        /// Zeroes `n` bytes (whole words) at `off`: the cells and the atoms.
+        pub fn zero(&self, off: usize, n: usize) {
+            assert!(off.is_multiple_of(8) && n.is_multiple_of(8) && off + n <= self.len);
+            for w in (off..off + n).step_by(8) {
+                self.write_u64(w, 0);
+                self.atomic_u64(w).store(0, super::Ordering::Relaxed);
+            }
         }
 
         /// Reads the word at `off`.

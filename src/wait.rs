@@ -190,6 +190,32 @@ pub fn block_on<T, E: From<Stop>, B: Bell + ?Sized>(
     bell: &B,
     spin_limit: u32,
     deadline: Option<Instant>,
+    attempt: impl FnMut() -> Result<Option<T>, E>,
+    ready: impl FnMut() -> bool,
+    gone: impl FnMut() -> bool,
+) -> Result<T, E> {
+    block_on_polling(
+        waiters,
+        bell,
+        spin_limit,
+        deadline,
+        POLL_INTERVAL,
+        attempt,
+        ready,
+        gone,
+    )
+}
+
+/// [`block_on`] with sleeps of at most `poll` instead of [`POLL_INTERVAL`]
+/// (an MPSC receiver blocked on a claim looks again within a fraction of
+/// its recovery timeout).
+#[allow(clippy::too_many_arguments)]
+pub fn block_on_polling<T, E: From<Stop>, B: Bell + ?Sized>(
+    waiters: &AtomicU32,
+    bell: &B,
+    spin_limit: u32,
+    deadline: Option<Instant>,
+    poll: Duration,
     mut attempt: impl FnMut() -> Result<Option<T>, E>,
     mut ready: impl FnMut() -> bool,
     mut gone: impl FnMut() -> bool,
@@ -222,13 +248,13 @@ pub fn block_on<T, E: From<Stop>, B: Bell + ?Sized>(
             };
         }
         let timeout = match deadline {
-            None => POLL_INTERVAL,
+            None => poll,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(Stop::Timeout.into());
                 }
-                left.min(POLL_INTERVAL)
+                left.min(poll)
             }
         };
         let mut recheck = || ready() || gone();

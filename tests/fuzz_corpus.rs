@@ -20,8 +20,8 @@ use std::sync::Once;
 
 use shmchan::fuzz_support;
 use shmchan::layout::{
-    offset, validate, Flavor, HeaderError, Layout, HEADER_SIZE, LINE, MAGIC, MAX_CAPACITY,
-    STATE_READY,
+    data_offset_for, offset, validate, Flavor, HeaderError, Layout, DEFAULT_SENDER_SLOTS,
+    HEADER_SIZE, LINE, MAGIC, MAX_CAPACITY, MAX_SENDER_SLOTS, STATE_READY,
 };
 
 const WRITE_VAR: &str = "SHMCHAN_WRITE_CORPUS";
@@ -51,6 +51,7 @@ fn outcome(r: &Result<Layout, HeaderError>) -> &'static str {
         Err(HeaderError::UnsupportedVersion { .. }) => "bad-version",
         Err(HeaderError::NotReady { .. }) => "not-ready",
         Err(HeaderError::BadFlavor { .. }) => "bad-flavor",
+        Err(HeaderError::BadSenderSlots { .. }) => "bad-sender-slots",
         Err(HeaderError::BadDataOffset { .. }) => "bad-data-offset",
         Err(HeaderError::BadCapacity { .. }) => "bad-capacity",
         Err(HeaderError::SegmentLenMismatch { .. }) => "segment-len-mismatch",
@@ -61,13 +62,14 @@ fn outcome(r: &Result<Layout, HeaderError>) -> &'static str {
 }
 
 /// Outcomes `validate` can give (it never checks ring positions).
-const OUTCOMES: [&str; 11] = [
+const OUTCOMES: [&str; 12] = [
     "ok",
     "too-short",
     "bad-magic",
     "bad-version",
     "not-ready",
     "bad-flavor",
+    "bad-sender-slots",
     "bad-data-offset",
     "bad-capacity",
     "segment-len-mismatch",
@@ -78,9 +80,14 @@ const OUTCOMES: [&str; 11] = [
 /// A layout with fixed creator fields (no page size, pid or clock, so the
 /// seeds are the same on every run).
 fn layout(flavor: Flavor, capacity: usize, max_message: usize, segment_len: usize) -> Layout {
+    let sender_slots = match flavor {
+        Flavor::Spsc => 0,
+        Flavor::Mpsc => DEFAULT_SENDER_SLOTS,
+    };
     Layout {
         flavor,
-        data_offset: HEADER_SIZE,
+        data_offset: data_offset_for(sender_slots),
+        sender_slots,
         capacity,
         max_message,
         segment_len,
@@ -134,7 +141,7 @@ fn header_seeds() -> Vec<Seed> {
     add(
         "ok",
         "mpsc-8192-max-100",
-        ok(Flavor::Mpsc, 8192, 100, 12288),
+        ok(Flavor::Mpsc, 8192, 100, 20480),
     );
     add(
         "ok",
@@ -148,12 +155,13 @@ fn header_seeds() -> Vec<Seed> {
             Flavor::Mpsc,
             MAX_CAPACITY,
             u32::MAX as usize,
-            MAX_CAPACITY + 4096,
+            MAX_CAPACITY + 12288,
         ),
     );
     let mut b = header(&layout(Flavor::Spsc, 4096, 1016, 8192));
     set(&mut b, offset::CREATOR_PID, &[0xff; 16]); // pid, uid, created_at
-    set(&mut b, offset::STATE + 4, &[0xa5; LINE - offset::STATE - 4]); // line 0 padding
+    let pad = offset::SENDER_SLOTS + 4;
+    set(&mut b, pad, &[0xa5; LINE - offset::SENDER_SLOTS - 4]); // line 0 padding
     set(&mut b, LINE, &[0x5a; HEADER_SIZE - LINE]); // ring state lines
     add("ok", "spsc-4096-noise-outside-fields", input(&b, 8192));
 
@@ -301,7 +309,7 @@ fn header_seeds() -> Vec<Seed> {
         &u64::MAX.to_ne_bytes(),
         8192,
     );
-    let mut b = header(&layout(Flavor::Mpsc, MAX_CAPACITY, 0, MAX_CAPACITY + 4096));
+    let mut b = header(&layout(Flavor::Mpsc, MAX_CAPACITY, 0, MAX_CAPACITY + 12288));
     set(
         &mut b,
         offset::MAX_MESSAGE,
@@ -310,8 +318,35 @@ fn header_seeds() -> Vec<Seed> {
     add(
         "max-message-too-large",
         "max-past-u32",
-        input(&b, (MAX_CAPACITY + 4096) as u64),
+        input(&b, (MAX_CAPACITY + 12288) as u64),
     );
+    // The sender table: SPSC has none, MPSC 1 to MAX_SENDER_SLOTS, and
+    // the data region starts right after it.
+    let mut b = base.clone();
+    set(&mut b, offset::SENDER_SLOTS, &1u32.to_ne_bytes());
+    add("bad-sender-slots", "spsc-with-slots", input(&b, 8192));
+    let mpsc = header(&layout(Flavor::Mpsc, 8192, 100, 20480));
+    for (what, slots) in [
+        ("mpsc-0-slots", 0u32),
+        ("mpsc-too-many-slots", MAX_SENDER_SLOTS as u32 + 1),
+    ] {
+        let mut b = mpsc.clone();
+        set(&mut b, offset::SENDER_SLOTS, &slots.to_ne_bytes());
+        add("bad-sender-slots", what, input(&b, 20480));
+    }
+    let mut b = mpsc.clone();
+    set(&mut b, offset::SENDER_SLOTS, &1u32.to_ne_bytes());
+    add(
+        "bad-data-offset",
+        "mpsc-1-slot-offset-of-64",
+        input(&b, 20480),
+    );
+    set(
+        &mut b,
+        offset::DATA_OFFSET,
+        &(data_offset_for(1) as u64).to_ne_bytes(),
+    );
+    add("ok", "mpsc-1-slot", input(&b, 20480));
     seeds
 }
 

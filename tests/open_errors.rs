@@ -205,11 +205,17 @@ fn invalid_options_create_nothing() {
         ));
         assert!(!key_in_use(key));
     }
-    assert!(matches!(
-        Channel::create(key, Options::default().flavor(Flavor::Mpsc)),
-        Err(OpenError::Unsupported)
-    ));
-    assert!(!key_in_use(key));
+    for opts in [
+        Options::default().flavor(Flavor::Mpsc).max_senders(0),
+        Options::default().flavor(Flavor::Mpsc).max_senders(4097),
+        Options::default().max_senders(2),
+    ] {
+        assert!(matches!(
+            Channel::create(key, opts),
+            Err(OpenError::InvalidOptions(_))
+        ));
+        assert!(!key_in_use(key));
+    }
     // The largest max_message is accepted.
     let ch = Channel::create(key, Options::default().capacity(1024).max_message(1016)).unwrap();
     assert_eq!(ch.max_message(), 1016);

@@ -4,7 +4,7 @@
 use std::ptr::NonNull;
 
 use super::RingView;
-use crate::layout::{max_message_for, RingState, MIN_CAPACITY};
+use crate::layout::{max_message_for, RingState, SenderSlot, MIN_CAPACITY};
 use crate::sync::Region;
 
 #[cfg(not(shmchan_loom))]
@@ -17,6 +17,9 @@ type Cell = loom::cell::UnsafeCell<u64>;
 pub struct HeapRing {
     state: Box<RingState>,
     cells: Box<[Cell]>,
+    #[cfg(shmchan_loom)]
+    atoms: Box<[crate::sync::AtomicU64]>,
+    senders: Box<[SenderSlot]>,
     max_message: usize,
 }
 
@@ -31,11 +34,21 @@ impl HeapRing {
     /// least 64) whose messages hold at most `max_message` bytes (clamped to
     /// what the ring can hold).
     pub fn new(capacity: usize, max_message: usize) -> HeapRing {
+        HeapRing::with_senders(capacity, max_message, 0)
+    }
+
+    /// As [`HeapRing::new`], with an MPSC sender table of `slots` lines.
+    pub fn with_senders(capacity: usize, max_message: usize, slots: usize) -> HeapRing {
         let capacity = capacity.max(MIN_CAPACITY).next_power_of_two();
         let cells: Box<[Cell]> = (0..capacity / 8).map(|_| Cell::new(0)).collect();
         HeapRing {
             state: Box::default(),
             cells,
+            #[cfg(shmchan_loom)]
+            atoms: (0..capacity / 8)
+                .map(|_| crate::sync::AtomicU64::new(0))
+                .collect(),
+            senders: (0..slots).map(|_| SenderSlot::default()).collect(),
             max_message: max_message.min(max_message_for(capacity)),
         }
     }
@@ -53,12 +66,17 @@ impl HeapRing {
         // UnsafeCell permits writes through the shared pointer.
         let region = unsafe { Region::from_raw(self.cells.as_ptr() as *mut u8, len) };
         #[cfg(shmchan_loom)]
-        // SAFETY: the cells are owned by `self`.
-        let region = unsafe { Region::from_cells(self.cells.as_ptr(), len) };
-        // SAFETY: state and cells are owned by self; the caller keeps self
-        // alive while using the view (documented above); geometry checked
-        // by `new`.
-        unsafe { RingView::new(NonNull::from(&*self.state), region, self.max_message) }
+        // SAFETY: the cells and atoms (one per word each) are owned by `self`.
+        let region = unsafe { Region::from_cells(self.cells.as_ptr(), self.atoms.as_ptr(), len) };
+        // SAFETY: state, cells and senders are owned by self; the caller
+        // keeps self alive while using the view (documented above); geometry
+        // checked by `new`.
+        unsafe {
+            RingView::new(NonNull::from(&*self.state), region, self.max_message).with_senders(
+                NonNull::new_unchecked(self.senders.as_ptr().cast_mut()),
+                self.senders.len(),
+            )
+        }
     }
 
     /// A raw copy of the data region (std only), for tests and fuzzing.

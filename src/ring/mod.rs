@@ -3,7 +3,6 @@
 //! wake-ups the ring asks for into semaphore posts (see [`crate::wait`]).
 
 mod heap;
-#[cfg(not(shmchan_loom))]
 pub mod mpsc;
 pub mod spsc;
 pub mod wake;
@@ -11,7 +10,7 @@ pub mod wake;
 use std::fmt;
 use std::ptr::NonNull;
 
-use crate::layout::RingState;
+use crate::layout::{RingState, SenderSlot};
 use crate::sync::Region;
 
 pub use heap::HeapRing;
@@ -24,6 +23,9 @@ pub struct RingView {
     region: Region,
     mask: u64,
     max_message: usize,
+    /// The MPSC sender table (dangling when `sender_slots` is 0).
+    senders: NonNull<SenderSlot>,
+    sender_slots: usize,
 }
 
 // SAFETY: a RingView is pointers into memory shared by design; every access
@@ -48,7 +50,20 @@ impl RingView {
             region,
             mask: capacity as u64 - 1,
             max_message,
+            senders: NonNull::dangling(),
+            sender_slots: 0,
         }
+    }
+
+    /// The same view with the MPSC sender table at `senders`.
+    ///
+    /// # Safety
+    /// `senders` must point to `slots` [`SenderSlot`]s that stay valid for
+    /// as long as the view or a copy of it is used.
+    pub unsafe fn with_senders(mut self, senders: NonNull<SenderSlot>, slots: usize) -> RingView {
+        self.senders = senders;
+        self.sender_slots = slots;
+        self
     }
 
     /// The view of the ring in a mapped segment image at `base` whose
@@ -61,18 +76,42 @@ impl RingView {
     /// against that length (so the data region lies inside it).
     #[cfg(not(shmchan_loom))]
     pub unsafe fn in_segment(base: NonNull<u8>, layout: &crate::layout::Layout) -> RingView {
-        use crate::layout::offset::RING_STATE;
+        use crate::layout::offset::{RING_STATE, SENDER_TABLE};
         let base = base.as_ptr();
         debug_assert!((base as usize).is_multiple_of(128));
         debug_assert!(layout.data_offset + layout.capacity <= layout.segment_len);
         // SAFETY: the ring state lies at RING_STATE (128-aligned, inside the
         // header) and the data region at data_offset..+capacity, inside the
-        // mapping by the caller's contract and validate's checks.
+        // mapping by the caller's contract and validate's checks; the
+        // sender table (128-aligned lines) fills SENDER_TABLE..data_offset.
         unsafe {
             let state = NonNull::new_unchecked(base.add(RING_STATE).cast::<RingState>());
             let region = Region::from_raw(base.add(layout.data_offset), layout.capacity);
+            let senders = NonNull::new_unchecked(base.add(SENDER_TABLE).cast::<SenderSlot>());
+            debug_assert!(SENDER_TABLE + layout.sender_slots * 128 <= layout.data_offset);
             RingView::new(state, region, layout.max_message)
+                .with_senders(senders, layout.sender_slots)
         }
+    }
+
+    /// Slots in the MPSC sender table (0 for SPSC).
+    #[inline]
+    pub fn sender_slots(&self) -> usize {
+        self.sender_slots
+    }
+
+    /// Sender slot `i`. Panics if `i` is not below [`Self::sender_slots`]
+    /// (callers pass indices they range over or validated).
+    #[inline]
+    pub fn sender_slot(&self, i: usize) -> &SenderSlot {
+        assert!(
+            i < self.sender_slots,
+            "sender slot {i} of {}",
+            self.sender_slots
+        );
+        // SAFETY: in bounds (checked); valid for the view's lifetime
+        // (with_senders contract).
+        unsafe { &*self.senders.as_ptr().add(i) }
     }
 
     /// The shared state.

@@ -38,6 +38,33 @@ pub fn process_exists(pid: i32) -> bool {
     }
 }
 
+/// Whether process `pid` exists and has System V segment `shm_id` mapped.
+///
+/// Read from `/proc/<pid>/maps`, where a System V segment shows as
+/// `/SYSV<key>` with the segment id as its inode. A zombie (killed, not yet
+/// reaped) has no mappings, so it is not attached. When the maps cannot be
+/// read for another reason than the process being gone (no `/proc`, no
+/// permission), the answer is whether the process exists: a live process
+/// is never taken for dead.
+pub fn process_attached(pid: i32, shm_id: i32) -> bool {
+    if !process_exists(pid) {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        Ok(maps) => {
+            let id = shm_id.to_string();
+            maps.lines().any(|line| {
+                let mut fields = line.split_whitespace().skip(4);
+                let inode = fields.next();
+                let path = fields.next();
+                inode == Some(id.as_str()) && path.is_some_and(|p| p.starts_with("/SYSV"))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(_) => true,
+    }
+}
+
 /// Pins the calling thread to one CPU. Fails if the CPU does not exist or
 /// is not allowed.
 pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
