@@ -931,6 +931,18 @@ impl Sender {
         Ok(Grant { tx: self, res })
     }
 
+    /// Test hook, not part of the API: in an MPSC channel, claims space
+    /// for a `len`-byte message and stops after `stage`, as a sender killed
+    /// there would leave it; the caller is expected to die next. Returns
+    /// false (and claims nothing) for SPSC, a full ring or a bad length.
+    #[doc(hidden)]
+    pub fn claim_and_stop(&mut self, len: usize, stage: mpsc::Stage) -> bool {
+        match &mut self.producer {
+            Prod::Spsc(_) => false,
+            Prod::Mpsc(p) => p.try_reserve_until(len, stage).is_ok(),
+        }
+    }
+
     /// Reserves `len` bytes if there is space now.
     pub fn try_reserve(&mut self, len: usize) -> Result<Grant<'_>, TrySendError> {
         let res = self

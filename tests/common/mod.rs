@@ -2,7 +2,7 @@
 //! channel's IPC objects even when the test fails, and child processes.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -517,5 +517,46 @@ impl Stream {
             "message {seq} (len {n}): first wrong byte at {i}: {:#04x} instead of {:#04x} (stamp in message: {stamp})",
             got[i], want[i]
         ))
+    }
+}
+
+/// `n` counters in an anonymous shared mapping: made before a fork, the
+/// parent and its children see the same memory. Unmapped on drop.
+pub struct SharedCounters {
+    ptr: *mut AtomicU64,
+    n: usize,
+}
+
+impl SharedCounters {
+    pub fn new(n: usize) -> SharedCounters {
+        let len = n * 8;
+        // SAFETY: an anonymous shared mapping; no file, no fixed address.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED, "mmap");
+        SharedCounters { ptr: p.cast(), n }
+    }
+
+    /// Counter `i` (zero at first).
+    pub fn at(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.n);
+        // SAFETY: in bounds; the mapping is page-aligned, zeroed (a valid
+        // AtomicU64) and lives as long as self.
+        unsafe { &*self.ptr.add(i) }
+    }
+}
+
+impl Drop for SharedCounters {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`.
+        unsafe { libc::munmap(self.ptr.cast(), self.n * 8) };
     }
 }

@@ -1,0 +1,592 @@
+//! MPSC channels with real processes: many sender processes (and threads),
+//! one receiver; per-sender order, nothing lost or duplicated, senders
+//! killed at every stage of a send, sleeping senders, sender slots.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use shmchan::ring::mpsc::Stage;
+use shmchan::{Channel, Flavor, OpenError, Options, RecvError, RecvTimeoutError};
+
+fn mpsc(capacity: usize, max_message: usize) -> Options {
+    Options::default()
+        .flavor(Flavor::Mpsc)
+        .capacity(capacity)
+        .max_message(max_message)
+}
+
+/// FNV-1a, for the messages' checksums.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Message `seq` of sender `id`: id (u32), seq (u64), a filler whose length
+/// and bytes depend on both, then a checksum of all that.
+fn encode(id: u32, seq: u64, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    let fill = ((seq * 7 + u64::from(id) * 13) % 200) as usize;
+    out.extend((0..fill).map(|i| (seq as usize ^ id as usize).wrapping_add(i) as u8));
+    let sum = fnv(out);
+    out.extend_from_slice(&sum.to_le_bytes());
+}
+
+/// Checks a message's length and checksum; returns (id, seq).
+fn decode(m: &[u8]) -> (u32, u64) {
+    assert!(m.len() >= 20, "short message of {} bytes", m.len());
+    let (body, sum) = m.split_at(m.len() - 8);
+    assert_eq!(
+        fnv(body),
+        u64::from_le_bytes(sum.try_into().unwrap()),
+        "torn or foreign message"
+    );
+    let id = u32::from_le_bytes(m[..4].try_into().unwrap());
+    let seq = u64::from_le_bytes(m[4..12].try_into().unwrap());
+    let mut again = Vec::new();
+    encode(id, seq, &mut again);
+    assert_eq!(again, m, "message {id}/{seq} has the wrong length");
+    (id, seq)
+}
+
+/// Receives until `Disconnected`, checking every message and that each
+/// sender's sequence numbers arrive as 0, 1, 2, ... Returns the count per
+/// sender id.
+fn drain_in_order(rx: &mut shmchan::Receiver) -> HashMap<u32, u64> {
+    let mut next: HashMap<u32, u64> = HashMap::new();
+    loop {
+        match rx.recv() {
+            Ok(m) => {
+                let (id, seq) = decode(&m);
+                let n = next.entry(id).or_insert(0);
+                assert_eq!(seq, *n, "sender {id}: got {seq}, expected {n}");
+                *n += 1;
+            }
+            Err(RecvError::Disconnected) => return next,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+/// Four sender processes × 250,000 messages of varying length through a
+/// 16 KiB ring (it wraps about 8,000 times): every message arrives intact,
+/// once, in its sender's order; then `Disconnected`.
+#[test]
+fn four_sender_processes_quarter_million_each() {
+    const SENDERS: u32 = 4;
+    const PER: u64 = 250_000;
+    let (ch, guard) = fresh(mpsc(16 << 10, 1024));
+    let key = ch.key();
+    let dog = Watchdog::new(key, Duration::from_secs(240));
+    let mut rx = ch.receiver().unwrap();
+    let mut children: Vec<Child> = (0..SENDERS)
+        .map(|id| {
+            spawn(move || {
+                let ch = Channel::open(key).unwrap();
+                let mut tx = ch.sender().unwrap();
+                let mut buf = Vec::new();
+                for seq in 0..PER {
+                    encode(id, seq, &mut buf);
+                    // Every 7th through a grant, the rest copied.
+                    if seq % 7 == 0 {
+                        let mut g = tx.reserve(buf.len()).unwrap();
+                        g.copy_from_slice(&buf);
+                        g.commit();
+                    } else {
+                        tx.send(&buf).unwrap();
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    let got = drain_in_order(&mut rx);
+    for c in &mut children {
+        assert_eq!(c.wait(), 0);
+    }
+    assert!(!dog.fired(), "the watchdog removed the channel");
+    for id in 0..SENDERS {
+        assert_eq!(got.get(&id), Some(&PER), "sender {id}");
+    }
+    assert_eq!(got.len(), SENDERS as usize);
+    assert_eq!(rx.recovered_claims(), 0, "nobody died");
+    drop(rx);
+    ch.remove().unwrap();
+    drop(guard);
+}
+
+/// Shared-memory slots of the kill test.
+const STOP: usize = 0;
+/// Messages sent by steady sender `i` (1 + i).
+const SENT: usize = 1;
+/// Messages committed by victim incarnation `k` (a lower bound: stored
+/// after each commit).
+const COMMITTED: usize = 8;
+const MAX_KILLS: usize = 200;
+/// What the receiver saw of incarnation `k`.
+const RECEIVED: usize = COMMITTED + MAX_KILLS;
+/// The receiver's longest wait between two messages, in µs, and its
+/// count of recovered claims.
+const MAX_GAP_US: usize = RECEIVED + MAX_KILLS;
+const RECOVERED: usize = MAX_GAP_US + 1;
+const SLOTS: usize = RECOVERED + 1;
+
+/// A sender SIGKILLed at random moments (mostly inside a grant, sometimes
+/// asleep on a full ring) and restarted, 100 times, while two steady senders
+/// stream: the receiver gets every message a live sender committed, at
+/// most the killed sender's message in flight is lost, nothing is torn or
+/// duplicated, order holds per sender, and the receiver never stalls for
+/// long (a dead sender's claim is skipped after the recovery timeout).
+#[test]
+fn sender_killed_at_random_moments_costs_at_most_its_message_in_flight() {
+    const KILLS: usize = 100;
+    const STEADY: u32 = 2;
+    const VICTIM: u32 = 1000;
+    const RECOVERY: Duration = Duration::from_millis(10);
+    let (ch, guard) = fresh(mpsc(8 << 10, 600).max_senders(8));
+    let key = ch.key();
+    let dog = Watchdog::new(key, Duration::from_secs(240));
+    let shared = SharedCounters::new(SLOTS);
+    let sh = &shared;
+
+    let mut receiver = spawn(move || {
+        let ch = Channel::open(key).unwrap();
+        let mut rx = ch.receiver().unwrap();
+        rx.set_recovery_timeout(RECOVERY);
+        let mut next: HashMap<u32, u64> = HashMap::new();
+        let mut last = Instant::now();
+        let mut max_gap = Duration::ZERO;
+        loop {
+            match rx.recv() {
+                Ok(m) => {
+                    // Gaps count only while the steady senders stream.
+                    if sh.at(STOP).load(Ordering::SeqCst) == 0 {
+                        max_gap = max_gap.max(last.elapsed());
+                    }
+                    let (id, seq) = decode(&m);
+                    let n = next.entry(id).or_insert(0);
+                    assert_eq!(seq, *n, "sender {id}: got {seq}, expected {n}");
+                    *n += 1;
+                    last = Instant::now();
+                }
+                Err(RecvError::Disconnected) => break,
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        for (id, n) in next {
+            if id >= VICTIM {
+                sh.at(RECEIVED + (id - VICTIM) as usize)
+                    .store(n, Ordering::SeqCst);
+            } else {
+                assert_eq!(
+                    n,
+                    sh.at(SENT + id as usize).load(Ordering::SeqCst),
+                    "steady sender {id} lost messages"
+                );
+            }
+        }
+        sh.at(MAX_GAP_US)
+            .store(max_gap.as_micros() as u64, Ordering::SeqCst);
+        sh.at(RECOVERED)
+            .store(rx.recovered_claims(), Ordering::SeqCst);
+        0
+    });
+
+    let mut steady: Vec<Child> = (0..STEADY)
+        .map(|id| {
+            spawn(move || {
+                let ch = Channel::open(key).unwrap();
+                let mut tx = ch.sender().unwrap();
+                let mut buf = Vec::new();
+                let mut seq = 0;
+                while sh.at(STOP).load(Ordering::SeqCst) == 0 {
+                    encode(id, seq, &mut buf);
+                    tx.send(&buf).unwrap();
+                    seq += 1;
+                    sh.at(SENT + id as usize).store(seq, Ordering::SeqCst);
+                    // Not flat out: the ring stays mostly not full, so the
+                    // victim spends its time writing grants, not waiting.
+                    if seq % 4 == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64 ^ mono_ns();
+    let mut rand = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let ready = Notify::new();
+    for k in 0..KILLS {
+        let ready = &ready;
+        let mut victim = spawn(move || {
+            let ch = Channel::open(key).unwrap();
+            let mut tx = ch.sender().unwrap();
+            let id = VICTIM + k as u32;
+            let mut buf = Vec::new();
+            for seq in 0.. {
+                encode(id, seq, &mut buf);
+                let mut g = tx.reserve(buf.len()).unwrap();
+                // Write slowly: a wide window for the kill.
+                for (d, s) in g.chunks_mut(16).zip(buf.chunks(16)) {
+                    d.copy_from_slice(s);
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(2) {}
+                }
+                g.commit();
+                sh.at(COMMITTED + k).store(seq + 1, Ordering::SeqCst);
+                if seq == 0 {
+                    ready.notify();
+                }
+            }
+            0
+        });
+        assert!(ready.wait(Duration::from_secs(30)), "victim {k} never sent");
+        std::thread::sleep(Duration::from_micros(rand(3_000)));
+        victim.kill();
+    }
+    shared.at(STOP).store(1, Ordering::SeqCst);
+    for c in &mut steady {
+        assert_eq!(c.wait_timeout(Duration::from_secs(60)), 0, "steady sender");
+    }
+    assert_eq!(
+        receiver.wait_timeout(Duration::from_secs(60)),
+        0,
+        "receiver failed"
+    );
+    assert!(!dog.fired(), "the watchdog removed the channel");
+    for k in 0..KILLS {
+        let committed = shared.at(COMMITTED + k).load(Ordering::SeqCst);
+        let received = shared.at(RECEIVED + k).load(Ordering::SeqCst);
+        // The counter is stored after the commit: a message committed just
+        // before the kill may be received without being counted.
+        assert!(
+            received == committed || received == committed + 1,
+            "incarnation {k}: committed {committed}, received {received}"
+        );
+    }
+    let gap = Duration::from_micros(shared.at(MAX_GAP_US).load(Ordering::SeqCst));
+    let recovered = shared.at(RECOVERED).load(Ordering::SeqCst);
+    eprintln!(
+        "{KILLS} kills: {recovered} claims of dead senders recovered, longest receive \
+         gap {gap:?}"
+    );
+    // About half the kills land inside a grant; none in 100 would mean the
+    // test no longer reaches the recovery path.
+    assert!(recovered > 0, "no kill landed inside a claim");
+    // Recovery takes the timeout plus a poll (a quarter of it); the rest
+    // is slack for a loaded 2-core machine.
+    assert!(
+        gap < RECOVERY + Duration::from_secs(1),
+        "receiver stalled for {gap:?}"
+    );
+    ch.remove().unwrap();
+    drop(guard);
+}
+
+/// A sender that holds a grant far past the recovery timeout is alive:
+/// it is never skipped; the messages queued behind it wait and then
+/// arrive, after its own, in order.
+#[test]
+fn slow_live_sender_is_never_skipped() {
+    let (ch, guard) = fresh(mpsc(4096, 100));
+    let key = ch.key();
+    let dog = Watchdog::new(key, Duration::from_secs(60));
+    let mut rx = ch.receiver().unwrap();
+    rx.set_recovery_timeout(Duration::from_millis(10));
+    let claimed = Notify::new();
+    let c = &claimed;
+    let mut slow = spawn(move || {
+        let ch = Channel::open(key).unwrap();
+        let mut tx = ch.sender().unwrap();
+        let mut g = tx.reserve(5).unwrap();
+        c.notify();
+        std::thread::sleep(Duration::from_millis(400));
+        g.copy_from_slice(b"first");
+        g.commit();
+        0
+    });
+    assert!(claimed.wait(Duration::from_secs(30)));
+    let mut fast = spawn(move || {
+        let ch = Channel::open(key).unwrap();
+        let mut tx = ch.sender().unwrap();
+        for i in 0..10u8 {
+            tx.send(&[i; 3]).unwrap();
+        }
+        0
+    });
+    let t = Instant::now();
+    assert_eq!(&*rx.recv().unwrap(), b"first");
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "the slow sender's message came before it was written"
+    );
+    for i in 0..10u8 {
+        assert_eq!(&*rx.recv().unwrap(), &[i; 3]);
+    }
+    assert_eq!(slow.wait(), 0);
+    assert_eq!(fast.wait(), 0);
+    assert!(matches!(rx.recv(), Err(RecvError::Disconnected)));
+    assert_eq!(rx.recovered_claims(), 0);
+    assert!(!dog.fired());
+    drop(rx);
+    ch.remove().unwrap();
+    drop(guard);
+}
+
+/// A sender killed right after its claim (nothing written), after marking
+/// its record, and in the middle of its payload: the messages other
+/// senders sent after it arrive, the dead one's does not, and the
+/// receiver then sees `Disconnected`. With and without a record that does
+/// not fit before the end of the ring (a gap claimed with it).
+#[test]
+fn sender_killed_at_each_stage_of_a_claim_costs_only_its_message() {
+    for stage in [Stage::Claimed, Stage::RecordMarked, Stage::Reserved] {
+        for wrap in [false, true] {
+            let (ch, guard) = fresh(mpsc(256, 100));
+            let key = ch.key();
+            let dog = Watchdog::new(key, Duration::from_secs(60));
+            let mut rx = ch.receiver().unwrap();
+            rx.set_recovery_timeout(Duration::from_millis(20));
+            if wrap {
+                // Leave 32 bytes before the end: a 40-byte record claims
+                // the gap as well.
+                let mut tx = ch.sender().unwrap();
+                tx.send(&[9; 100]).unwrap();
+                tx.send(&[9; 100]).unwrap();
+                drop(tx);
+                assert_eq!(rx.recv().unwrap().len(), 100);
+                assert_eq!(rx.recv().unwrap().len(), 100);
+            }
+            let claimed = Notify::new();
+            let c = &claimed;
+            let mut dead = spawn(move || {
+                let ch = Channel::open(key).unwrap();
+                let mut tx = ch.sender().unwrap();
+                assert!(tx.claim_and_stop(30, stage));
+                c.notify();
+                sleep_forever()
+            });
+            assert!(claimed.wait(Duration::from_secs(30)));
+            let mut after = spawn(move || {
+                let ch = Channel::open(key).unwrap();
+                let mut tx = ch.sender().unwrap();
+                tx.send(b"after 1").unwrap();
+                tx.send(b"after 2").unwrap();
+                0
+            });
+            assert_eq!(after.wait(), 0);
+            // Alive: the claim blocks, it is not skipped.
+            assert!(matches!(
+                rx.recv_timeout(Duration::from_millis(150)),
+                Err(RecvTimeoutError::Timeout)
+            ));
+            dead.kill();
+            let t = Instant::now();
+            assert_eq!(&*rx.recv().unwrap(), b"after 1", "{stage:?} wrap={wrap}");
+            let took = t.elapsed();
+            assert_eq!(&*rx.recv().unwrap(), b"after 2");
+            assert!(matches!(rx.recv(), Err(RecvError::Disconnected)));
+            assert!(rx.recovered_claims() >= 1);
+            assert!(took < Duration::from_secs(5), "recovery took {took:?}");
+            assert!(!dog.fired());
+            drop(rx);
+            ch.remove().unwrap();
+            drop(guard);
+        }
+    }
+}
+
+/// Every sender gone, the last claim abandoned: the receiver reports
+/// `Disconnected` at once (it does not wait out the recovery timeout),
+/// after the messages queued behind the dead claim.
+#[test]
+fn all_senders_gone_behind_a_dead_claim_drains_then_disconnected() {
+    let (ch, guard) = fresh(mpsc(4096, 100));
+    let key = ch.key();
+    let mut rx = ch.receiver().unwrap();
+    rx.set_recovery_timeout(Duration::from_secs(3600));
+    let mut child = spawn(move || {
+        let ch = Channel::open(key).unwrap();
+        let mut a = ch.sender().unwrap();
+        let mut b = a.try_clone().unwrap();
+        assert!(a.claim_and_stop(10, Stage::RecordMarked));
+        b.send(b"queued").unwrap();
+        // SAFETY: ends the process at once, as a crash would: nothing is
+        // dropped, no sender deregisters itself (the kernel's SEM_UNDO does).
+        unsafe { libc::_exit(0) }
+    });
+    assert_eq!(child.wait(), 0);
+    let t = Instant::now();
+    assert_eq!(&*rx.recv().unwrap(), b"queued");
+    assert!(matches!(rx.recv(), Err(RecvError::Disconnected)));
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(rx.recovered_claims(), 1);
+    drop(rx);
+    ch.remove().unwrap();
+    drop(guard);
+}
+
+/// Senders in threads: clones are registered senders; the slots bound
+/// how many live at once; `Disconnected` comes when the last one drops.
+#[test]
+fn cloned_senders_in_threads_and_the_slot_limit() {
+    const PER: u64 = 20_000;
+    let (ch, guard) = fresh(mpsc(4096, 300).max_senders(4));
+    let key = ch.key();
+    let dog = Watchdog::new(key, Duration::from_secs(120));
+    let mut rx = ch.receiver().unwrap();
+    let tx = ch.sender().unwrap();
+    let mut txs = vec![tx.try_clone().unwrap(), tx.clone(), tx.try_clone().unwrap()];
+    assert!(matches!(
+        tx.try_clone(),
+        Err(OpenError::TooManySenders { slots: 4 })
+    ));
+    txs.push(tx);
+    let threads: Vec<_> = txs
+        .into_iter()
+        .enumerate()
+        .map(|(id, mut tx)| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                for seq in 0..PER {
+                    encode(id as u32, seq, &mut buf);
+                    tx.send(&buf).unwrap();
+                }
+            })
+        })
+        .collect();
+    let got = drain_in_order(&mut rx);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(got.len(), 4);
+    assert!(got.values().all(|&n| n == PER), "{got:?}");
+    // All slots are free again.
+    let again: Vec<_> = (0..4).map(|_| ch.sender().unwrap()).collect();
+    assert_eq!(again.len(), 4);
+    assert!(!dog.fired());
+    drop(again);
+    drop(rx);
+    ch.remove().unwrap();
+    drop(guard);
+}
+
+/// SPSC allows one sender: `try_clone` says `Busy`.
+#[test]
+fn spsc_sender_cannot_be_cloned() {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let tx = ch.sender().unwrap();
+    assert!(matches!(tx.try_clone(), Err(OpenError::Busy)));
+    drop(tx);
+    ch.remove().unwrap();
+    drop(guard);
+}
+
+/// A killed sender's slot is taken over once its claim is received (or
+/// recovered), so killed senders do not use the table up.
+#[test]
+fn killed_senders_slots_are_reused() {
+    let (ch, guard) = fresh(mpsc(4096, 100).max_senders(1));
+    let key = ch.key();
+    let mut rx = ch.receiver().unwrap();
+    rx.set_recovery_timeout(Duration::from_millis(10));
+    for round in 0..5u8 {
+        let claimed = Notify::new();
+        let c = &claimed;
+        let mut dead = spawn(move || {
+            let ch = Channel::open(key).unwrap();
+            let mut tx = ch.sender().unwrap();
+            tx.send(&[round; 4]).unwrap();
+            assert!(tx.claim_and_stop(8, Stage::Claimed));
+            c.notify();
+            sleep_forever()
+        });
+        assert!(claimed.wait(Duration::from_secs(30)));
+        assert!(matches!(
+            ch.sender(),
+            Err(OpenError::TooManySenders { slots: 1 })
+        ));
+        dead.kill();
+        // The dead sender's claim still blocks its slot until received.
+        assert!(matches!(
+            ch.sender(),
+            Err(OpenError::TooManySenders { slots: 1 })
+        ));
+        assert_eq!(&*rx.recv().unwrap(), &[round; 4]);
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_millis(200)),
+            Err(RecvTimeoutError::Disconnected)
+        ));
+        let tx = ch
+            .sender()
+            .expect("the slot is free once the claim is gone");
+        drop(tx);
+    }
+    assert_eq!(rx.recovered_claims(), 5);
+    drop(rx);
+    ch.remove().unwrap();
+    drop(guard);
+}
+
+/// Four sender processes asleep on a 64-byte ring (no spinning) and a
+/// receiver that sleeps too: every wake-up reaches someone (no sender
+/// sleeps for ever), and the space semaphore stays bounded.
+#[test]
+fn many_sleeping_senders_all_wake() {
+    const SENDERS: u32 = 4;
+    const PER: u64 = 2_000;
+    let (ch, guard) = fresh(mpsc(64, 40));
+    let key = ch.key();
+    let dog = Watchdog::new(key, Duration::from_secs(120));
+    let mut rx = ch.receiver().unwrap();
+    rx.set_spin_limit(0);
+    let mut children: Vec<Child> = (0..SENDERS)
+        .map(|id| {
+            spawn(move || {
+                let ch = Channel::open(key).unwrap();
+                let mut tx = ch.sender().unwrap();
+                tx.set_spin_limit(0);
+                for _ in 0..PER {
+                    tx.send(&[id as u8; 1]).unwrap();
+                }
+                0
+            })
+        })
+        .collect();
+    let mut counts = [0u64; SENDERS as usize];
+    let mut max_sem = 0;
+    loop {
+        match rx.recv() {
+            Ok(m) => counts[m[0] as usize] += 1,
+            Err(RecvError::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+        max_sem = max_sem.max(sem_val(ch.sem_id(), SEM_SPACE));
+    }
+    for c in &mut children {
+        assert_eq!(c.wait(), 0);
+    }
+    assert!(!dog.fired());
+    assert_eq!(counts, [PER; SENDERS as usize]);
+    // Each post answers one announcement: never more units than sleepers.
+    assert!(
+        max_sem <= SENDERS as i32,
+        "space semaphore reached {max_sem}"
+    );
+    drop(rx);
+    ch.remove().unwrap();
+    drop(guard);
+}
