@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 
-use crate::{Channel, Key, Options};
+use crate::{Channel, Flavor, Key, Options};
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -33,8 +33,22 @@ pub struct Config {
     pub transports: Vec<String>,
 }
 
-/// Every transport the harness knows.
-pub const TRANSPORTS: &[&str] = &["shmchan", "shmchan-zc", "pipe", "unix-stream"];
+/// Every transport the harness knows. `shmchan-mpsc-N`: an MPSC channel
+/// with N producer processes (sharing the producer core when pinned).
+pub const TRANSPORTS: &[&str] = &[
+    "shmchan",
+    "shmchan-zc",
+    "shmchan-mpsc-1",
+    "shmchan-mpsc-2",
+    "shmchan-mpsc-4",
+    "pipe",
+    "unix-stream",
+];
+
+/// The number of producers of an `shmchan-mpsc-N` transport.
+fn mpsc_producers(transport: &str) -> Option<usize> {
+    transport.strip_prefix("shmchan-mpsc-")?.parse().ok()
+}
 
 impl Default for Config {
     fn default() -> Config {
@@ -87,38 +101,83 @@ fn pin(which: usize, enabled: bool) {
 /// here (pinned to the first); returns what `parent` returns, with this
 /// process's CPUs restored.
 fn two_processes<T>(pinned: bool, child: impl FnOnce(), parent: impl FnOnce() -> T) -> T {
+    let child = std::cell::Cell::new(Some(child));
+    processes(pinned, 1, |_| (child.take().expect("one child"))(), parent)
+}
+
+/// Runs `child(i)` in `n` forked processes (pinned to the second CPU, or
+/// spread over the CPUs after the first) and `parent` here (pinned to the
+/// first); returns what `parent` returns, with this process's CPUs
+/// restored.
+fn processes<T>(pinned: bool, n: usize, child: impl Fn(usize), parent: impl FnOnce() -> T) -> T {
     let cpus = harness_cpus();
-    // SAFETY: the child runs `child` and `_exit`s; the harness forks from a
-    // single-threaded process (the CLI), or from cargo bench's main thread.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => {
-            pin(1, pinned);
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child));
-            // SAFETY: ends the child without running the parent's destructors.
-            unsafe { libc::_exit(if r.is_ok() { 0 } else { 101 }) }
-        }
-        ForkResult::Parent { child: pid } => {
-            pin(0, pinned);
-            let t = parent();
-            let _ = waitpid(pid, None);
-            if !cpus.is_empty() {
-                let _ = crate::sys::set_allowed_cpus(cpus);
+    let mut pids = Vec::with_capacity(n);
+    for i in 0..n {
+        // SAFETY: the child runs `child` and `_exit`s; the harness forks
+        // from a single-threaded process (the CLI), or from cargo bench's
+        // main thread.
+        match unsafe { fork() }.expect("fork") {
+            ForkResult::Child => {
+                pin(1 + i % cpus.len().saturating_sub(1).max(1), pinned);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(i)));
+                // SAFETY: ends the child without running the parent's
+                // destructors.
+                unsafe { libc::_exit(if r.is_ok() { 0 } else { 101 }) }
             }
-            t
+            ForkResult::Parent { child: pid } => pids.push(pid),
         }
     }
+    pin(0, pinned);
+    let t = parent();
+    for pid in pids {
+        let _ = waitpid(pid, None);
+    }
+    if !cpus.is_empty() {
+        let _ = crate::sys::set_allowed_cpus(cpus);
+    }
+    t
 }
 
 fn channel(size: usize) -> Channel {
+    channel_of(size, Flavor::Spsc)
+}
+
+fn channel_of(size: usize, flavor: Flavor) -> Channel {
     let capacity = (size * 64).clamp(1 << 20, 64 << 20);
     Channel::create(
         Key::private(),
         Options::default()
+            .flavor(flavor)
             .capacity(capacity)
             .max_message(size.max(8))
             .remove_on_drop(true),
     )
     .expect("create a private channel")
+}
+
+/// Counts what a receiver gets until `Disconnected`: (messages, seconds
+/// from the first to the last counted), copying each message out as a
+/// pipe reader would.
+fn count_received(rx: &mut crate::Receiver, size: usize) -> (u64, f64) {
+    let mut n = 0u64;
+    let mut first = None;
+    let mut last = Instant::now();
+    let mut buf = vec![0u8; size];
+    while let Ok(m) = rx.recv() {
+        let k = m.len().min(size);
+        buf[..k].copy_from_slice(&m[..k]);
+        drop(m);
+        n += 1;
+        if first.is_none() {
+            first = Some(Instant::now());
+        }
+        if n.is_multiple_of(1024) {
+            last = Instant::now();
+        }
+    }
+    std::hint::black_box(&buf);
+    let secs = last.duration_since(first.unwrap_or(last)).as_secs_f64();
+    (n - n % 1024, secs)
 }
 
 type ByteReader = Box<dyn Read>;
@@ -144,6 +203,32 @@ fn stamp(buf: &mut [u8], seq: u64) {
 /// from its first message to its last.
 fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
     let duration = cfg.duration;
+    if let Some(producers) = mpsc_producers(transport) {
+        let ch = channel_of(size, Flavor::Mpsc);
+        let mut rx = ch.receiver().expect("receiver");
+        rx.set_spin_limit(1000);
+        return processes(
+            cfg.pin,
+            producers,
+            |_| {
+                let mut tx = ch.sender().expect("sender");
+                let end = Instant::now() + duration;
+                let mut buf = vec![0u8; size];
+                let mut seq = 0u64;
+                loop {
+                    for _ in 0..256 {
+                        stamp(&mut buf, seq);
+                        tx.send(&buf).expect("send");
+                        seq += 1;
+                    }
+                    if Instant::now() >= end {
+                        break;
+                    }
+                }
+            },
+            || count_received(&mut rx, size),
+        );
+    }
     match transport {
         "shmchan" | "shmchan-zc" => {
             let ch = channel(size);
@@ -369,7 +454,7 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> Vec<Row> {
                 progress(&format!("{t} {size} B, rep {}/{}", rep + 1, cfg.reps));
                 let (n, secs) = throughput(t, size, cfg);
                 tput[i].push(if secs > 0.0 { n as f64 / secs } else { 0.0 });
-                if t != "shmchan-zc" {
+                if t != "shmchan-zc" && mpsc_producers(t).is_none() {
                     let rtt = round_trips(t, size, cfg);
                     p50[i].push(percentile(&rtt, 0.5));
                     p99[i].push(percentile(&rtt, 0.99));
@@ -395,7 +480,7 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> Vec<Row> {
 /// shmchan's at the same size.
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<12} {:>7} {:>14} {:>11} {:>10} {:>11} {:>11}\n",
+        "{:<15} {:>7} {:>14} {:>11} {:>10} {:>11} {:>11}\n",
         "transport", "size", "msgs/s", "MB/s", "vs shmchan", "rtt p50", "rtt p99"
     );
     for r in rows {
@@ -415,7 +500,7 @@ pub fn table(rows: &[Row]) -> String {
             }
         };
         out += &format!(
-            "{:<12} {:>7} {:>14.0} {:>11.1} {:>9.2}x {:>11} {:>11}\n",
+            "{:<15} {:>7} {:>14.0} {:>11.1} {:>9.2}x {:>11} {:>11}\n",
             r.transport,
             r.size,
             r.msgs_per_s,

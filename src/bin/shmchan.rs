@@ -36,7 +36,8 @@ enum Command {
         /// Round trips per latency run.
         #[arg(long, default_value_t = 20_000)]
         round_trips: usize,
-        /// Transports, comma-separated (shmchan, shmchan-zc, pipe, unix-stream).
+        /// Transports, comma-separated (shmchan, shmchan-zc, shmchan-mpsc-1,
+        /// shmchan-mpsc-2, shmchan-mpsc-4, pipe, unix-stream).
         #[arg(long, value_delimiter = ',')]
         transports: Option<Vec<String>>,
         /// Do not pin producer and consumer to their own cores.
