@@ -278,6 +278,11 @@ impl Producer {
                 }
                 self.cached_head = head;
                 if cap - used < need {
+                    // Our slot may still name a tail value from a CAS we
+                    // lost; a claim there that blocks the receiver (and so
+                    // keeps the ring full) must not look like ours while we
+                    // wait for space. Release: as for the store below.
+                    slot.claim.store(NO_CLAIM, Ordering::Release);
                     return Err(ReserveError::Full);
                 }
             }
@@ -940,6 +945,29 @@ mod tests {
                 assert!(zeroed(ring), "{stage:?} wrap={wrap}");
             }
         }
+    }
+
+    /// A sender that lost the CAS for the position a dead sender then
+    /// claimed, and now waits for space (the dead claim keeps the ring
+    /// full), does not keep the receiver from recovering that claim.
+    #[test]
+    fn a_waiting_loser_of_the_cas_does_not_block_recovery() {
+        let (ring, mut ps, mut c) = setup(64, 56, 2);
+        ps[0].try_reserve_until(48, Stage::Claimed).unwrap(); // [0, 56), pid 10
+        // Pid 20 read tail 0 and lost the CAS to pid 10: its slot names 0.
+        let slot = ps[1].slot();
+        ring.view().sender_slot(slot).claim.store(0, Ordering::Relaxed);
+        let mut dead10 = |p: u32| p != 10;
+        assert_eq!(c.try_recover(&mut dead10).unwrap(), Recovery::Alive(20));
+        // It retries, finds the ring full and waits: its slot names nothing.
+        assert!(matches!(ps[1].try_push(&[1; 8]), Err(ReserveError::Full)));
+        assert!(matches!(
+            c.try_recover(&mut dead10).unwrap(),
+            Recovery::Recovered { pid: Some(10), .. }
+        ));
+        assert_eq!(c.try_peek().unwrap(), None);
+        ps[1].try_push(&[1; 8]).unwrap();
+        assert_eq!(pop(&mut c).unwrap(), vec![1; 8]);
     }
 
     /// Agrona's `unblock` cases: a full ring, a gap exactly one record
