@@ -51,6 +51,29 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Many senders
+//!
+//! [`Flavor::Mpsc`] channels take any number of senders, in any processes
+//! and threads ([`Sender`] is `Clone`), and one receiver. A sender killed
+//! between claiming space and committing costs only its own message: the
+//! receiver skips the claim once the claimant is proven dead (see
+//! [`Receiver::set_recovery_timeout`]).
+//!
+//! ```
+//! use shmchan::{Channel, Flavor, Key, Options};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let opts = Options::default().flavor(Flavor::Mpsc).remove_on_drop(true);
+//! let channel = Channel::create(Key::private(), opts)?;
+//! let mut rx = channel.receiver()?;
+//! let mut a = channel.sender()?;
+//! let mut b = a.clone();
+//! a.send(b"from a")?;
+//! b.send(b"from b")?;
+//! drop((a, b));
+//! assert_eq!(rx.iter().count(), 2);
+//! # Ok(()) }
+//! ```
+//!
 //! # Lifecycle
 //!
 //! System V objects outlive processes. A channel's segment and semaphore
@@ -98,7 +121,9 @@ mod error;
 pub mod sys;
 
 #[cfg(not(shmchan_loom))]
-pub use channel::{Channel, Grant, Iter, Message, Options, Receiver, Sender, TryIter};
+pub use channel::{
+    Channel, Grant, Iter, Message, Options, Receiver, Sender, TryIter, DEFAULT_RECOVERY_TIMEOUT,
+};
 #[cfg(not(shmchan_loom))]
 pub use error::{
     OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
