@@ -141,6 +141,30 @@ impl Drop for Image {
     }
 }
 
+/// `consumer` mode bit: the image is an MPSC segment (see [`consumer`]).
+pub const CONSUMER_MPSC: u8 = 1 << 4;
+/// `consumer` mode bit (MPSC): the consumer calls `try_recover` each time
+/// it is blocked.
+pub const CONSUMER_RECOVER: u8 = 1 << 7;
+/// Kinds of MPSC hostile writes (`what & 0x7f`, modulo this).
+const MPSC_WRITE_KINDS: u8 = 13;
+/// MPSC hostile-write flag (`what & 0x80`): lengths in header writes are
+/// plausible (reduced) rather than raw.
+const PLAUSIBLE_LEN: u8 = 0x80;
+
+/// The ready segment image for `layout`, with ring positions `head` and
+/// `tail` and everything else zero.
+fn segment_image(layout: &crate::layout::Layout, head: u64, tail: u64) -> Image {
+    use crate::layout::{offset, STATE_READY};
+    let mut image = Image::new(layout.segment_len);
+    let b = image.bytes_mut();
+    b[..LINE].copy_from_slice(&layout.encode());
+    b[offset::STATE..offset::STATE + 4].copy_from_slice(&STATE_READY.to_ne_bytes());
+    b[offset::HEAD..offset::HEAD + 8].copy_from_slice(&head.to_ne_bytes());
+    b[offset::TAIL..offset::TAIL + 8].copy_from_slice(&tail.to_ne_bytes());
+    image
+}
+
 /// The `consumer` target: a segment image, with arbitrary positions and
 /// data region, read by the receive path; a hostile peer writes into the
 /// image between the reads.
@@ -148,16 +172,37 @@ impl Drop for Image {
 /// Input: capacity exponent (`64 << (b % 7)`, up to 4 KiB), `max_message`
 /// (u16, clamped to what the ring holds), `head` and `tail` (u64 each), a
 /// mode byte (bit 0 clear: positions forced into a plausible span; bits 1-3:
-/// release every 1..=8 messages), the data region, then hostile writes of
-/// 10 bytes each (step; what: tail, data word, swapped data word, or the
-/// count of sleeping senders; value).
+/// release every 1..=8 messages; bit 4 ([`CONSUMER_MPSC`]): an MPSC image,
+/// below), then for SPSC the data region, then hostile writes of 10 bytes
+/// each (step; what: tail, data word, swapped data word, or the count of
+/// sleeping senders; value).
+///
+/// MPSC (mode bit 4 set; SPSC inputs of earlier versions with that bit set
+/// now mean MPSC): mode bits 5-6 give the sender table's size (1..=4
+/// slots) and bit 7 ([`CONSUMER_RECOVER`]) makes the consumer call
+/// `try_recover` every time it is blocked. After the mode byte come the
+/// liveness oracle (u64 `mask`: pid `p` is alive iff bit `p % 64` is set),
+/// the sender table (per slot: `owner`, `claim`, u64 each), the data
+/// region, then hostile writes of 12 bytes each: step (u8), what (u8), at
+/// (u16), value (u64). `at` names the word `8 * at` bytes past the
+/// consumer's read position (or, for the table, slot `at % slots`); with
+/// bit 7 of `what` set, header lengths are reduced to plausible ones.
+/// `(what & 0x7f) % 13`: 0 tail = value; 1 tail = read position +
+/// `8 * at % (capacity + 8)`; 2 word = value; 3 message header (len =
+/// low half); 4 padding header; 5 in-progress header (`CLAIM_BIT | high
+/// half`); 6 zero header; 7 slot owner = value; 8 slot claim = value; 9
+/// slot claim = read position + `8 * (value % (capacity / 8 + 1))`; 10
+/// count of sleeping senders; 11 mask = value; 12 `try_recover` now.
 ///
 /// The consumer must return records inside the data region, or
 /// [`Corrupted`](crate::ring::Corrupted), and stop: it cannot read more
 /// records than the ring's bytes (plus what the hostile tail stores add)
-/// can hold.
+/// can hold. MPSC also: `blocked()` says what the image holds at the read
+/// position, `has_data()` false means `try_peek` finds nothing, and every
+/// answer of `try_recover` is checked against the image and the oracle
+/// (see `recover_checked`).
 pub fn consumer(data: &[u8]) {
-    use crate::layout::{max_message_for, offset, Flavor, Layout, STATE_READY};
+    use crate::layout::{max_message_for, validate, Flavor, Layout};
     use crate::ring::spsc::Consumer;
     use crate::ring::RingView;
 
@@ -175,6 +220,9 @@ pub fn consumer(data: &[u8]) {
         (raw_head, raw_tail)
     };
     let batch = 1 + usize::from((mode >> 1) & 7);
+    if mode & CONSUMER_MPSC != 0 {
+        return consumer_mpsc(input, capacity, max_message, head, tail, mode);
+    }
 
     let layout = Layout {
         flavor: Flavor::Spsc,
@@ -187,13 +235,9 @@ pub fn consumer(data: &[u8]) {
         creator_uid: 0,
         created_at: 0,
     };
-    let mut image = Image::new(layout.segment_len);
+    let mut image = segment_image(&layout, head, tail);
     {
         let b = image.bytes_mut();
-        b[..LINE].copy_from_slice(&layout.encode());
-        b[offset::STATE..offset::STATE + 4].copy_from_slice(&STATE_READY.to_ne_bytes());
-        b[offset::HEAD..offset::HEAD + 8].copy_from_slice(&head.to_ne_bytes());
-        b[offset::TAIL..offset::TAIL + 8].copy_from_slice(&tail.to_ne_bytes());
         let region = input.take(capacity);
         b[HEADER_SIZE..HEADER_SIZE + region.len()].copy_from_slice(region);
     }
@@ -289,6 +333,402 @@ pub fn consumer(data: &[u8]) {
     }
 }
 
+/// Whether the `consumer` target's liveness oracle `mask` says `pid` lives.
+fn mask_alive(mask: u64, pid: u32) -> bool {
+    mask >> (pid % 64) & 1 == 1
+}
+
+/// The MPSC half of [`consumer`]; `input` is positioned after the mode byte.
+fn consumer_mpsc(
+    mut input: Bytes<'_>,
+    capacity: usize,
+    max_message: usize,
+    head: u64,
+    tail: u64,
+    mode: u8,
+) {
+    use crate::layout::{data_offset_for, kind, offset, record_header, validate, Flavor, Layout};
+    use crate::ring::mpsc::{Blocked, Consumer, Recovery, CLAIM_BIT, MAX_WAKEUPS};
+    use crate::ring::RingView;
+    use crate::sync::Ordering::Relaxed;
+
+    let batch = 1 + usize::from((mode >> 1) & 7);
+    let slots = 1 + usize::from((mode >> 5) & 3);
+    let recover_when_blocked = mode & CONSUMER_RECOVER != 0;
+    let mut mask = input.u64();
+    let data_offset = data_offset_for(slots);
+    let layout = Layout {
+        flavor: Flavor::Mpsc,
+        data_offset,
+        sender_slots: slots,
+        capacity,
+        max_message,
+        segment_len: data_offset + capacity,
+        creator_pid: 1,
+        creator_uid: 0,
+        created_at: 0,
+    };
+    let mut image = segment_image(&layout, head, tail);
+    {
+        let b = image.bytes_mut();
+        for i in 0..slots {
+            let at = offset::SENDER_TABLE + i * LINE;
+            b[at..at + 8].copy_from_slice(&input.u64().to_ne_bytes());
+            b[at + 8..at + 16].copy_from_slice(&input.u64().to_ne_bytes());
+        }
+        let region = input.take(capacity);
+        b[data_offset..data_offset + region.len()].copy_from_slice(region);
+    }
+    let checked = validate(&image.bytes_mut()[..HEADER_SIZE], layout.segment_len)
+        .expect("the image's header is valid by construction");
+    assert_eq!(checked, layout);
+
+    // SAFETY: the image is page-aligned, segment_len bytes long, outlives
+    // the view (dropped at the end of this function, after it), and its
+    // header passed validate.
+    let view = unsafe { RingView::in_segment(image.ptr, &checked) };
+    assert_eq!(view.sender_slots(), slots);
+    let mut c = match Consumer::new(view) {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            return;
+        }
+    };
+
+    // Hostile writes: (after step, what, at, value).
+    let mut writes = Vec::new();
+    while !input.is_empty() {
+        writes.push((input.u8(), input.u8(), input.u16(), input.u64()));
+    }
+    // As for SPSC: each accepted tail lets the consumer move at most
+    // `capacity` bytes, 8 per record or recovered claim at least.
+    let bound = (writes.len() + 1) * (capacity / RECORD_HEADER + 2);
+    let cap = capacity as u64;
+    let mut steps = 0usize;
+    let mut reads = 0usize;
+    let mut recovered = 0usize;
+    let mut held = 0usize;
+    let mut buf = vec![0u8; max_message];
+    let mut w = writes.iter().peekable();
+    loop {
+        while let Some(&&(step, what, at, value)) = w.peek() {
+            if usize::from(step) > steps {
+                break;
+            }
+            w.next();
+            let st = view.state();
+            let word_at = view.index(c.position().wrapping_add(8 * u64::from(at)));
+            let slot = view.sender_slot(usize::from(at) % slots);
+            let plausible = what & PLAUSIBLE_LEN != 0;
+            let len = if plausible {
+                (value % (max_message as u64 + 17)) as u32
+            } else {
+                value as u32
+            };
+            let region = view.region();
+            match (what & !PLAUSIBLE_LEN) % MPSC_WRITE_KINDS {
+                0 => st.producer.tail.store(value, Relaxed),
+                1 => st.producer.tail.store(
+                    c.position().wrapping_add(8 * u64::from(at) % (cap + 8)),
+                    Relaxed,
+                ),
+                2 => region.write_u64(word_at, value),
+                3 => region.write_u64(word_at, record_header(kind::MESSAGE, len)),
+                4 => {
+                    let len = if plausible {
+                        8 * (value % (cap / 8)) as u32
+                    } else {
+                        len
+                    };
+                    region.write_u64(word_at, record_header(kind::PADDING, len))
+                }
+                5 => region.write_u64(
+                    word_at,
+                    record_header(CLAIM_BIT | (value >> 32) as u32, len),
+                ),
+                6 => region.write_u64(word_at, 0),
+                7 => slot.owner.store(value, Relaxed),
+                8 => slot.claim.store(value, Relaxed),
+                9 => slot.claim.store(
+                    c.position().wrapping_add(8 * (value % (cap / 8 + 1))),
+                    Relaxed,
+                ),
+                // A forged count of sleeping senders.
+                10 => st.wake.send_waiters.store(value as u32, Relaxed),
+                // Processes die (or come back).
+                11 => mask = value,
+                // The recovery timer fires between two peeks.
+                _ => match recover_checked(&mut c, mask, None) {
+                    None => return,
+                    Some(Recovery::Recovered { .. }) => recovered += 1,
+                    Some(_) => {}
+                },
+            }
+        }
+        steps += 1;
+        assert!(
+            c.take_wakeups() <= MAX_WAKEUPS,
+            "wake-ups from a forged waiter count"
+        );
+        assert!(
+            reads + recovered <= bound,
+            "consumer read {reads} records and recovered {recovered} claims from a {capacity}-byte ring"
+        );
+        let has_data = match c.has_data() {
+            Ok(h) => h,
+            Err(e) => {
+                assert!(!e.to_string().is_empty());
+                return;
+            }
+        };
+        match c.try_peek() {
+            Ok(Some(r)) => {
+                reads += 1;
+                assert!(r.len <= max_message, "record of {} > {max_message}", r.len);
+                assert!(
+                    r.data_offset >= RECORD_HEADER && r.data_offset + r.len <= capacity,
+                    "record {}+{} outside the {capacity}-byte region",
+                    r.data_offset,
+                    r.len
+                );
+                assert!(has_data, "has_data said no, try_peek found a record");
+                view.region().read(r.data_offset, &mut buf[..r.len]);
+                held += 1;
+                if held >= batch {
+                    c.consume(r);
+                    held = 0;
+                } else {
+                    c.advance(r);
+                }
+            }
+            Ok(None) => {
+                // What stopped the consumer is in the image.
+                let p = c.position();
+                let word = view.region().read_u64(view.index(p));
+                let blocked = c.blocked();
+                match blocked {
+                    Blocked::Empty => {
+                        assert_eq!(st_tail(&view), p, "blocked Empty with data left")
+                    }
+                    Blocked::Unmarked => assert_eq!(word, 0, "blocked Unmarked on {word:#x}"),
+                    Blocked::InProgress(pid) => assert_eq!(
+                        word >> 32,
+                        u64::from(CLAIM_BIT | pid),
+                        "blocked InProgress({pid}) on {word:#x}"
+                    ),
+                }
+                c.release();
+                held = 0;
+                if recover_when_blocked {
+                    match recover_checked(&mut c, mask, Some(blocked)) {
+                        None => return,
+                        Some(Recovery::Recovered { .. }) => {
+                            recovered += 1;
+                            continue;
+                        }
+                        Some(_) => {}
+                    }
+                }
+                match w.peek() {
+                    // Idle until the next hostile write.
+                    Some(&&(step, ..)) => steps = steps.max(usize::from(step)),
+                    None => return,
+                }
+            }
+            Err(e) => {
+                assert!(has_data, "has_data said no, try_peek failed: {e}");
+                assert!(!e.to_string().is_empty());
+                return;
+            }
+        }
+    }
+}
+
+/// The shared tail of `view`.
+fn st_tail(view: &crate::ring::RingView) -> u64 {
+    view.state()
+        .producer
+        .tail
+        .load(crate::sync::Ordering::Relaxed)
+}
+
+/// Calls `try_recover` with the oracle `mask` (see [`consumer`]) and checks
+/// its answer against the image as it was before the call:
+/// - `Empty`: nothing is claimed at the read position; `Retry`: a
+///   committed record or padding is there;
+/// - `Alive(pid)`: the oracle says `pid` lives, and `pid` is the header's
+///   claimant (in progress) or, for a zero header, the owner of a slot
+///   naming the read position;
+/// - `Recovered`: never while the header's pid, or the owner of a slot
+///   naming the position, is alive; the claimant it names is the header's
+///   pid or such an owner; the padding stays inside the data region and the
+///   claimed space; an in-progress record keeps its size; an unmarked claim
+///   ends exactly at the first boundary (tail, end of the region, a
+///   non-zero word, another slot's claim) and covers only zero words (no
+///   written header is swallowed). The header then is that padding.
+/// - any other answer leaves the header as it was.
+///
+/// With `after` (the consumer's `blocked()` right after a `try_peek` that
+/// found nothing, and nothing written since) the answer must match it:
+/// `Empty` after `Empty`; the same pid `Alive` or `Recovered` after
+/// `InProgress`; `Alive` or `Recovered` after `Unmarked`; and no error
+/// after `Empty` or `Unmarked` unless the shared tail is invalid. (Only
+/// `Empty` may also follow a stop at a header: `try_peek` reads its cached
+/// tail, `try_recover` the shared one, which a hostile write may have
+/// moved back to the read position.)
+/// Returns `None` when the consumer reported corruption (it stops).
+fn recover_checked(
+    c: &mut crate::ring::mpsc::Consumer,
+    mask: u64,
+    after: Option<crate::ring::mpsc::Blocked>,
+) -> Option<crate::ring::mpsc::Recovery> {
+    use crate::layout::{kind, record_header, record_size, split_record_header};
+    use crate::ring::mpsc::{Blocked, Recovery, CLAIM_BIT};
+    use crate::sync::Ordering::Relaxed;
+
+    let view = *c.view();
+    let cap = view.capacity();
+    let p = c.position();
+    let idx = view.index(p);
+    let room = cap - idx as u64;
+    // The words from the read position to the end of the region.
+    let words: Vec<u64> = (idx..cap as usize)
+        .step_by(8)
+        .map(|o| view.region().read_u64(o))
+        .collect();
+    let word = words[0];
+    let slots: Vec<(u64, u64)> = (0..view.sender_slots())
+        .map(|i| {
+            let s = view.sender_slot(i);
+            (s.owner.load(Relaxed), s.claim.load(Relaxed))
+        })
+        .collect();
+    let tail = st_tail(&view);
+    // What try_recover's refresh checks (the consumer's head is the shared
+    // one: no hostile write forges it).
+    let head = view.state().consumer.head.load(Relaxed);
+    let tail_ok =
+        tail.wrapping_sub(head) <= cap && tail.wrapping_sub(p) <= cap && tail.is_multiple_of(8);
+    let alive = |pid: u32| mask_alive(mask, pid);
+    let r = match c.try_recover(&mut |pid| alive(pid)) {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            // A peek that stopped at an unmarked claim read nothing that
+            // recovery checks again, but the tail (try_peek may have used
+            // its cached one).
+            assert!(
+                !tail_ok || !matches!(after, Some(Blocked::Empty | Blocked::Unmarked)),
+                "try_recover failed ({e}) right after a peek that stopped at {after:?}"
+            );
+            return None;
+        }
+    };
+    let (high, len) = split_record_header(word);
+    let marked = high & CLAIM_BIT != 0;
+    // Owned slots naming position `at`.
+    let naming = |at: u64| {
+        slots
+            .iter()
+            .filter(move |&&(owner, claim)| owner != 0 && claim == at)
+            .map(|&(owner, _)| owner)
+    };
+    let ctx = || format!("pos {p} word {word:#x} tail {tail} slots {slots:x?} mask {mask:#x}");
+    match r {
+        Recovery::Empty => assert_eq!(tail, p, "Empty: {}", ctx()),
+        Recovery::Retry => assert!(word != 0 && !marked, "Retry: {}", ctx()),
+        Recovery::Alive(pid) => {
+            assert!(alive(pid), "Alive({pid}) of a dead pid: {}", ctx());
+            if marked {
+                assert_eq!(pid, high & !CLAIM_BIT, "Alive: {}", ctx());
+            } else {
+                assert_eq!(word, 0, "Alive({pid}): {}", ctx());
+                assert!(
+                    naming(p).any(|o| o == u64::from(pid)),
+                    "Alive({pid}) names no slot: {}",
+                    ctx()
+                );
+            }
+        }
+        Recovery::Recovered { pid, size } => {
+            let what = || format!("Recovered {{ {pid:?}, {size} }}: {}", ctx());
+            assert!(size > 0 && size.is_multiple_of(8), "{}", what());
+            assert!(size <= room && size <= tail.wrapping_sub(p), "{}", what());
+            if marked {
+                let claimant = high & !CLAIM_BIT;
+                assert!(!alive(claimant), "a live claimant: {}", what());
+                assert_eq!(pid, Some(claimant), "{}", what());
+                assert_eq!(size, record_size(len as usize) as u64, "{}", what());
+                assert!(len as usize <= view.max_message(), "{}", what());
+            } else {
+                assert_eq!(word, 0, "{}", what());
+                for owner in naming(p) {
+                    assert!(
+                        owner > u64::from(u32::MAX) || !alive(owner as u32),
+                        "slot owner {owner} is alive: {}",
+                        what()
+                    );
+                }
+                match pid {
+                    Some(x) => assert!(naming(p).any(|o| o == u64::from(x)), "{}", what()),
+                    None => assert!(naming(p).all(|o| o > u64::from(u32::MAX)), "{}", what()),
+                }
+                let n = (size / 8) as usize;
+                assert!(
+                    words[..n].iter().all(|&w| w == 0),
+                    "a written word recovered as padding: {}",
+                    what()
+                );
+                for &(owner, claim) in &slots {
+                    let d = claim.wrapping_sub(p);
+                    assert!(
+                        owner == 0 || !claim.is_multiple_of(8) || d == 0 || d >= size,
+                        "another claim ({claim}) swallowed: {}",
+                        what()
+                    );
+                }
+                let end = p.wrapping_add(size);
+                assert!(
+                    size == room
+                        || end == tail
+                        || words.get(n).is_some_and(|&w| w != 0)
+                        || naming(end).next().is_some(),
+                    "the claim does not end at a boundary: {}",
+                    what()
+                );
+            }
+            assert_eq!(
+                view.region().read_u64(idx),
+                record_header(kind::PADDING, (size - 8) as u32),
+                "{}",
+                what()
+            );
+        }
+    }
+    if !matches!(r, Recovery::Recovered { .. }) {
+        assert_eq!(
+            view.region().read_u64(idx),
+            word,
+            "{r:?} changed the header"
+        );
+    }
+    if let Some(b) = after {
+        let ok = match (b, r) {
+            (Blocked::Empty, Recovery::Empty) => true,
+            // try_peek stopped on a header using its cached tail; a forged
+            // tail moved back to the read position since (checked above).
+            (Blocked::Unmarked | Blocked::InProgress(_), Recovery::Empty) => true,
+            (Blocked::InProgress(pid), Recovery::Alive(x)) => x == pid,
+            (Blocked::InProgress(pid), Recovery::Recovered { pid: x, .. }) => x == Some(pid),
+            (Blocked::Unmarked, Recovery::Alive(_) | Recovery::Recovered { .. }) => true,
+            _ => false,
+        };
+        assert!(ok, "blocked {b:?}, then try_recover: {r:?} ({})", ctx());
+    }
+    Some(r)
+}
+
 /// What the `ops` model says a record in the ring is.
 #[derive(Debug)]
 enum Modeled {
@@ -310,7 +750,7 @@ struct Model {
 }
 
 /// Outcome of a reservation, in the model's terms.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reserve {
     Ok,
     Full,
@@ -378,22 +818,52 @@ impl Model {
     }
 }
 
-/// The `ops` target: a differential test of the SPSC ring. An arbitrary
-/// sequence of operations (copy sends, zero-copy reserve then commit or
-/// abort, receives that release at once or in batches, explicit releases,
-/// space and data checks) runs on a ring and on [`Model`]; every outcome
-/// (message bytes, `Full`, `Empty`, `TooLarge`) must agree.
+/// The `ops` target: a differential test of the SPSC ring, or of the MPSC
+/// ring with several in-process producers. An arbitrary sequence of
+/// operations (copy sends, zero-copy reserve then commit or abort, receives
+/// that release at once or in batches, explicit releases, space and data
+/// checks; MPSC also producers that die, leave or are replaced, and
+/// recovery) runs on a ring and on a plain model (`Model`,
+/// `MpscModel`); every outcome (message bytes, `Full`, `Empty`,
+/// `TooLarge`, why the consumer stopped, what recovery did, which slot a
+/// new producer gets) must agree.
 ///
-/// Input: capacity exponent (`64 << (b % 5)`, up to 1 KiB), `max_message`
-/// (u16, clamped), then operations of one byte each, most followed by a u16
-/// length.
+/// Input: a first byte, `max_message` (u16, clamped), then operations of
+/// one byte each, most followed by a u16 length.
+///
+/// First byte below 0x80 (SPSC; the inputs of earlier versions, except
+/// those whose first byte was 0x80 or more): capacity exponent
+/// (`64 << (b % 5)`, up to 1 KiB). SPSC operations: `op % 7`: 0 try_push,
+/// 1 reserve + commit, 2 reserve + abort (each with a u16), 3 recv, 4 recv
+/// kept for a batch, 5 release, 6 has_space (u16) and has_data.
+///
+/// First byte with bit 7 set (MPSC): bit 6 set gives 3 producers (pids
+/// 10, 20, 30; else 2), `(b & 0x3f) % 5` the capacity exponent; the
+/// sender table has a slot per producer. `op % 11` is the operation and
+/// `op / 11 % producers` the producer it acts for: 0 try_push (u16),
+/// 1 reserve, the grant stays open (u16), 2 write and commit the open
+/// grant, 3 abort it, 4 die (u16; with an open grant: it stays marked;
+/// else a claim of `len_of(u16 >> 1)` bytes stopped by
+/// `try_reserve_until` at `Claimed` (bit 0 clear) or `RecordMarked`; the
+/// oracle calls the pid dead from then on), 5 leave (live, no grant) or
+/// be replaced by a new pid that calls `take_slot`; for the consumer:
+/// 6 recv, 7 recv kept for a batch, 8 release, 9 `try_recover`, 10
+/// has_space (u16) of the producer and has_data.
+///
+/// MPSC checks besides the outcomes: the shared tail and head, the read
+/// position, every sender slot's owner and claim are the model's; the free
+/// space reads as zero; nobody is owed a wake-up.
 pub fn ops(data: &[u8]) {
     use crate::layout::max_message_for;
     use crate::ring::spsc::{Consumer, Producer};
     use crate::ring::{HeapRing, ReserveError};
 
     let mut input = Bytes(data);
-    let capacity = MIN_CAPACITY << (input.u8() % 5);
+    let first = input.u8();
+    if first & OPS_MPSC != 0 {
+        return ops_mpsc(input, first);
+    }
+    let capacity = MIN_CAPACITY << (first % 5);
     let max_message = usize::from(input.u16()).min(max_message_for(capacity));
     let ring = HeapRing::new(capacity, max_message);
     let mut p = Producer::new(ring.view()).expect("fresh ring");
@@ -506,6 +976,466 @@ pub fn ops(data: &[u8]) {
     }
 }
 
+/// `ops` first-byte bit: the MPSC ring (see [`ops`]).
+const OPS_MPSC: u8 = 0x80;
+/// `ops` first-byte bit (MPSC): three producers instead of two.
+const OPS_THREE: u8 = 0x40;
+/// Operations of the MPSC `ops` mode: an op byte modulo this is the
+/// operation, the quotient (modulo the number of producers) the producer.
+const MPSC_OPS: u8 = 11;
+
+/// Whether MPSC `ops` operation `kind` is followed by a u16.
+fn mpsc_op_takes_u16(kind: u8) -> bool {
+    matches!(kind, 0 | 1 | 4 | 10)
+}
+
+/// What the MPSC `ops` model says a claim in the ring is.
+#[derive(Debug)]
+enum Claim {
+    /// Committed.
+    Message(Vec<u8>),
+    /// Aborted, a gap's padding, or recovered.
+    Padding,
+    /// Marked in progress by this pid: a live producer's open grant, or a
+    /// dead one's.
+    Marked(u32),
+    /// Claimed, nothing written: a producer that died right after its CAS,
+    /// or the gap of one that died before writing the gap's padding.
+    Unmarked,
+}
+
+/// The reference for the MPSC `ops` mode, written plainly: the claims
+/// from the read position to the tail, in position (claim) order, and the
+/// sender table.
+struct MpscModel {
+    capacity: u64,
+    max_message: usize,
+    /// (start, size, what) of each claim not yet read.
+    claims: std::collections::VecDeque<(u64, u64, Claim)>,
+    tail: u64,
+    read: u64,
+    head: u64,
+    /// The sender table: (owner, claim) per slot.
+    slots: Vec<(u64, u64)>,
+}
+
+impl MpscModel {
+    /// A claim for `len` payload bytes by the producer in `slot` (marking
+    /// with `pid`) that gets as far as `stage`: the record's start, or why
+    /// it failed. A record that does not fit before the end of the region
+    /// also claims the gap up to the end; the claim fails unless both fit
+    /// in the free space. The slot names the claim's start (gap included),
+    /// or nothing after `Full`.
+    fn claim(
+        &mut self,
+        slot: usize,
+        pid: u32,
+        len: usize,
+        stage: crate::ring::mpsc::Stage,
+    ) -> Result<u64, Reserve> {
+        use crate::ring::mpsc::Stage;
+        if len > self.max_message {
+            return Err(Reserve::TooLarge);
+        }
+        let rec = crate::layout::record_size(len) as u64;
+        let contiguous = self.capacity - self.tail % self.capacity;
+        let pad = if rec <= contiguous { 0 } else { contiguous };
+        let free = self.capacity - (self.tail - self.head);
+        if free < pad + rec {
+            // A producer that finds the ring full names no claim while it
+            // waits.
+            self.slots[slot].1 = crate::layout::NO_CLAIM;
+            return Err(Reserve::Full);
+        }
+        let start = self.tail;
+        // The slot names the claim (its gap included) before the CAS.
+        self.slots[slot].1 = start;
+        if pad > 0 {
+            let gap = match stage {
+                Stage::Reserved => Claim::Padding,
+                _ => Claim::Unmarked,
+            };
+            self.claims.push_back((start, pad, gap));
+        }
+        let record = match stage {
+            Stage::Claimed => Claim::Unmarked,
+            _ => Claim::Marked(pid),
+        };
+        self.claims.push_back((start + pad, rec, record));
+        self.tail = start + pad + rec;
+        Ok(start + pad)
+    }
+
+    /// The open grant at `start` is committed with `msg`, or aborted.
+    fn finish(&mut self, start: u64, msg: Option<Vec<u8>>) {
+        let c = self
+            .claims
+            .iter_mut()
+            .find(|c| c.0 == start)
+            .expect("the model holds every open grant");
+        assert!(
+            matches!(c.2, Claim::Marked(_)),
+            "grant at {start}: {:?}",
+            c.2
+        );
+        c.2 = msg.map_or(Claim::Padding, Claim::Message);
+    }
+
+    /// The next message, or why there is none: padding is skipped (and
+    /// released at once when nothing else is held); the first claim that
+    /// is neither committed nor padding stops the consumer.
+    fn peek(&mut self) -> Result<Vec<u8>, crate::ring::mpsc::Blocked> {
+        use crate::ring::mpsc::Blocked;
+        loop {
+            match self.claims.front() {
+                Some(&(_, size, Claim::Padding)) => {
+                    self.claims.pop_front();
+                    let held = self.read != self.head;
+                    self.read += size;
+                    if !held {
+                        self.head = self.read;
+                    }
+                }
+                Some((_, _, Claim::Message(m))) => return Ok(m.clone()),
+                Some(&(_, _, Claim::Marked(pid))) => return Err(Blocked::InProgress(pid)),
+                Some((_, _, Claim::Unmarked)) => return Err(Blocked::Unmarked),
+                None => return Err(Blocked::Empty),
+            }
+        }
+    }
+
+    fn advance(&mut self) {
+        let (_, size, _) = self.claims.pop_front().expect("a peeked message");
+        self.read += size;
+    }
+
+    fn release(&mut self) {
+        self.head = self.read;
+    }
+
+    /// `has_data`: a committed record or padding at the read position.
+    fn has_data(&self) -> bool {
+        matches!(
+            self.claims.front(),
+            Some((_, _, Claim::Message(_) | Claim::Padding))
+        )
+    }
+
+    /// `has_space(len)`: the record (and the gap before it) fits now.
+    fn has_space(&self, len: usize) -> bool {
+        let rec = crate::layout::record_size(len.min(self.max_message)) as u64;
+        let contiguous = self.capacity - self.tail % self.capacity;
+        let need = if rec <= contiguous {
+            rec
+        } else {
+            contiguous + rec
+        };
+        self.capacity - (self.tail - self.head) >= need
+    }
+
+    /// `try_recover`: the claim at the read position becomes padding when
+    /// its claimant is dead: the pid in its mark, or (unmarked) the owner of
+    /// the slot naming its start; its size is the claim's (an unmarked
+    /// claim after a gap is named by no slot: its claimant is unknown).
+    fn recover(&mut self, alive: &dyn Fn(u32) -> bool) -> crate::ring::mpsc::Recovery {
+        use crate::ring::mpsc::Recovery;
+        let Some((start, size, claim)) = self.claims.front_mut() else {
+            return Recovery::Empty;
+        };
+        let pid = match *claim {
+            Claim::Message(_) | Claim::Padding => return Recovery::Retry,
+            Claim::Marked(pid) if alive(pid) => return Recovery::Alive(pid),
+            Claim::Marked(pid) => Some(pid),
+            Claim::Unmarked => {
+                let mut claimant = None;
+                for &(owner, at) in &self.slots {
+                    if owner != 0 && at == *start {
+                        if alive(owner as u32) {
+                            return Recovery::Alive(owner as u32);
+                        }
+                        claimant = Some(owner as u32);
+                    }
+                }
+                claimant
+            }
+        };
+        *claim = Claim::Padding;
+        Recovery::Recovered { pid, size: *size }
+    }
+
+    /// `take_slot`: the first free slot, or else the first whose owner is
+    /// dead and whose last claim lies behind head.
+    fn take_slot(&mut self, pid: u32, alive: &dyn Fn(u32) -> bool) -> Option<usize> {
+        use crate::layout::NO_CLAIM;
+        let head = self.head;
+        let i = self.slots.iter().position(|s| s.0 == 0).or_else(|| {
+            self.slots.iter().position(|&(owner, claim)| {
+                !alive(owner as u32) && (claim == NO_CLAIM || (head.wrapping_sub(claim) as i64) > 0)
+            })
+        })?;
+        self.slots[i] = (u64::from(pid), NO_CLAIM);
+        Some(i)
+    }
+}
+
+/// A producer of the MPSC `ops` mode.
+struct Sender {
+    /// `None` once it died (its slot stays its pid's) or left (its slot is
+    /// free again).
+    p: Option<crate::ring::mpsc::Producer>,
+    pid: u32,
+    /// Its open grant and the payload it will write.
+    open: Option<(crate::ring::Reservation, Vec<u8>)>,
+}
+
+/// A reservation's outcome in the model's terms (a well-used ring is never
+/// corrupted).
+fn reserve_outcome<T>(r: Result<T, crate::ring::ReserveError>) -> Result<T, Reserve> {
+    use crate::ring::ReserveError;
+    r.map_err(|e| match e {
+        ReserveError::Full => Reserve::Full,
+        ReserveError::TooLarge { .. } => Reserve::TooLarge,
+        ReserveError::Corrupted(e) => panic!("a well-used ring is corrupted: {e}"),
+    })
+}
+
+/// The MPSC mode of [`ops`]; `input` is positioned after the first byte.
+fn ops_mpsc(mut input: Bytes<'_>, first: u8) {
+    use crate::layout::{max_message_for, NO_CLAIM};
+    use crate::ring::mpsc::{take_slot, Consumer, Producer, Stage};
+    use crate::ring::HeapRing;
+    use crate::sync::Ordering::Relaxed;
+
+    let capacity = MIN_CAPACITY << ((first & 0x3f) % 5);
+    let n: usize = if first & OPS_THREE != 0 { 3 } else { 2 };
+    let max_message = usize::from(input.u16()).min(max_message_for(capacity));
+    let ring = HeapRing::with_senders(capacity, max_message, n);
+    let view = ring.view();
+    let mut senders: Vec<Sender> = (1..=n as u32)
+        .map(|i| {
+            let pid = 10 * i;
+            let slot = take_slot(&view, pid, &mut |_| true).expect("a free slot");
+            Sender {
+                p: Some(Producer::new(view, slot, pid).expect("fresh ring")),
+                pid,
+                open: None,
+            }
+        })
+        .collect();
+    let mut c = Consumer::new(view).expect("fresh ring");
+    let mut m = MpscModel {
+        capacity: capacity as u64,
+        max_message,
+        claims: Default::default(),
+        tail: 0,
+        read: 0,
+        head: 0,
+        slots: (1..=n as u64).map(|i| (10 * i, NO_CLAIM)).collect(),
+    };
+    let mut seq = 0u32;
+    let mut next_pid = 100u32;
+    // Lengths reach a little past max_message, to hit TooLarge.
+    let len_of = |raw: u16| usize::from(raw) % (max_message + 17);
+    let payload = |seq: u32, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (seq as usize).wrapping_mul(31).wrapping_add(i) as u8)
+            .collect()
+    };
+
+    let mut ops_done = 0;
+    while !input.is_empty() && ops_done < 10_000 {
+        ops_done += 1;
+        let op = input.u8();
+        let kind = op % MPSC_OPS;
+        let i = usize::from(op / MPSC_OPS) % n;
+        let raw = if mpsc_op_takes_u16(kind) {
+            input.u16()
+        } else {
+            0
+        };
+        // The liveness oracle: the pids of the producers that live.
+        let live: Vec<u32> = senders
+            .iter()
+            .filter(|s| s.p.is_some())
+            .map(|s| s.pid)
+            .collect();
+        let alive = |pid: u32| live.contains(&pid);
+        let s = &mut senders[i];
+        match kind {
+            // try_push: copy (a producer with an open grant may push too).
+            0 => {
+                let len = len_of(raw);
+                let msg = payload(seq, len);
+                seq += 1;
+                if let Some(p) = s.p.as_mut() {
+                    let got = reserve_outcome(p.try_push(&msg));
+                    let want = m.claim(p.slot(), s.pid, len, Stage::Reserved);
+                    assert_eq!(
+                        got,
+                        want.as_ref().map(drop).map_err(|e| *e),
+                        "producer {i}: try_push({len})"
+                    );
+                    if let Ok(start) = want {
+                        m.finish(start, Some(msg));
+                    }
+                }
+            }
+            // reserve: the grant stays open.
+            1 => {
+                let len = len_of(raw);
+                let msg = payload(seq, len);
+                seq += 1;
+                if let (Some(p), None) = (s.p.as_mut(), &s.open) {
+                    let got = reserve_outcome(p.try_reserve(len));
+                    let want = m.claim(p.slot(), s.pid, len, Stage::Reserved);
+                    assert_eq!(
+                        got.map(|r| r.start),
+                        want,
+                        "producer {i}: try_reserve({len})"
+                    );
+                    if let Ok(r) = got {
+                        assert_eq!(r.len, len);
+                        s.open = Some((r, msg));
+                    }
+                }
+            }
+            // Write and commit (2), or abort (3), the open grant.
+            2 | 3 => {
+                if let (Some(p), Some((r, msg))) = (s.p.as_mut(), s.open.take()) {
+                    if kind == 2 {
+                        view.region().write(r.data_offset, &msg);
+                        p.commit(r);
+                        m.finish(r.start, Some(msg));
+                    } else {
+                        p.abort(r);
+                        m.finish(r.start, None);
+                    }
+                }
+            }
+            // Die: with the open grant marked, or else after a claim that
+            // stops unmarked (bit 0 of the u16 clear) or marked.
+            4 => {
+                if let Some(mut p) = s.p.take() {
+                    if s.open.take().is_none() {
+                        let stage = if raw & 1 == 0 {
+                            Stage::Claimed
+                        } else {
+                            Stage::RecordMarked
+                        };
+                        let len = len_of(raw >> 1);
+                        let got = reserve_outcome(p.try_reserve_until(len, stage));
+                        let want = m.claim(p.slot(), s.pid, len, stage);
+                        assert_eq!(
+                            got.map(|r| r.start),
+                            want,
+                            "producer {i}: try_reserve_until({len}, {stage:?})"
+                        );
+                    }
+                    // Dropped without leaving: the slot stays the dead
+                    // pid's.
+                }
+            }
+            // A live producer without a grant leaves; a dead (or gone) one
+            // is replaced by a new process that takes a slot.
+            5 => match s.p.take() {
+                Some(p) if s.open.is_none() => {
+                    m.slots[p.slot()] = (0, NO_CLAIM);
+                    p.leave();
+                }
+                Some(p) => s.p = Some(p),
+                None => {
+                    let pid = next_pid;
+                    next_pid += 1;
+                    let got = take_slot(&view, pid, &mut |x| alive(x));
+                    let want = m.take_slot(pid, &alive);
+                    assert_eq!(got, want, "producer {i}: take_slot");
+                    if let Some(slot) = got {
+                        s.p = Some(Producer::new(view, slot, pid).expect("a well-used ring"));
+                        s.pid = pid;
+                    }
+                }
+            },
+            // recv: release at once (6) or keep for a batch (7).
+            6 | 7 => {
+                let got = c.try_peek().expect("a well-used ring is corrupted");
+                match (got, m.peek()) {
+                    (None, Err(b)) => assert_eq!(c.blocked(), b, "why the consumer stopped"),
+                    (Some(r), Ok(w)) => {
+                        let mut buf = vec![0u8; r.len];
+                        view.region().read(r.data_offset, &mut buf);
+                        assert_eq!(buf, w, "message content");
+                        m.advance();
+                        if kind == 6 {
+                            c.consume(r);
+                            m.release();
+                        } else {
+                            c.advance(r);
+                        }
+                    }
+                    (got, want) => panic!("recv: ring {got:?}, model {want:?}"),
+                }
+            }
+            // Batch release.
+            8 => {
+                c.release();
+                m.release();
+            }
+            // The recovery timer fires.
+            9 => {
+                let got = c
+                    .try_recover(&mut |x| alive(x))
+                    .expect("a well-used ring is corrupted");
+                assert_eq!(got, m.recover(&alive), "try_recover (live {live:?})");
+            }
+            // has_space / has_data agree with the model.
+            _ => {
+                let len = len_of(raw);
+                if let Some(p) = s.p.as_mut() {
+                    assert_eq!(
+                        p.has_space(len).expect("a well-used ring"),
+                        m.has_space(len),
+                        "producer {i}: has_space({len})"
+                    );
+                }
+                assert_eq!(
+                    c.has_data().expect("a well-used ring"),
+                    m.has_data(),
+                    "has_data"
+                );
+            }
+        }
+        // The shared positions and the sender table are the model's.
+        let st = ring.state();
+        assert_eq!(st.producer.tail.load(Relaxed), m.tail, "tail");
+        assert_eq!(st.consumer.head.load(Relaxed), m.head, "head");
+        assert_eq!(c.position(), m.read, "read position");
+        for (j, &want) in m.slots.iter().enumerate() {
+            let slot = view.sender_slot(j);
+            let got = (slot.owner.load(Relaxed), slot.claim.load(Relaxed));
+            assert_eq!(got, want, "sender slot {j}");
+        }
+        // The free space reads as zero (so unmarked claims end at the
+        // next header).
+        let mut pos = m.tail;
+        while pos != m.head + m.capacity {
+            let word = view.region().read_u64(view.index(pos));
+            assert_eq!(
+                word, 0,
+                "free word at {pos} (head {}, tail {})",
+                m.head, m.tail
+            );
+            pos += 8;
+        }
+        // No wake-ups: nobody sleeps here.
+        for s in &mut senders {
+            if let Some(p) = s.p.as_mut() {
+                assert_eq!(p.take_wakeups(), 0);
+            }
+        }
+        assert_eq!(c.take_wakeups(), 0);
+    }
+}
+
 /// Seeds for the `consumer` target, as (name, input): images written by a
 /// real producer (wrapping, padding, batches), then damaged ones.
 pub fn consumer_seeds() -> Vec<(String, Vec<u8>)> {
@@ -585,6 +1515,7 @@ pub fn consumer_seeds() -> Vec<(String, Vec<u8>)> {
         d.extend_from_slice(&value.to_le_bytes());
     }
     seeds.push(("hostile-writes".into(), d));
+    seeds.extend(consumer_mpsc_seeds());
     seeds
 }
 
@@ -620,5 +1551,330 @@ pub fn ops_seeds() -> Vec<(String, Vec<u8>)> {
         .chain([(5, 0)])
         .collect();
     seeds.push(("held-until-full".into(), prog(0, 56, &held)));
+    seeds.extend(ops_mpsc_seeds());
+    seeds
+}
+
+/// An MPSC `consumer` input made by real producers: a ring of
+/// `64 << exp` bytes with `slots` sender slots and `producers` producers
+/// (pids 10, 20, ... in slots 0, 1, ...), after `script` ran on them and
+/// the consumer; `mode` is or-ed into the mode byte, `mask` is the oracle.
+fn mpsc_image(
+    exp: u8,
+    max: u16,
+    (slots, producers): (usize, u32),
+    mode: u8,
+    mask: u64,
+    script: &dyn Fn(&mut [crate::ring::mpsc::Producer], &mut crate::ring::mpsc::Consumer),
+) -> Vec<u8> {
+    use crate::ring::mpsc::{take_slot, Consumer, Producer};
+    use crate::ring::HeapRing;
+    use crate::sync::Ordering::Relaxed;
+
+    let mut ring = HeapRing::with_senders(MIN_CAPACITY << exp, usize::from(max), slots);
+    let view = ring.view();
+    {
+        let mut ps: Vec<Producer> = (1..=producers)
+            .map(|i| {
+                let pid = 10 * i;
+                let slot = take_slot(&view, pid, &mut |_| true).expect("a free slot");
+                Producer::new(view, slot, pid).expect("fresh ring")
+            })
+            .collect();
+        let mut c = Consumer::new(view).expect("fresh ring");
+        script(&mut ps, &mut c);
+    }
+    let st = ring.state();
+    let mut v = vec![exp];
+    v.extend_from_slice(&max.to_le_bytes());
+    v.extend_from_slice(&st.consumer.head.load(Relaxed).to_le_bytes());
+    v.extend_from_slice(&st.producer.tail.load(Relaxed).to_le_bytes());
+    v.push(mode | CONSUMER_MPSC | (((slots - 1) as u8) << 5));
+    v.extend_from_slice(&mask.to_le_bytes());
+    for i in 0..slots {
+        let s = view.sender_slot(i);
+        v.extend_from_slice(&s.owner.load(Relaxed).to_le_bytes());
+        v.extend_from_slice(&s.claim.load(Relaxed).to_le_bytes());
+    }
+    v.extend_from_slice(ring.data_mut());
+    v
+}
+
+/// Appends an MPSC hostile write (see [`consumer`]) to a `consumer` input.
+fn mpsc_write(v: &mut Vec<u8>, step: u8, what: u8, at: u16, value: u64) {
+    v.push(step);
+    v.push(what);
+    v.extend_from_slice(&at.to_le_bytes());
+    v.extend_from_slice(&value.to_le_bytes());
+}
+
+/// Seeds of MPSC `consumer` images: written by real producers (wraps,
+/// aborted grants, in-progress grants, dead claims marked or not, at a
+/// gap or not), then damaged.
+fn consumer_mpsc_seeds() -> Vec<(String, Vec<u8>)> {
+    use crate::ring::mpsc::{Consumer, Producer, Stage};
+
+    fn pop(c: &mut Consumer) -> bool {
+        match c.try_peek().expect("a well-used ring") {
+            Some(r) => {
+                c.consume(r);
+                true
+            }
+            None => false,
+        }
+    }
+    fn push(p: &mut Producer, len: usize, fill: u8) {
+        p.try_push(&vec![fill; len]).expect("room for the seed");
+    }
+    let all = u64::MAX;
+    let dead10 = !(1u64 << 10);
+    let rec = CONSUMER_RECOVER | 1;
+    let mut seeds = Vec::new();
+    // Two producers taking turns, every third grant aborted, half of the
+    // messages consumed as they go: padding everywhere, several wraps.
+    let turns = |ps: &mut [Producer], c: &mut Consumer| {
+        for i in 0..24usize {
+            let p = &mut ps[i % 2];
+            let len = (i * 7) % 50;
+            for attempt in 0.. {
+                assert!(attempt < 4, "the consumer frees the ring");
+                match p.try_reserve(len) {
+                    Ok(r) => {
+                        if i % 3 == 0 {
+                            p.abort(r);
+                        } else {
+                            p.view().region().write(r.data_offset, &vec![i as u8; len]);
+                            p.commit(r);
+                        }
+                        break;
+                    }
+                    // Full: consume a message (skipping padding frees
+                    // room too).
+                    Err(_) => {
+                        pop(c);
+                    }
+                }
+            }
+            if i % 2 == 0 {
+                pop(c);
+            }
+        }
+    };
+    seeds.push((
+        "mpsc-wrapped-aborts".to_string(),
+        mpsc_image(1, 100, (2, 2), rec, all, &turns),
+    ));
+    seeds.push((
+        "mpsc-wrapped-aborts-batch-3".into(),
+        mpsc_image(2, 100, (4, 2), rec | (2 << 1), all, &turns),
+    ));
+    // A live producer's open grant, a message committed after it.
+    let open = |ps: &mut [Producer], _: &mut Consumer| {
+        ps[0].try_reserve(16).expect("room");
+        push(&mut ps[1], 5, 2);
+    };
+    seeds.push((
+        "mpsc-in-progress-alive".into(),
+        mpsc_image(0, 56, (2, 2), rec, all, &open),
+    ));
+    // The same producer dead (as the oracle says): its grant is marked.
+    seeds.push((
+        "mpsc-in-progress-dead".into(),
+        mpsc_image(0, 56, (2, 2), rec, dead10, &open),
+    ));
+    // Dead producers stopped at each stage, with and without a gap.
+    for (name, stage) in [
+        ("unmarked", Stage::Claimed),
+        ("marked", Stage::RecordMarked),
+    ] {
+        let plain = move |ps: &mut [Producer], _: &mut Consumer| {
+            ps[0].try_reserve_until(20, stage).expect("room");
+            push(&mut ps[1], 5, 2);
+            push(&mut ps[2], 0, 3);
+        };
+        seeds.push((
+            format!("mpsc-dead-{name}"),
+            mpsc_image(1, 100, (3, 3), rec, dead10, &plain),
+        ));
+        // 24 bytes left before the end: a 24-byte record claims the gap.
+        let gap = move |ps: &mut [Producer], c: &mut Consumer| {
+            push(&mut ps[1], 96, 1);
+            assert!(pop(c));
+            ps[0].try_reserve_until(20, stage).expect("room");
+            push(&mut ps[1], 5, 2);
+        };
+        seeds.push((
+            format!("mpsc-dead-gap-{name}"),
+            mpsc_image(1, 100, (2, 2), rec, dead10, &gap),
+        ));
+    }
+    // A full ring whose first claim is dead and unmarked.
+    let full = |ps: &mut [Producer], _: &mut Consumer| {
+        ps[0].try_reserve_until(16, Stage::Claimed).expect("room");
+        push(&mut ps[1], 32, 2);
+    };
+    seeds.push((
+        "mpsc-full-dead-first".into(),
+        mpsc_image(0, 56, (2, 2), rec, dead10, &full),
+    ));
+    // Without recovery when blocked: only a hostile write's recovery.
+    let plain = |ps: &mut [Producer], _: &mut Consumer| {
+        ps[0].try_reserve_until(8, Stage::Claimed).expect("room");
+        push(&mut ps[1], 5, 2);
+    };
+    let mut d = mpsc_image(1, 100, (2, 2), 1, dead10, &plain);
+    mpsc_write(&mut d, 1, 12, 0, 0);
+    seeds.push(("mpsc-recover-on-write".into(), d));
+    // Hostile writes over a dead unmarked claim: forged table words,
+    // in-progress headers with huge lengths, zero headers with the tail
+    // past them, padding, raw tails, a forged waiter count.
+    let mut d = mpsc_image(1, 100, (2, 2), 1, dead10, &plain);
+    for (step, what, at, value) in [
+        (0u8, 12u8, 0u16, 0u64),
+        (1, 5, 2, (77 << 32) | 0xffff_fff0),
+        (2, 6, 0, 0),
+        (3, 1, 8, 0),
+        (4, 9, 0, 0),
+        (5, 7, 1, u64::MAX),
+        (6, 12, 0, 0),
+        (7, 11, 0, 0),
+        (8, 12, 0, 0),
+        (9, 4 | PLAUSIBLE_LEN, 3, 1),
+        (10, 3 | PLAUSIBLE_LEN, 0, 5),
+        (11, 5, 0, (10 << 32) | 0x8000_0000),
+        (12, 8, 0, 7),
+        (13, 0, 0, 1 << 40),
+        (14, 10, 0, u64::from(u32::MAX)),
+    ] {
+        mpsc_write(&mut d, step, what, at, value);
+    }
+    seeds.push(("mpsc-hostile-writes".into(), d));
+    seeds
+}
+
+/// Seeds of the MPSC `ops` mode: programs of (operation, producer, u16).
+fn ops_mpsc_seeds() -> Vec<(String, Vec<u8>)> {
+    let prog = |three: bool, exp: u8, max: u16, ops: &[(u8, u8, u16)]| -> Vec<u8> {
+        let mut v = vec![OPS_MPSC | if three { OPS_THREE } else { 0 } | exp];
+        v.extend_from_slice(&max.to_le_bytes());
+        for &(kind, producer, raw) in ops {
+            v.push(kind + MPSC_OPS * producer);
+            if mpsc_op_takes_u16(kind) {
+                v.extend_from_slice(&raw.to_le_bytes());
+            }
+        }
+        v
+    };
+    // Die with a claim that stops unmarked / marked, of `len` bytes.
+    let unmarked = |len: u16| len << 1;
+    let marked = |len: u16| (len << 1) | 1;
+    let mut seeds = Vec::new();
+    // Grants held across other producers' sends, committed or aborted,
+    // received one by one or in batches; a live grant is never skipped.
+    let interleaved: Vec<(u8, u8, u16)> = (0..16u16)
+        .flat_map(|i| {
+            let (a, b) = ((i % 2) as u8, ((i + 1) % 2) as u8);
+            [
+                (1, a, 10 + i * 3),
+                (0, b, i * 5),
+                (6, 0, 0),
+                (9, 0, 0),
+                (2 + (i % 3 == 0) as u8, a, 0),
+                (7, 0, 0),
+                (6, 0, 0),
+                (10, b, 40),
+                (8, 0, 0),
+            ]
+        })
+        .collect();
+    seeds.push((
+        "mpsc-2-interleaved".to_string(),
+        prog(false, 1, 100, &interleaved),
+    ));
+    // Deaths at every stage, recoveries, and new processes taking the
+    // slots once the dead claims are behind head.
+    let deaths: Vec<(u8, u8, u16)> = vec![
+        (4, 0, unmarked(10)),
+        (0, 1, 5),
+        (4, 2, marked(7)),
+        (0, 1, 3),
+        (5, 0, 0),
+        (6, 0, 0),
+        (9, 0, 0),
+        (6, 0, 0),
+        (6, 0, 0),
+        (9, 0, 0),
+        (6, 0, 0),
+        (6, 0, 0),
+        (5, 0, 0),
+        (5, 2, 0),
+        (1, 1, 30),
+        (4, 1, 0),
+        (0, 0, 4),
+        (9, 0, 0),
+        (6, 0, 0),
+        (6, 0, 0),
+        (5, 1, 0),
+        (0, 1, 9),
+        (0, 2, 9),
+        (6, 0, 0),
+        (6, 0, 0),
+    ];
+    seeds.push(("mpsc-3-deaths".into(), prog(true, 2, 200, &deaths)));
+    // Dead claims at the wrap: a gap left unmarked, then marked.
+    let gaps: Vec<(u8, u8, u16)> = vec![
+        (0, 0, 40),
+        (6, 0, 0),
+        (4, 1, unmarked(20)),
+        (0, 0, 1),
+        (6, 0, 0),
+        (9, 0, 0),
+        (6, 0, 0),
+        (9, 0, 0),
+        (6, 0, 0),
+        (5, 1, 0),
+        (0, 1, 30),
+        (6, 0, 0),
+        (4, 0, marked(20)),
+        (0, 1, 2),
+        (9, 0, 0),
+        (9, 0, 0),
+        (6, 0, 0),
+        (6, 0, 0),
+        (5, 0, 0),
+        (1, 0, 20),
+        (0, 1, 0),
+        (4, 0, 0),
+        (9, 0, 0),
+        (6, 0, 0),
+        (6, 0, 0),
+    ];
+    seeds.push(("mpsc-wrap-gaps".into(), prog(false, 0, 56, &gaps)));
+    // Fill to Full, TooLarge, space checks, drain.
+    let full: Vec<(u8, u8, u16)> = (0..12u16)
+        .map(|i| (0, (i % 3) as u8, 20 + i))
+        .chain([(0, 0, 201), (1, 1, 2000), (10, 2, 100), (10, 0, 0)])
+        .chain((0..12).map(|_| (7, 0, 0)))
+        .chain([(8, 0, 0), (10, 1, 200)])
+        .collect();
+    seeds.push(("mpsc-full-too-large".into(), prog(true, 2, 200, &full)));
+    // Leave, take the free slot; a dead claim still unconsumed keeps its
+    // slot from a new process until recovered and released.
+    let slots: Vec<(u8, u8, u16)> = vec![
+        (5, 0, 0),
+        (5, 0, 0),
+        (0, 0, 8),
+        (4, 1, unmarked(8)),
+        (5, 1, 0),
+        (6, 0, 0),
+        (6, 0, 0),
+        (9, 0, 0),
+        (5, 1, 0),
+        (6, 0, 0),
+        (5, 1, 0),
+        (0, 1, 8),
+        (6, 0, 0),
+    ];
+    seeds.push(("mpsc-leave-and-take".into(), prog(false, 1, 100, &slots)));
     seeds
 }
