@@ -204,10 +204,20 @@ impl Producer {
     /// fits in the free space now.
     pub fn has_space(&mut self, len: usize) -> Result<bool, Corrupted> {
         let st = self.view.state();
-        let tail = st.producer.tail.load(Ordering::Relaxed);
-        // Acquire: pairs with the Release store of head in release_to.
-        let head = st.consumer.head.load(Ordering::Acquire);
         let cap = self.view.capacity();
+        // Acquire: pairs with the Release CAS of tail by the producer that
+        // claimed last, so the head it saw (Acquire) is at most the head we
+        // read next (see try_reserve_until).
+        let mut tail = st.producer.tail.load(Ordering::Acquire);
+        // Acquire: pairs with the Release store of head in release_to.
+        let mut head = st.consumer.head.load(Ordering::Acquire);
+        if tail.wrapping_sub(head) > cap {
+            // Our tail was older than our head: a consumer that freed space
+            // and a producer that claimed it between our two loads.
+            tail = st.producer.tail.load(Ordering::Acquire);
+            // Acquire: as above.
+            head = st.consumer.head.load(Ordering::Acquire);
+        }
         let used = tail.wrapping_sub(head);
         if used > cap || !(head | tail).is_multiple_of(8) {
             return Err(Corrupted::new(
@@ -248,9 +258,13 @@ impl Producer {
         let rec = record_size(len) as u64;
         let st = self.view.state();
         let slot = self.view.sender_slot(self.slot);
-        // Relaxed: the CAS below is what makes a claim exclusive; records
-        // are published by their headers, not by tail.
-        let mut tail = st.producer.tail.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release CAS of the producer that claimed
+        // up to this tail: it read head (Acquire) before claiming, so the
+        // head we read below is at least that one and `tail - head` cannot
+        // look larger than the capacity. (Relaxed here let a healthy ring
+        // look corrupted: found by a loom model.) The CAS, not this load,
+        // makes a claim exclusive.
+        let mut tail = st.producer.tail.load(Ordering::Acquire);
         let (start, pad) = loop {
             let contiguous = cap - self.view.index(tail) as u64;
             let (pad, need) = if rec <= contiguous {
@@ -266,7 +280,8 @@ impl Producer {
                 let used = tail.wrapping_sub(head);
                 if used > cap || !(head | tail).is_multiple_of(8) {
                     // Our tail may be stale (the consumer moved past it).
-                    let now = st.producer.tail.load(Ordering::Relaxed);
+                    // Acquire: as for the first load of tail.
+                    let now = st.producer.tail.load(Ordering::Acquire);
                     if now != tail {
                         tail = now;
                         continue;
@@ -290,14 +305,16 @@ impl Producer {
             // Consumer::try_recover: a consumer that sees this value, or a
             // later one, also sees the mark of the record we claimed before.
             slot.claim.store(tail, Ordering::Release);
-            // Release: pairs with the Acquire load of tail in
+            // Release (success): pairs with the Acquire load of tail in
             // Consumer::try_recover: a consumer that sees this claim sees
-            // the slot store above naming it.
+            // the slot store above naming it; and with the Acquire loads of
+            // tail by other producers (see the first load). Acquire
+            // (failure): as for the first load of tail.
             match st.producer.tail.compare_exchange_weak(
                 tail,
                 tail.wrapping_add(need),
                 Ordering::Release,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => break (tail.wrapping_add(pad), pad),
                 Err(now) => tail = now,
@@ -345,8 +362,9 @@ impl Producer {
     /// Gives a reservation up: the record becomes padding of its size.
     pub fn abort(&mut self, r: Reservation) {
         let size = r.end.wrapping_sub(r.start);
-        // Release: pairs with the Acquire load in Consumer::try_peek (the
-        // padding's bytes are never read, so nothing else is ordered).
+        // Release: pairs with the Acquire load in Consumer::try_peek: our
+        // writes to the aborted payload happen before the consumer zeroes
+        // it (the padding's bytes are never read).
         self.view
             .region()
             .atomic_u64(self.view.index(r.start))
@@ -954,9 +972,12 @@ mod tests {
     fn a_waiting_loser_of_the_cas_does_not_block_recovery() {
         let (ring, mut ps, mut c) = setup(64, 56, 2);
         ps[0].try_reserve_until(48, Stage::Claimed).unwrap(); // [0, 56), pid 10
-        // Pid 20 read tail 0 and lost the CAS to pid 10: its slot names 0.
+                                                              // Pid 20 read tail 0 and lost the CAS to pid 10: its slot names 0.
         let slot = ps[1].slot();
-        ring.view().sender_slot(slot).claim.store(0, Ordering::Relaxed);
+        ring.view()
+            .sender_slot(slot)
+            .claim
+            .store(0, Ordering::Relaxed);
         let mut dead10 = |p: u32| p != 10;
         assert_eq!(c.try_recover(&mut dead10).unwrap(), Recovery::Alive(20));
         // It retries, finds the ring full and waits: its slot names nothing.
