@@ -1028,10 +1028,11 @@ struct ReadSide {
     shm_id: i32,
 }
 
-/// Rounds of recovery one look may make: each turns a dead claim into
-/// padding (or finds the header changed); more than this many in a row
-/// means someone keeps writing headers, and the next look goes on.
-const RECOVERY_ROUNDS: u32 = 64;
+/// Rounds of recovery one look may make while senders live: each turns a
+/// dead claim into padding (or finds the header changed); the next look
+/// goes on. Once every sender is gone, a look goes on until the ring holds
+/// no claim (at most one round per 8 bytes of the ring, and a few more).
+const RECOVERY_ROUNDS: u64 = 64;
 
 impl ReadSide {
     #[inline]
@@ -1085,7 +1086,16 @@ impl ReadSide {
             Cons::Spsc(c) => return c.try_peek(),
             Cons::Mpsc(c) => c,
         };
-        for _ in 0..RECOVERY_ROUNDS {
+        let rounds = if force {
+            c.view().capacity() / 8 + RECOVERY_ROUNDS
+        } else {
+            RECOVERY_ROUNDS
+        };
+        // After one recovery the receiver has waited its timeout already:
+        // dead claims right behind it go at once (liveness is checked for
+        // each all the same).
+        let mut hurry = force;
+        for _ in 0..rounds {
             if let Some(r) = c.try_peek()? {
                 self.stuck = None;
                 return Ok(Some(r));
@@ -1103,7 +1113,7 @@ impl ReadSide {
                     now
                 }
             };
-            if !force && now.saturating_duration_since(since) < self.recovery_timeout {
+            if !hurry && now.saturating_duration_since(since) < self.recovery_timeout {
                 return Ok(None);
             }
             let shm_id = self.shm_id;
@@ -1112,6 +1122,7 @@ impl ReadSide {
                 mpsc::Recovery::Recovered { .. } => {
                     self.recovered += 1;
                     self.stuck = None;
+                    hurry = true;
                 }
                 mpsc::Recovery::Retry => {}
                 mpsc::Recovery::Alive(_) => {

@@ -680,10 +680,11 @@ fn recover_checked(
                     "a written word recovered as padding: {}",
                     what()
                 );
-                for &(owner, claim) in &slots {
+                // Any slot's claim bounds it, owned or not.
+                for &(_, claim) in &slots {
                     let d = claim.wrapping_sub(p);
                     assert!(
-                        owner == 0 || !claim.is_multiple_of(8) || d == 0 || d >= size,
+                        !claim.is_multiple_of(8) || d == 0 || d >= size,
                         "another claim ({claim}) swallowed: {}",
                         what()
                     );
@@ -693,7 +694,7 @@ fn recover_checked(
                     size == room
                         || end == tail
                         || words.get(n).is_some_and(|&w| w != 0)
-                        || naming(end).next().is_some(),
+                        || slots.iter().any(|&(_, claim)| claim == end),
                     "the claim does not end at a boundary: {}",
                     what()
                 );
@@ -1024,8 +1025,8 @@ impl MpscModel {
     /// with `pid`) that gets as far as `stage`: the record's start, or why
     /// it failed. A record that does not fit before the end of the region
     /// also claims the gap up to the end; the claim fails unless both fit
-    /// in the free space. The slot names the claim's start (gap included),
-    /// or nothing after `Full`.
+    /// in the free space. The slot names the claim's start (gap included)
+    /// while the claim is not fully marked, and nothing after `Full`.
     fn claim(
         &mut self,
         slot: usize,
@@ -1048,8 +1049,13 @@ impl MpscModel {
             return Err(Reserve::Full);
         }
         let start = self.tail;
-        // The slot names the claim (its gap included) before the CAS.
-        self.slots[slot].1 = start;
+        // The slot names the claim (its gap included) from before the CAS
+        // until the claim is marked in full (gap included).
+        self.slots[slot].1 = if stage == Stage::Reserved {
+            crate::layout::NO_CLAIM
+        } else {
+            start
+        };
         if pad > 0 {
             let gap = match stage {
                 Stage::Reserved => Claim::Padding,

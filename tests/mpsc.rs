@@ -590,3 +590,82 @@ fn many_sleeping_senders_all_wake() {
     ch.remove().unwrap();
     drop(guard);
 }
+
+/// Many dead claims (more than one look recovers while senders live) in
+/// front of a last message, and then every sender gone: `recv` returns
+/// the message, then `Disconnected`; nothing is left behind the
+/// disconnect.
+#[test]
+fn seventy_dead_claims_then_a_message_then_disconnected() {
+    const DEAD: usize = 70;
+    let (ch, guard) = fresh(mpsc(8192, 100).max_senders(DEAD + 1));
+    let key = ch.key();
+    let mut rx = ch.receiver().unwrap();
+    rx.set_recovery_timeout(Duration::from_secs(3600));
+    let mut child = spawn(move || {
+        let ch = Channel::open(key).unwrap();
+        let mut senders: Vec<_> = (0..DEAD).map(|_| ch.sender().unwrap()).collect();
+        for (i, tx) in senders.iter_mut().enumerate() {
+            let stage = if i % 2 == 0 {
+                Stage::Claimed
+            } else {
+                Stage::RecordMarked
+            };
+            assert!(tx.claim_and_stop(8, stage));
+        }
+        let mut last = ch.sender().unwrap();
+        last.send(b"last").unwrap();
+        // SAFETY: ends the process at once, as a crash would.
+        unsafe { libc::_exit(0) }
+    });
+    assert_eq!(child.wait(), 0);
+    let got: Vec<Vec<u8>> = rx.iter().collect();
+    assert_eq!(got, vec![b"last".to_vec()]);
+    assert_eq!(rx.recovered_claims(), DEAD as u64);
+    drop(rx);
+    ch.remove().unwrap();
+    drop(guard);
+}
+
+/// A sender process whose main thread has exited while another thread
+/// still writes a grant is alive (its maps are then only under its
+/// threads): the grant is not skipped.
+#[test]
+fn sender_whose_main_thread_exited_is_alive() {
+    let (ch, guard) = fresh(mpsc(4096, 100));
+    let key = ch.key();
+    let dog = Watchdog::new(key, Duration::from_secs(60));
+    let mut rx = ch.receiver().unwrap();
+    rx.set_recovery_timeout(Duration::from_millis(10));
+    // 'static for the child's thread (two pipe fds, left open).
+    let claimed: &'static Notify = Box::leak(Box::new(Notify::new()));
+    let c = claimed;
+    let mut child = spawn(move || {
+        let worker = std::thread::spawn(move || {
+            let ch = Channel::open(key).unwrap();
+            let mut tx = ch.sender().unwrap();
+            let mut g = tx.reserve(6).unwrap();
+            c.notify();
+            std::thread::sleep(Duration::from_millis(400));
+            g.copy_from_slice(b"worker");
+            g.commit();
+        });
+        std::mem::forget(worker);
+        // SAFETY: ends only the calling (main) thread; the process lives
+        // on in the worker until it returns.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+        unreachable!()
+    });
+    assert!(claimed.wait(Duration::from_secs(30)));
+    assert_eq!(&*rx.recv().unwrap(), b"worker");
+    assert_eq!(
+        rx.recovered_claims(),
+        0,
+        "a live sender's grant was skipped"
+    );
+    assert_eq!(child.wait(), 0);
+    assert!(!dog.fired());
+    drop(rx);
+    ch.remove().unwrap();
+    drop(guard);
+}

@@ -35,9 +35,12 @@
 //!   is not written anywhere, but nothing of it is: it ends where the next
 //!   claim starts, which is the first of: the tail, a position another slot
 //!   names, or the first non-zero word (the next record's header; the
-//!   consumer zeroed everything it released). A slot of a dead owner is
-//!   taken over only once its claim lies behind `head`, so a slot naming an
-//!   unconsumed unmarked claim stays until the consumer has recovered it.
+//!   consumer zeroed everything it released). A producer's slot names a
+//!   position only from just before its CAS until its mark (then it is
+//!   cleared, with Release, so a consumer that reads the cleared slot sees
+//!   the mark). A slot of a dead owner is taken over only once its claim
+//!   lies behind `head`, so a slot naming an unconsumed unmarked claim
+//!   stays until the consumer has recovered it.
 //!
 //! The header is changed with a CAS from the value seen, so a producer that
 //! commits after all is never overwritten. These are the cases Agrona's
@@ -82,9 +85,10 @@ fn behind(pos: u64, head: u64) -> bool {
 pub fn take_slot(view: &RingView, pid: u32, alive: &mut dyn FnMut(u32) -> bool) -> Option<usize> {
     let me = u64::from(pid.max(1));
     let take = |s: &SenderSlot| {
-        // Relaxed: the slot's claim is ours now; it is read only with the
-        // tail CAS that follows a later store of it.
-        s.claim.store(NO_CLAIM, Ordering::Relaxed);
+        // Release: pairs with the Acquire load of claim in try_recover (a
+        // consumer that reads this value sees everything the slot's
+        // previous owner did before giving it up).
+        s.claim.store(NO_CLAIM, Ordering::Release);
     };
     for i in 0..view.sender_slots() {
         let s = view.sender_slot(i);
@@ -126,8 +130,10 @@ pub fn take_slot(view: &RingView, pid: u32, alive: &mut dyn FnMut(u32) -> bool) 
 /// and make no more claims.
 pub fn free_slot(view: &RingView, slot: usize) {
     let s = view.sender_slot(slot);
-    s.claim.store(NO_CLAIM, Ordering::Relaxed);
-    // Release: pairs with the Acquire CAS in take_slot.
+    // Release: pairs with the Acquire load of claim in try_recover.
+    s.claim.store(NO_CLAIM, Ordering::Release);
+    // Release: pairs with the Acquire CAS in take_slot and the Acquire load
+    // of owner in try_recover.
     s.owner.store(0, Ordering::Release);
 }
 
@@ -266,6 +272,12 @@ impl Producer {
         // makes a claim exclusive.
         let mut tail = st.producer.tail.load(Ordering::Acquire);
         let (start, pad) = loop {
+            if !tail.is_multiple_of(8) {
+                return Err(ReserveError::Corrupted(Corrupted::new(
+                    "tail not a multiple of 8",
+                    [tail, self.cached_head, cap],
+                )));
+            }
             let contiguous = cap - self.view.index(tail) as u64;
             let (pad, need) = if rec <= contiguous {
                 (0, rec)
@@ -336,7 +348,10 @@ impl Producer {
         region
             .atomic_u64(idx)
             .store(record_header(self.claim, len as u32), Ordering::Relaxed);
-        if pad > 0 && stage == Stage::Reserved {
+        if stage == Stage::RecordMarked {
+            return Ok(res);
+        }
+        if pad > 0 {
             // Release: pairs with the consumer's Acquire load of this
             // header in try_peek: a consumer that skips the gap sees our
             // mark of the record after it. The gap's bytes do not matter.
@@ -345,6 +360,13 @@ impl Producer {
                 Ordering::Release,
             );
         }
+        // The claim is marked: our slot names nothing any more (a slot
+        // names a position only between the CAS and the mark, so a
+        // receiver that finds a zero header there, left by a predecessor
+        // killed while zeroing, is not kept waiting for us). Release:
+        // pairs with the Acquire load of claim in try_recover, which then
+        // sees the marks above.
+        slot.claim.store(NO_CLAIM, Ordering::Release);
         Ok(res)
     }
 
@@ -644,13 +666,10 @@ impl Consumer {
             // Acquire: pairs with the Release store of claim in
             // Producer::try_reserve_until.
             let claim = s.claim.load(Ordering::Acquire);
-            let owner = s.owner.load(Ordering::Relaxed);
-            if owner == 0 {
-                // Free: it names nothing (a slot is given back only with no
-                // claim outstanding).
-                continue;
-            }
-            if claim == p {
+            // Acquire: pairs with the Release store of 0 in free_slot (and
+            // the take-over CAS that continues its release sequence).
+            let owner = s.owner.load(Ordering::Acquire);
+            if claim == p && owner != 0 {
                 if owner <= u64::from(u32::MAX) && alive(owner as u32) {
                     return Ok(Recovery::Alive(owner as u32));
                 }
@@ -989,6 +1008,58 @@ mod tests {
         assert_eq!(c.try_peek().unwrap(), None);
         ps[1].try_push(&[1; 8]).unwrap();
         assert_eq!(pop(&mut c).unwrap(), vec![1; 8]);
+    }
+
+    /// A receiver killed while zeroing what it released (after zeroing,
+    /// before storing head) leaves zero headers at head. The live producer
+    /// whose record was there does not name it any more (its slot names a
+    /// position only until it marks), so the successor recovers the span
+    /// instead of waiting for that producer for ever.
+    #[test]
+    fn zeros_left_by_a_receiver_killed_in_release_are_recovered() {
+        let (ring, mut ps, mut c) = setup(64, 56, 1);
+        ps[0].try_push(b"request").unwrap(); // [0, 16)
+        assert_eq!(
+            ring.view()
+                .sender_slot(ps[0].slot())
+                .claim
+                .load(Ordering::Relaxed),
+            NO_CLAIM
+        );
+        let r = c.try_peek().unwrap().unwrap();
+        assert_eq!(r.end, 16);
+        // The receiver zeroes [0, 16) and dies before storing head.
+        ring.view().region().zero(0, 16);
+        // A new receiver starts from the shared head (the old one is not used again).
+        let mut c2 = Consumer::new(ring.view()).unwrap();
+        assert_eq!(c2.try_peek().unwrap(), None);
+        assert_eq!(c2.blocked(), Blocked::Unmarked);
+        assert_eq!(
+            c2.try_recover(&mut |_| true).unwrap(),
+            Recovery::Recovered {
+                pid: None,
+                size: 16
+            },
+            "everyone is alive, but nobody claimed these zeros"
+        );
+        assert_eq!(c2.try_peek().unwrap(), None);
+        assert_eq!(c2.blocked(), Blocked::Empty);
+        ps[0].try_push(b"next").unwrap();
+        assert_eq!(pop(&mut c2).unwrap(), b"next");
+    }
+
+    /// A misaligned tail written into the segment is `Corrupted` for a
+    /// sender, never a panic on an unaligned header word.
+    #[test]
+    fn misaligned_tail_is_corrupted_for_the_producer() {
+        for tail in [4u64, 12, 61] {
+            let (ring, mut ps, _c) = setup(64, 56, 1);
+            ring.state().producer.tail.store(tail, Ordering::Relaxed);
+            assert!(
+                matches!(ps[0].try_reserve(8), Err(ReserveError::Corrupted(_))),
+                "tail {tail}"
+            );
+        }
     }
 
     /// Agrona's `unblock` cases: a full ring, a gap exactly one record

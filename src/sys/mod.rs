@@ -38,30 +38,60 @@ pub fn process_exists(pid: i32) -> bool {
     }
 }
 
-/// Whether process `pid` exists and has System V segment `shm_id` mapped.
+/// Whether process `pid` may still use System V segment `shm_id`: false
+/// only when it is proven gone or detached.
 ///
-/// Read from `/proc/<pid>/maps`, where a System V segment shows as
-/// `/SYSV<key>` with the segment id as its inode. A zombie (killed, not yet
-/// reaped) has no mappings, so it is not attached. When the maps cannot be
-/// read for another reason than the process being gone (no `/proc`, no
-/// permission), the answer is whether the process exists: a live process
-/// is never taken for dead.
+/// - The pid does not exist (`kill(pid, 0)` gives `ESRCH`): gone.
+/// - `/proc/<pid>/maps` lists mappings but none of the segment (a System V
+///   segment shows as `/SYSV<key>` with the segment id as its inode): the
+///   process detached, or the pid now belongs to another program.
+/// - It lists nothing: a killed process not yet reaped (a zombie) maps
+///   nothing, but so does a process whose main thread exited while other
+///   threads run; then the threads' own maps (`/proc/<pid>/task/*/maps`)
+///   decide, and with none that lists anything the process is gone.
+/// - The maps cannot be read (no `/proc`, `hidepid`, another user's
+///   process): alive, as long as the pid exists. A live process is never
+///   taken for dead.
+///
+/// Pids are those of the caller's pid namespace: processes in other pid
+/// namespaces cannot be told apart this way.
 pub fn process_attached(pid: i32, shm_id: i32) -> bool {
     if !process_exists(pid) {
         return false;
     }
-    match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-        Ok(maps) => {
-            let id = shm_id.to_string();
-            maps.lines().any(|line| {
-                let mut fields = line.split_whitespace().skip(4);
-                let inode = fields.next();
-                let path = fields.next();
-                inode == Some(id.as_str()) && path.is_some_and(|p| p.starts_with("/SYSV"))
+    let id = shm_id.to_string();
+    // Some(true): maps the segment; Some(false): maps other things only;
+    // None: maps nothing, or unreadable.
+    let look = |path: &str| -> Result<Option<bool>, std::io::Error> {
+        let maps = std::fs::read_to_string(path)?;
+        if maps.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(maps.lines().any(|line| {
+            let mut fields = line.split_whitespace().skip(4);
+            let inode = fields.next();
+            let path = fields.next();
+            inode == Some(id.as_str()) && path.is_some_and(|p| p.starts_with("/SYSV"))
+        })))
+    };
+    match look(&format!("/proc/{pid}/maps")) {
+        Ok(Some(mapped)) => mapped,
+        Ok(None) => {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return process_exists(pid);
+            };
+            // A live thread that maps the segment keeps the process alive;
+            // threads that list other mappings only: detached; no thread
+            // that lists anything: a zombie, gone.
+            tasks.flatten().any(|task| {
+                matches!(
+                    look(&format!("{}/maps", task.path().display())),
+                    Ok(Some(true))
+                )
             })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-        Err(_) => true,
+        // The pid may have exited just now, or /proc hides it from us.
+        Err(_) => process_exists(pid),
     }
 }
 
