@@ -199,6 +199,24 @@ fn stamp(buf: &mut [u8], seq: u64) {
     buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
 }
 
+/// Calls `send` with numbered `size`-byte messages for `duration` (checking
+/// the clock every 256 messages).
+fn stream_for(duration: Duration, size: usize, mut send: impl FnMut(&[u8])) {
+    let end = Instant::now() + duration;
+    let mut buf = vec![0u8; size];
+    let mut seq = 0u64;
+    loop {
+        for _ in 0..256 {
+            stamp(&mut buf, seq);
+            send(&buf);
+            seq += 1;
+        }
+        if Instant::now() >= end {
+            break;
+        }
+    }
+}
+
 /// Streams for `duration`; returns (messages, seconds) seen by the consumer
 /// from its first message to its last.
 fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
@@ -212,19 +230,7 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
             producers,
             |_| {
                 let mut tx = ch.sender().expect("sender");
-                let end = Instant::now() + duration;
-                let mut buf = vec![0u8; size];
-                let mut seq = 0u64;
-                loop {
-                    for _ in 0..256 {
-                        stamp(&mut buf, seq);
-                        tx.send(&buf).expect("send");
-                        seq += 1;
-                    }
-                    if Instant::now() >= end {
-                        break;
-                    }
-                }
+                stream_for(duration, size, |m| tx.send(m).expect("send"));
             },
             || count_received(&mut rx, size),
         );
@@ -300,19 +306,7 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
                 || {
                     drop(r.borrow_mut().take());
                     let mut w = w.borrow_mut().take().expect("writer");
-                    let end = Instant::now() + duration;
-                    let mut buf = vec![0u8; size];
-                    let mut seq = 0u64;
-                    loop {
-                        for _ in 0..256 {
-                            stamp(&mut buf, seq);
-                            w.write_all(&buf).expect("write");
-                            seq += 1;
-                        }
-                        if Instant::now() >= end {
-                            break;
-                        }
-                    }
+                    stream_for(duration, size, |m| w.write_all(m).expect("write"));
                 },
                 || {
                     drop(w.borrow_mut().take());
