@@ -156,16 +156,23 @@ fn channel_of(size: usize, flavor: Flavor) -> Channel {
 }
 
 /// Counts what a receiver gets until `Disconnected`: (messages, seconds
-/// from the first to the last counted), copying each message out as a
-/// pipe reader would.
-fn count_received(rx: &mut crate::Receiver, size: usize) -> (u64, f64) {
+/// from the first to the last counted). Each message is copied out, as a
+/// pipe reader would, or with `in_place` read where it is (a byte of every
+/// cache line).
+fn count_received(rx: &mut crate::Receiver, size: usize, in_place: bool) -> (u64, f64) {
     let mut n = 0u64;
     let mut first = None;
     let mut last = Instant::now();
     let mut buf = vec![0u8; size];
+    let mut sum = 0u8;
     while let Ok(m) = rx.recv() {
-        let k = m.len().min(size);
-        buf[..k].copy_from_slice(&m[..k]);
+        debug_assert_eq!(m.len(), size);
+        if in_place {
+            sum ^= m.iter().step_by(64).fold(0, |a, &b| a ^ b);
+        } else {
+            let k = m.len().min(size);
+            buf[..k].copy_from_slice(&m[..k]);
+        }
         drop(m);
         n += 1;
         if first.is_none() {
@@ -175,7 +182,7 @@ fn count_received(rx: &mut crate::Receiver, size: usize) -> (u64, f64) {
             last = Instant::now();
         }
     }
-    std::hint::black_box(&buf);
+    std::hint::black_box((sum, &buf));
     let secs = last.duration_since(first.unwrap_or(last)).as_secs_f64();
     (n - n % 1024, secs)
 }
@@ -232,7 +239,7 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
                 let mut tx = ch.sender().expect("sender");
                 stream_for(duration, size, |m| tx.send(m).expect("send"));
             },
-            || count_received(&mut rx, size),
+            || count_received(&mut rx, size, false),
         );
     }
     match transport {
@@ -267,35 +274,7 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
                         }
                     }
                 },
-                || {
-                    let mut n = 0u64;
-                    let mut first = None;
-                    let mut last = Instant::now();
-                    let mut buf = vec![0u8; size];
-                    let mut sum = 0u8;
-                    while let Ok(m) = rx.recv() {
-                        debug_assert_eq!(m.len(), size);
-                        if zc {
-                            // Read the message in place: a byte of every
-                            // cache line.
-                            sum ^= m.iter().step_by(64).fold(0, |a, &b| a ^ b);
-                        } else {
-                            // What a pipe reader does: copy it out.
-                            buf.copy_from_slice(&m);
-                        }
-                        drop(m);
-                        n += 1;
-                        if first.is_none() {
-                            first = Some(Instant::now());
-                        }
-                        if n.is_multiple_of(1024) {
-                            last = Instant::now();
-                        }
-                    }
-                    std::hint::black_box((sum, &buf));
-                    let secs = last.duration_since(first.unwrap_or(last)).as_secs_f64();
-                    (n - n % 1024, secs)
-                },
+                || count_received(&mut rx, size, zc),
             )
         }
         "pipe" | "unix-stream" => {
