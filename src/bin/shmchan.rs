@@ -19,8 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Measure shmchan against a pipe and a Unix socket, producer and
-    /// consumer in two processes.
+    /// Measure shmchan (SPSC, zero-copy, MPSC with 1, 2 and 4 producers)
+    /// against a pipe, Unix stream and seqpacket sockets and the speed
+    /// limits (limit-ring, memcpy, a cache line's round trip), producer and
+    /// consumer in separate processes: throughput, round trips, the wake-up
+    /// of a sleeping receiver and an idle receiver's CPU use.
     ///
     /// Example: shmchan bench --sizes 64,1024 --duration 1
     Bench {
@@ -37,7 +40,8 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         round_trips: usize,
         /// Transports, comma-separated (shmchan, shmchan-zc, shmchan-mpsc-1,
-        /// shmchan-mpsc-2, shmchan-mpsc-4, pipe, unix-stream).
+        /// shmchan-mpsc-2, shmchan-mpsc-4, pipe, unix-stream, unix-seqpacket,
+        /// limit-ring, limit-memcpy, limit-cacheline).
         #[arg(long, value_delimiter = ',')]
         transports: Option<Vec<String>>,
         /// Do not pin producer and consumer to their own cores.
@@ -112,10 +116,7 @@ fn main() -> ExitCode {
             eprintln!("\r\x1b[2K");
             if json {
                 for r in &rows {
-                    println!(
-                        "{{\"transport\":\"{}\",\"size\":{},\"msgs_per_s\":{:.0},\"mb_per_s\":{:.1},\"rtt_p50_ns\":{:.0},\"rtt_p99_ns\":{:.0}}}",
-                        r.transport, r.size, r.msgs_per_s, r.mb_per_s, r.rtt_p50_ns, r.rtt_p99_ns
-                    );
+                    println!("{}", r.json());
                 }
             } else {
                 print!("{}", bench::table(&rows));

@@ -95,6 +95,108 @@ pub fn process_attached(pid: i32, shm_id: i32) -> bool {
     }
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the
+/// machine, so timestamps can cross processes.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// CPU time the calling thread has used, in nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec; both clocks exist on Linux.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A connected pair of Unix sequenced-packet sockets (message boundaries
+/// kept, like a pipe that preserves writes).
+pub fn seqpacket_pair() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid array of two ints for the new descriptors.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: socketpair succeeded: both fds are open and owned by nobody
+    // else.
+    unsafe {
+        Ok((
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        ))
+    }
+}
+
+/// Anonymous shared memory: made before a `fork`, the parent and its
+/// children see the same bytes. Page-aligned, zero-filled, unmapped on
+/// drop.
+#[derive(Debug)]
+pub struct SharedMemory {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl SharedMemory {
+    /// Maps `len` bytes (rounded up to pages by the kernel).
+    pub fn new(len: usize) -> std::io::Result<SharedMemory> {
+        // SAFETY: an anonymous shared mapping at an address of the kernel's
+        // choice; no file descriptor, no existing memory involved.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(p.cast::<u8>()).expect("mmap returned null");
+        Ok(SharedMemory { ptr, len })
+    }
+
+    /// The start of the mapping (page-aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty (never: `mmap` refuses a zero length).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
 /// Pins the calling thread to one CPU. Fails if the CPU does not exist or
 /// is not allowed.
 pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {

@@ -1,10 +1,15 @@
 //! The benchmark harness behind `shmchan bench` and `cargo bench`: a
 //! producer and a consumer in two processes (one per core when there are
-//! two), shmchan against an anonymous pipe and a Unix stream socket in the
-//! same run, reported as ratios.
+//! two), shmchan against an anonymous pipe, Unix stream and seqpacket
+//! sockets and the yardsticks of [`limit`] in the same run, reported as
+//! ratios.
 //!
-//! This is the first version of the harness; it measures streaming
-//! throughput and a ping-pong round trip.
+//! Figures: streaming throughput, ping-pong round trip (both sides
+//! spinning), the blocking path's wake-up latency (receiver asleep, from
+//! the send to the return of the receive) and the receiver's CPU use while
+//! the channel is idle.
+
+pub mod limit;
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -43,7 +48,23 @@ pub const TRANSPORTS: &[&str] = &[
     "shmchan-mpsc-4",
     "pipe",
     "unix-stream",
+    "unix-seqpacket",
+    "limit-ring",
+    "limit-memcpy",
+    "limit-cacheline",
 ];
+
+/// What each transport measures: (streaming, round trip, wake-up and idle
+/// CPU).
+fn measures(transport: &str) -> (bool, bool, bool) {
+    match transport {
+        "shmchan-zc" | "shmchan-mpsc-2" | "shmchan-mpsc-4" | "limit-memcpy" => (true, false, false),
+        "shmchan-mpsc-1" => (true, false, true),
+        "limit-ring" => (true, true, false),
+        "limit-cacheline" => (false, true, false),
+        _ => (true, true, true),
+    }
+}
 
 /// The number of producers of an `shmchan-mpsc-N` transport.
 fn mpsc_producers(transport: &str) -> Option<usize> {
@@ -63,7 +84,7 @@ impl Default for Config {
     }
 }
 
-/// One measured row.
+/// One measured row; `None` where the transport does not measure it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     /// Transport name.
@@ -71,13 +92,42 @@ pub struct Row {
     /// Message size in bytes.
     pub size: usize,
     /// Messages per second, streaming.
-    pub msgs_per_s: f64,
+    pub msgs_per_s: Option<f64>,
     /// Megabytes (10^6) per second, streaming.
-    pub mb_per_s: f64,
+    pub mb_per_s: Option<f64>,
     /// Median round trip, nanoseconds.
-    pub rtt_p50_ns: f64,
+    pub rtt_p50_ns: Option<f64>,
     /// 99th percentile round trip, nanoseconds.
-    pub rtt_p99_ns: f64,
+    pub rtt_p99_ns: Option<f64>,
+    /// 99.9th percentile round trip, nanoseconds.
+    pub rtt_p999_ns: Option<f64>,
+    /// Median wake-up latency of a sleeping receiver, nanoseconds.
+    pub wake_p50_ns: Option<f64>,
+    /// The receiver's CPU use while the channel is idle, percent of a
+    /// core (measured once per transport, at the first size).
+    pub idle_cpu_pct: Option<f64>,
+}
+
+impl Row {
+    /// The row as one JSON object.
+    pub fn json(&self) -> String {
+        let num = |v: Option<f64>, digits: usize| match v {
+            Some(x) => format!("{x:.digits$}"),
+            None => "null".to_string(),
+        };
+        format!(
+            "{{\"transport\":\"{}\",\"size\":{},\"msgs_per_s\":{},\"mb_per_s\":{},\"rtt_p50_ns\":{},\"rtt_p99_ns\":{},\"rtt_p999_ns\":{},\"wake_p50_ns\":{},\"idle_cpu_pct\":{}}}",
+            self.transport,
+            self.size,
+            num(self.msgs_per_s, 0),
+            num(self.mb_per_s, 1),
+            num(self.rtt_p50_ns, 0),
+            num(self.rtt_p99_ns, 0),
+            num(self.rtt_p999_ns, 0),
+            num(self.wake_p50_ns, 0),
+            num(self.idle_cpu_pct, 3),
+        )
+    }
 }
 
 /// The CPUs the harness may use: the process's affinity mask when the
@@ -143,7 +193,7 @@ fn channel(size: usize) -> Channel {
 }
 
 fn channel_of(size: usize, flavor: Flavor) -> Channel {
-    let capacity = (size * 64).clamp(1 << 20, 64 << 20);
+    let capacity = ring_bytes(size);
     Channel::create(
         Key::private(),
         Options::default()
@@ -160,12 +210,12 @@ fn channel_of(size: usize, flavor: Flavor) -> Channel {
 /// pipe reader would, or with `in_place` read where it is (a byte of every
 /// cache line).
 fn count_received(rx: &mut crate::Receiver, size: usize, in_place: bool) -> (u64, f64) {
-    let mut n = 0u64;
-    let mut first = None;
-    let mut last = Instant::now();
     let mut buf = vec![0u8; size];
     let mut sum = 0u8;
-    while let Ok(m) = rx.recv() {
+    let r = count_until(|| {
+        let Ok(m) = rx.recv() else {
+            return false;
+        };
         debug_assert_eq!(m.len(), size);
         if in_place {
             sum ^= m.iter().step_by(64).fold(0, |a, &b| a ^ b);
@@ -173,7 +223,20 @@ fn count_received(rx: &mut crate::Receiver, size: usize, in_place: bool) -> (u64
             let k = m.len().min(size);
             buf[..k].copy_from_slice(&m[..k]);
         }
-        drop(m);
+        true
+    });
+    std::hint::black_box((sum, &buf));
+    r
+}
+
+/// Calls `next` until it returns false (one message each); returns the
+/// messages counted and the seconds from the first to the last counted
+/// (in whole blocks of 1024, so the clock is read rarely).
+fn count_until(mut next: impl FnMut() -> bool) -> (u64, f64) {
+    let mut n = 0u64;
+    let mut first = None;
+    let mut last = Instant::now();
+    while next() {
         n += 1;
         if first.is_none() {
             first = Some(Instant::now());
@@ -182,7 +245,6 @@ fn count_received(rx: &mut crate::Receiver, size: usize, in_place: bool) -> (u64
             last = Instant::now();
         }
     }
-    std::hint::black_box((sum, &buf));
     let secs = last.duration_since(first.unwrap_or(last)).as_secs_f64();
     (n - n % 1024, secs)
 }
@@ -190,15 +252,30 @@ fn count_received(rx: &mut crate::Receiver, size: usize, in_place: bool) -> (u64
 type ByteReader = Box<dyn Read>;
 type ByteWriter = Box<dyn Write>;
 
-/// A pipe or a connected Unix stream socket pair: (read end, write end).
+/// A pipe, or a connected pair of Unix stream or seqpacket sockets: (read
+/// end, write end). On a seqpacket socket each write is one message and
+/// each read returns one.
 fn byte_pair(transport: &str) -> (ByteReader, ByteWriter) {
-    if transport == "pipe" {
-        let (r, w) = std::io::pipe().expect("pipe");
-        (Box::new(r), Box::new(w))
-    } else {
-        let (a, b) = UnixStream::pair().expect("socketpair");
-        (Box::new(a), Box::new(b))
+    match transport {
+        "pipe" => {
+            let (r, w) = std::io::pipe().expect("pipe");
+            (Box::new(r), Box::new(w))
+        }
+        "unix-seqpacket" => {
+            let (a, b) = crate::sys::seqpacket_pair().expect("socketpair");
+            (Box::new(UnixStream::from(a)), Box::new(UnixStream::from(b)))
+        }
+        _ => {
+            let (a, b) = UnixStream::pair().expect("socketpair");
+            (Box::new(a), Box::new(b))
+        }
     }
+}
+
+/// Bytes of ring the shmchan channels (and the limit ring) get for
+/// `size`-byte messages.
+fn ring_bytes(size: usize) -> usize {
+    (size * 64).clamp(1 << 20, 64 << 20)
 }
 
 fn stamp(buf: &mut [u8], seq: u64) {
@@ -277,7 +354,24 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
                 || count_received(&mut rx, size, zc),
             )
         }
-        "pipe" | "unix-stream" => {
+        "limit-ring" => {
+            let ring = limit::LimitRing::new(size, ring_bytes(size));
+            two_processes(
+                cfg.pin,
+                || {
+                    let mut tx = ring.producer();
+                    stream_for(duration, size, |m| tx.send(m));
+                    tx.finish();
+                },
+                || {
+                    let mut rx = ring.consumer();
+                    let mut buf = vec![0u8; size];
+                    count_until(|| rx.recv(&mut buf))
+                },
+            )
+        }
+        "limit-memcpy" => limit::memcpy_rate(size, duration),
+        "pipe" | "unix-stream" | "unix-seqpacket" => {
             let (r, w) = byte_pair(transport);
             let (r, w) = (RefCell::new(Some(r)), RefCell::new(Some(w)));
             two_processes(
@@ -291,20 +385,7 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
                     drop(w.borrow_mut().take());
                     let mut r = r.borrow_mut().take().expect("reader");
                     let mut buf = vec![0u8; size];
-                    let mut n = 0u64;
-                    let mut first = None;
-                    let mut last = Instant::now();
-                    while r.read_exact(&mut buf).is_ok() {
-                        n += 1;
-                        if first.is_none() {
-                            first = Some(Instant::now());
-                        }
-                        if n.is_multiple_of(1024) {
-                            last = Instant::now();
-                        }
-                    }
-                    let secs = last.duration_since(first.unwrap_or(last)).as_secs_f64();
-                    (n - n % 1024, secs)
+                    count_until(|| r.read_exact(&mut buf).is_ok())
                 },
             )
         }
@@ -314,7 +395,7 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
-        return 0.0;
+        return f64::NAN;
     }
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i]
@@ -358,7 +439,36 @@ fn round_trips(transport: &str, size: usize, cfg: &Config) -> Vec<f64> {
                 },
             );
         }
-        "pipe" | "unix-stream" => {
+        "limit-cacheline" => return limit::cacheline_round_trips(cfg.pin, n),
+        "limit-ring" => {
+            let ping = limit::LimitRing::new(size, ring_bytes(size));
+            let pong = limit::LimitRing::new(size, ring_bytes(size));
+            two_processes(
+                cfg.pin,
+                || {
+                    let (mut rx, mut tx) = (ping.consumer(), pong.producer());
+                    let mut buf = vec![0u8; size];
+                    while rx.recv(&mut buf) {
+                        tx.send(&buf);
+                    }
+                },
+                || {
+                    let (mut tx, mut rx) = (ping.producer(), pong.consumer());
+                    let mut buf = vec![0u8; size];
+                    for i in 0..n + warmup {
+                        stamp(&mut buf, i as u64);
+                        let t = Instant::now();
+                        tx.send(&buf);
+                        rx.recv(&mut buf);
+                        if i >= warmup {
+                            samples.push(t.elapsed().as_nanos() as f64);
+                        }
+                    }
+                    tx.finish();
+                },
+            );
+        }
+        "pipe" | "unix-stream" | "unix-seqpacket" => {
             let (ping_r, ping_w) = byte_pair(transport);
             let (pong_r, pong_w) = byte_pair(transport);
             let ping_r = RefCell::new(Some(ping_r));
@@ -404,33 +514,174 @@ fn round_trips(transport: &str, size: usize, cfg: &Config) -> Vec<f64> {
     samples
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        0.0
-    } else {
-        v[v.len() / 2]
+/// Wake-ups measured per run.
+const WAKE_SAMPLES: usize = 100;
+/// How long the sender waits before each of them: the receiver is asleep
+/// by then (shmchan receivers here sleep at once: spin limit 0).
+const WAKE_PAUSE: Duration = Duration::from_millis(2);
+
+/// The blocking path: the receiver (this process) waits asleep; the sender
+/// (a child) sends a message carrying `CLOCK_MONOTONIC` every
+/// [`WAKE_PAUSE`]; each sample is the time from just before the send to
+/// the return of the receive. Sorted, in nanoseconds.
+fn wake_ups(transport: &str, size: usize, cfg: &Config) -> Vec<f64> {
+    let size = size.max(8);
+    let send_all = |send: &mut dyn FnMut(&[u8])| {
+        let mut buf = vec![0u8; size];
+        for _ in 0..WAKE_SAMPLES {
+            std::thread::sleep(WAKE_PAUSE);
+            buf[..8].copy_from_slice(&crate::sys::monotonic_ns().to_le_bytes());
+            send(&buf);
+        }
+    };
+    let latency = |m: &[u8]| {
+        let sent = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
+        crate::sys::monotonic_ns().saturating_sub(sent) as f64
+    };
+    let mut samples = Vec::with_capacity(WAKE_SAMPLES);
+    match transport {
+        "shmchan" | "shmchan-mpsc-1" => {
+            let flavor = if transport == "shmchan" {
+                Flavor::Spsc
+            } else {
+                Flavor::Mpsc
+            };
+            let ch = channel_of(size, flavor);
+            let mut rx = ch.receiver().expect("receiver");
+            rx.set_spin_limit(0);
+            two_processes(
+                cfg.pin,
+                || {
+                    let mut tx = ch.sender().expect("sender");
+                    send_all(&mut |m| tx.send(m).expect("send"));
+                },
+                || {
+                    while let Ok(m) = rx.recv() {
+                        samples.push(latency(&m));
+                    }
+                },
+            );
+        }
+        _ => {
+            let (r, w) = byte_pair(transport);
+            let (r, w) = (RefCell::new(Some(r)), RefCell::new(Some(w)));
+            two_processes(
+                cfg.pin,
+                || {
+                    drop(r.borrow_mut().take());
+                    let mut w = w.borrow_mut().take().expect("writer");
+                    send_all(&mut |m| w.write_all(m).expect("write"));
+                },
+                || {
+                    drop(w.borrow_mut().take());
+                    let mut r = r.borrow_mut().take().expect("reader");
+                    let mut buf = vec![0u8; size];
+                    while r.read_exact(&mut buf).is_ok() {
+                        samples.push(latency(&buf));
+                    }
+                },
+            );
+        }
     }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples
+}
+
+/// How long the idle measurement lasts.
+const IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// The receiver's CPU use, in percent of a core, while it waits on a
+/// channel whose sender sends nothing for [`IDLE_FOR`] and then leaves.
+fn idle_cpu(transport: &str, cfg: &Config) -> f64 {
+    let measure = |wait: &mut dyn FnMut()| {
+        let (cpu, wall) = (crate::sys::thread_cpu_ns(), Instant::now());
+        wait();
+        let cpu = crate::sys::thread_cpu_ns() - cpu;
+        100.0 * cpu as f64 / wall.elapsed().as_nanos().max(1) as f64
+    };
+    match transport {
+        "shmchan" | "shmchan-mpsc-1" => {
+            let flavor = if transport == "shmchan" {
+                Flavor::Spsc
+            } else {
+                Flavor::Mpsc
+            };
+            let ch = channel_of(64, flavor);
+            let mut rx = ch.receiver().expect("receiver");
+            two_processes(
+                cfg.pin,
+                || {
+                    let _tx = ch.sender().expect("sender");
+                    std::thread::sleep(IDLE_FOR);
+                },
+                || measure(&mut || while rx.recv().is_ok() {}),
+            )
+        }
+        _ => {
+            let (r, w) = byte_pair(transport);
+            let (r, w) = (RefCell::new(Some(r)), RefCell::new(Some(w)));
+            two_processes(
+                cfg.pin,
+                || {
+                    drop(r.borrow_mut().take());
+                    let _w = w.borrow_mut().take();
+                    std::thread::sleep(IDLE_FOR);
+                },
+                || {
+                    drop(w.borrow_mut().take());
+                    let mut r = r.borrow_mut().take().expect("reader");
+                    let mut buf = [0u8; 64];
+                    measure(&mut || while r.read_exact(&mut buf).is_ok() {})
+                },
+            )
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied()
 }
 
 /// Runs every transport at every size, `reps` times, interleaved so that
 /// machine drift hits all alike; returns one row per (transport, size) with
-/// medians. `progress` is called before each measurement.
+/// medians. The idle CPU use is measured once per transport, at the first
+/// size. `progress` is called before each measurement.
 pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> Vec<Row> {
     let mut rows = Vec::new();
-    for &size in &cfg.sizes {
-        let mut tput: Vec<Vec<f64>> = vec![Vec::new(); cfg.transports.len()];
-        let mut p50: Vec<Vec<f64>> = vec![Vec::new(); cfg.transports.len()];
-        let mut p99: Vec<Vec<f64>> = vec![Vec::new(); cfg.transports.len()];
+    let k = cfg.transports.len();
+    let mut idle: Vec<Option<f64>> = vec![None; k];
+    for (si, &size) in cfg.sizes.iter().enumerate() {
+        let mut tput: Vec<Vec<f64>> = vec![Vec::new(); k];
+        let mut p50: Vec<Vec<f64>> = vec![Vec::new(); k];
+        let mut p99: Vec<Vec<f64>> = vec![Vec::new(); k];
+        let mut p999: Vec<Vec<f64>> = vec![Vec::new(); k];
+        let mut wake: Vec<Vec<f64>> = vec![Vec::new(); k];
         for rep in 0..cfg.reps {
             for (i, t) in cfg.transports.iter().enumerate() {
+                let (streams, pings, wakes) = measures(t);
                 progress(&format!("{t} {size} B, rep {}/{}", rep + 1, cfg.reps));
-                let (n, secs) = throughput(t, size, cfg);
-                tput[i].push(if secs > 0.0 { n as f64 / secs } else { 0.0 });
-                if t != "shmchan-zc" && mpsc_producers(t).is_none() {
+                if streams {
+                    let (n, secs) = throughput(t, size, cfg);
+                    tput[i].push(if secs > 0.0 { n as f64 / secs } else { 0.0 });
+                }
+                if pings {
                     let rtt = round_trips(t, size, cfg);
                     p50[i].push(percentile(&rtt, 0.5));
                     p99[i].push(percentile(&rtt, 0.99));
+                    p999[i].push(percentile(&rtt, 0.999));
+                }
+                if wakes {
+                    progress(&format!(
+                        "{t} {size} B wake-ups, rep {}/{}",
+                        rep + 1,
+                        cfg.reps
+                    ));
+                    wake[i].push(percentile(&wake_ups(t, size, cfg), 0.5));
+                    if si == 0 && rep == 0 {
+                        progress(&format!("{t} idle receiver"));
+                        idle[i] = Some(idle_cpu(t, cfg));
+                    }
                 }
             }
         }
@@ -440,47 +691,73 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> Vec<Row> {
                 transport: t.clone(),
                 size,
                 msgs_per_s: mps,
-                mb_per_s: mps * size as f64 / 1e6,
+                mb_per_s: mps.map(|m| m * size as f64 / 1e6),
                 rtt_p50_ns: median(p50[i].clone()),
                 rtt_p99_ns: median(p99[i].clone()),
+                rtt_p999_ns: median(p999[i].clone()),
+                wake_p50_ns: median(wake[i].clone()),
+                idle_cpu_pct: if si == 0 { idle[i] } else { None },
             });
         }
     }
     rows
 }
 
+/// A duration in nanoseconds, short: "531 ns", "60.2 us", "1.25 ms".
+fn short_ns(ns: Option<f64>) -> String {
+    match ns {
+        None => "-".to_string(),
+        Some(ns) if ns >= 1e6 => format!("{:.2} ms", ns / 1e6),
+        Some(ns) if ns >= 1e4 => format!("{:.1} us", ns / 1e3),
+        Some(ns) => format!("{ns:.0} ns"),
+    }
+}
+
 /// The rows as a table, with each transport's throughput as a ratio of
-/// shmchan's at the same size.
+/// shmchan SPSC's and of `limit-ring`'s at the same size (when measured).
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<15} {:>7} {:>14} {:>11} {:>10} {:>11} {:>11}\n",
-        "transport", "size", "msgs/s", "MB/s", "vs shmchan", "rtt p50", "rtt p99"
+        "{:<15} {:>6} {:>11} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
+        "transport",
+        "size",
+        "msgs/s",
+        "MB/s",
+        "/spsc",
+        "/limit",
+        "rtt p50",
+        "rtt p99",
+        "rtt p99.9",
+        "wake p50",
+        "idle%"
     );
+    let of = |name: &str, size: usize| {
+        rows.iter()
+            .find(|b| b.size == size && b.transport == name)
+            .and_then(|b| b.msgs_per_s)
+            .filter(|&m| m > 0.0)
+    };
+    let opt = |v: Option<f64>, digits: usize| match v {
+        Some(x) => format!("{x:.digits$}"),
+        None => "-".to_string(),
+    };
     for r in rows {
-        let base = rows
-            .iter()
-            .find(|b| b.size == r.size && b.transport == "shmchan")
-            .map(|b| b.msgs_per_s)
-            .unwrap_or(0.0);
-        let ratio = if base > 0.0 { r.msgs_per_s / base } else { 0.0 };
-        let rtt = |ns: f64| {
-            if ns == 0.0 {
-                "-".to_string()
-            } else if ns >= 10_000.0 {
-                format!("{:.1} us", ns / 1000.0)
-            } else {
-                format!("{ns:.0} ns")
-            }
+        let ratio = |base: Option<f64>| match (r.msgs_per_s, base) {
+            (Some(m), Some(b)) => format!("{:.2}x", m / b),
+            _ => "-".to_string(),
         };
         out += &format!(
-            "{:<15} {:>7} {:>14.0} {:>11.1} {:>9.2}x {:>11} {:>11}\n",
+            "{:<15} {:>6} {:>11} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
             r.transport,
             r.size,
-            r.msgs_per_s,
-            r.mb_per_s,
-            ratio,
-            rtt(r.rtt_p50_ns),
-            rtt(r.rtt_p99_ns)
+            opt(r.msgs_per_s, 0),
+            opt(r.mb_per_s, 1),
+            ratio(of("shmchan", r.size)),
+            ratio(of("limit-ring", r.size)),
+            short_ns(r.rtt_p50_ns),
+            short_ns(r.rtt_p99_ns),
+            short_ns(r.rtt_p999_ns),
+            short_ns(r.wake_p50_ns),
+            opt(r.idle_cpu_pct, 2),
         );
     }
     out

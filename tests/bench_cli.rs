@@ -1,0 +1,112 @@
+//! `shmchan bench` as a user runs it (a short run): every transport gives
+//! its row, with the figures it measures, in the table and in `--json`.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shmchan");
+
+/// The value of `"field":` in a JSON line: a number, or None for `null`.
+fn field(line: &str, name: &str) -> Option<f64> {
+    let key = format!("\"{name}\":");
+    let at = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} missing in {line}"))
+        + key.len();
+    let rest = &line[at..];
+    let end = rest.find([',', '}']).expect("a value");
+    let v = &rest[..end];
+    if v == "null" {
+        None
+    } else {
+        Some(
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} = {v} in {line}")),
+        )
+    }
+}
+
+#[test]
+fn short_run_gives_every_transport_its_figures() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--sizes",
+            "64,1024",
+            "--reps",
+            "1",
+            "--duration",
+            "0.05",
+            "--round-trips",
+            "300",
+            "--json",
+            "--no-pin",
+        ])
+        .output()
+        .expect("run shmchan bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let transports = shmchan::bench::TRANSPORTS;
+    assert_eq!(lines.len(), 2 * transports.len(), "{text}");
+    for line in &lines {
+        let t = transports
+            .iter()
+            .find(|t| line.contains(&format!("\"transport\":\"{t}\"")))
+            .unwrap_or_else(|| panic!("unknown transport in {line}"));
+        let size = field(line, "size").unwrap();
+        assert!(size == 64.0 || size == 1024.0);
+        let streams = *t != "limit-cacheline";
+        let pings = !matches!(
+            *t,
+            "shmchan-zc" | "shmchan-mpsc-1" | "shmchan-mpsc-2" | "shmchan-mpsc-4" | "limit-memcpy"
+        );
+        let wakes = matches!(
+            *t,
+            "shmchan" | "shmchan-mpsc-1" | "pipe" | "unix-stream" | "unix-seqpacket"
+        );
+        let mps = field(line, "msgs_per_s");
+        assert_eq!(mps.is_some(), streams, "{line}");
+        if let Some(m) = mps {
+            assert!(m > 0.0, "{line}");
+            let mb = field(line, "mb_per_s").unwrap();
+            assert!((mb - m * size / 1e6).abs() <= 0.1 + mb * 1e-3, "{line}");
+        }
+        for f in ["rtt_p50_ns", "rtt_p99_ns", "rtt_p999_ns"] {
+            assert_eq!(field(line, f).is_some(), pings, "{f}: {line}");
+        }
+        if pings {
+            let (p50, p99, p999) = (
+                field(line, "rtt_p50_ns").unwrap(),
+                field(line, "rtt_p99_ns").unwrap(),
+                field(line, "rtt_p999_ns").unwrap(),
+            );
+            assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{line}");
+        }
+        let wake = field(line, "wake_p50_ns");
+        assert_eq!(wake.is_some(), wakes, "{line}");
+        if let Some(w) = wake {
+            assert!(w > 0.0, "{line}");
+        }
+        // Idle CPU: once per transport, on the first size's row.
+        let idle = field(line, "idle_cpu_pct");
+        assert_eq!(idle.is_some(), wakes && size == 64.0, "{line}");
+        if let Some(p) = idle {
+            assert!((0.0..=100.0).contains(&p), "{line}");
+        }
+    }
+}
+
+#[test]
+fn unknown_transport_is_a_usage_error() {
+    let out = Command::new(BIN)
+        .args(["bench", "--transports", "carrier-pigeon"])
+        .output()
+        .expect("run shmchan bench");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown transport carrier-pigeon"), "{err}");
+}
