@@ -21,6 +21,71 @@ use nix::unistd::{fork, ForkResult};
 
 use crate::{Channel, Flavor, Key, Options};
 
+/// The command line of a benchmark run (`shmchan bench`, and the `peers`
+/// crate's `bench`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Message sizes in bytes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "8,64,1024,65536")]
+    pub sizes: Vec<usize>,
+    /// Seconds each throughput run streams.
+    #[arg(long, default_value_t = 1.0)]
+    pub duration: f64,
+    /// Repetitions; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Round trips per latency run.
+    #[arg(long, default_value_t = 20_000)]
+    pub round_trips: usize,
+    /// Transports, comma-separated (shmchan, shmchan-zc, shmchan-mpsc-1,
+    /// shmchan-mpsc-2, shmchan-mpsc-4, pipe, unix-stream, unix-seqpacket,
+    /// limit-ring, limit-memcpy, limit-cacheline).
+    #[arg(long, value_delimiter = ',')]
+    pub transports: Option<Vec<String>>,
+    /// Do not pin producer and consumer to their own cores.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// One JSON object per row instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// The configuration these arguments ask for; an unknown transport is
+    /// an error.
+    pub fn config(&self) -> Result<Config, String> {
+        let mut cfg = Config {
+            sizes: self.sizes.clone(),
+            duration: Duration::from_secs_f64(self.duration.max(0.01)),
+            round_trips: self.round_trips,
+            pin: !self.no_pin,
+            reps: self.reps.max(1),
+            ..Config::default()
+        };
+        if let Some(t) = &self.transports {
+            if let Some(bad) = t.iter().find(|n| !TRANSPORTS.contains(&n.as_str())) {
+                return Err(format!(
+                    "unknown transport {bad}; known: {}",
+                    TRANSPORTS.join(", ")
+                ));
+            }
+            cfg.transports = t.clone();
+        }
+        Ok(cfg)
+    }
+
+    /// Prints `rows` as asked: the table, or JSON lines.
+    pub fn print(&self, rows: &[Row]) {
+        if self.json {
+            for r in rows {
+                println!("{}", r.json());
+            }
+        } else {
+            print!("{}", table(rows));
+        }
+    }
+}
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -150,7 +215,7 @@ fn pin(which: usize, enabled: bool) {
 /// Runs `child` in a forked process (pinned to the second CPU) and `parent`
 /// here (pinned to the first); returns what `parent` returns, with this
 /// process's CPUs restored.
-fn two_processes<T>(pinned: bool, child: impl FnOnce(), parent: impl FnOnce() -> T) -> T {
+pub fn two_processes<T>(pinned: bool, child: impl FnOnce(), parent: impl FnOnce() -> T) -> T {
     let child = std::cell::Cell::new(Some(child));
     processes(pinned, 1, |_| (child.take().expect("one child"))(), parent)
 }
@@ -232,7 +297,7 @@ fn count_received(rx: &mut crate::Receiver, size: usize, in_place: bool) -> (u64
 /// Calls `next` until it returns false (one message each); returns the
 /// messages counted and the seconds from the first to the last counted
 /// (in whole blocks of 1024, so the clock is read rarely).
-fn count_until(mut next: impl FnMut() -> bool) -> (u64, f64) {
+pub fn count_until(mut next: impl FnMut() -> bool) -> (u64, f64) {
     let mut n = 0u64;
     let mut first = None;
     let mut last = Instant::now();
@@ -274,18 +339,19 @@ fn byte_pair(transport: &str) -> (ByteReader, ByteWriter) {
 
 /// Bytes of ring the shmchan channels (and the limit ring) get for
 /// `size`-byte messages.
-fn ring_bytes(size: usize) -> usize {
+pub fn ring_bytes(size: usize) -> usize {
     (size * 64).clamp(1 << 20, 64 << 20)
 }
 
-fn stamp(buf: &mut [u8], seq: u64) {
+/// Writes `seq` into the first bytes of `buf` (a message's number).
+pub fn stamp(buf: &mut [u8], seq: u64) {
     let n = buf.len().min(8);
     buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
 }
 
 /// Calls `send` with numbered `size`-byte messages for `duration` (checking
 /// the clock every 256 messages).
-fn stream_for(duration: Duration, size: usize, mut send: impl FnMut(&[u8])) {
+pub fn stream_for(duration: Duration, size: usize, mut send: impl FnMut(&[u8])) {
     let end = Instant::now() + duration;
     let mut buf = vec![0u8; size];
     let mut seq = 0u64;
@@ -643,13 +709,41 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     v.get(v.len() / 2).copied()
 }
 
+/// A transport from outside this crate (the `peers` crate measures other
+/// IPC libraries with it), measured by the same rules as the built-in
+/// ones: the producer in a child process ([`two_processes`]), streaming
+/// with [`stream_for`] and counted with [`count_until`], rings of
+/// [`ring_bytes`].
+pub trait Peer {
+    /// Its name in the table.
+    fn name(&self) -> String;
+    /// Streams `size`-byte messages for `cfg.duration` from a child process
+    /// to this one; returns what [`count_until`] returns.
+    fn throughput(&self, size: usize, cfg: &Config) -> (u64, f64);
+    /// `cfg.round_trips` ping-pongs of `size`-byte messages (after a tenth
+    /// more for warm-up), both sides spinning or as fast as the transport
+    /// allows; sorted round trips in nanoseconds. `None` if it has none.
+    fn round_trips(&self, size: usize, cfg: &Config) -> Option<Vec<f64>>;
+}
+
 /// Runs every transport at every size, `reps` times, interleaved so that
 /// machine drift hits all alike; returns one row per (transport, size) with
 /// medians. The idle CPU use is measured once per transport, at the first
 /// size. `progress` is called before each measurement.
-pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> Vec<Row> {
+pub fn run(cfg: &Config, progress: impl FnMut(&str)) -> Vec<Row> {
+    run_with(cfg, &[], progress)
+}
+
+/// [`run`], with `peers` measured after the built-in transports.
+pub fn run_with(cfg: &Config, peers: &[&dyn Peer], mut progress: impl FnMut(&str)) -> Vec<Row> {
     let mut rows = Vec::new();
-    let k = cfg.transports.len();
+    let names: Vec<String> = cfg
+        .transports
+        .iter()
+        .cloned()
+        .chain(peers.iter().map(|p| p.name()))
+        .collect();
+    let k = names.len();
     let mut idle: Vec<Option<f64>> = vec![None; k];
     for (si, &size) in cfg.sizes.iter().enumerate() {
         let mut tput: Vec<Vec<f64>> = vec![Vec::new(); k];
@@ -658,9 +752,19 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> Vec<Row> {
         let mut p999: Vec<Vec<f64>> = vec![Vec::new(); k];
         let mut wake: Vec<Vec<f64>> = vec![Vec::new(); k];
         for rep in 0..cfg.reps {
-            for (i, t) in cfg.transports.iter().enumerate() {
-                let (streams, pings, wakes) = measures(t);
+            for (i, t) in names.iter().enumerate() {
                 progress(&format!("{t} {size} B, rep {}/{}", rep + 1, cfg.reps));
+                if let Some(peer) = i.checked_sub(cfg.transports.len()).map(|j| peers[j]) {
+                    let (n, secs) = peer.throughput(size, cfg);
+                    tput[i].push(if secs > 0.0 { n as f64 / secs } else { 0.0 });
+                    if let Some(rtt) = peer.round_trips(size, cfg) {
+                        p50[i].push(percentile(&rtt, 0.5));
+                        p99[i].push(percentile(&rtt, 0.99));
+                        p999[i].push(percentile(&rtt, 0.999));
+                    }
+                    continue;
+                }
+                let (streams, pings, wakes) = measures(t);
                 if streams {
                     let (n, secs) = throughput(t, size, cfg);
                     tput[i].push(if secs > 0.0 { n as f64 / secs } else { 0.0 });
@@ -685,7 +789,7 @@ pub fn run(cfg: &Config, mut progress: impl FnMut(&str)) -> Vec<Row> {
                 }
             }
         }
-        for (i, t) in cfg.transports.iter().enumerate() {
+        for (i, t) in names.iter().enumerate() {
             let mps = median(tput[i].clone());
             rows.push(Row {
                 transport: t.clone(),

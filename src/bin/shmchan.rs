@@ -1,7 +1,6 @@
 //! `shmchan`: use and inspect shmchan channels from a shell.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use shmchan::{bench, Channel, Key, OpenError};
@@ -26,31 +25,7 @@ enum Command {
     /// of a sleeping receiver and an idle receiver's CPU use.
     ///
     /// Example: shmchan bench --sizes 64,1024 --duration 1
-    Bench {
-        /// Message sizes in bytes, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "8,64,1024,65536")]
-        sizes: Vec<usize>,
-        /// Seconds each throughput run streams.
-        #[arg(long, default_value_t = 1.0)]
-        duration: f64,
-        /// Repetitions; the table shows medians.
-        #[arg(long, default_value_t = 3)]
-        reps: usize,
-        /// Round trips per latency run.
-        #[arg(long, default_value_t = 20_000)]
-        round_trips: usize,
-        /// Transports, comma-separated (shmchan, shmchan-zc, shmchan-mpsc-1,
-        /// shmchan-mpsc-2, shmchan-mpsc-4, pipe, unix-stream, unix-seqpacket,
-        /// limit-ring, limit-memcpy, limit-cacheline).
-        #[arg(long, value_delimiter = ',')]
-        transports: Option<Vec<String>>,
-        /// Do not pin producer and consumer to their own cores.
-        #[arg(long)]
-        no_pin: bool,
-        /// One JSON object per row instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(bench::Args),
     /// Remove channels (segment and semaphore set). Refuses segments that
     /// are not shmchan channels.
     ///
@@ -83,44 +58,17 @@ fn parse_key(s: &str, proj: i32) -> Result<Key, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench {
-            sizes,
-            duration,
-            reps,
-            round_trips,
-            transports,
-            no_pin,
-            json,
-        } => {
-            let mut cfg = bench::Config {
-                sizes,
-                duration: Duration::from_secs_f64(duration.max(0.01)),
-                round_trips,
-                pin: !no_pin,
-                reps: reps.max(1),
-                ..bench::Config::default()
-            };
-            if let Some(t) = transports {
-                for name in &t {
-                    if !bench::TRANSPORTS.contains(&name.as_str()) {
-                        eprintln!(
-                            "shmchan: unknown transport {name}; known: {}",
-                            bench::TRANSPORTS.join(", ")
-                        );
-                        return ExitCode::from(2);
-                    }
+        Command::Bench(args) => {
+            let cfg = match args.config() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("shmchan: {e}");
+                    return ExitCode::from(2);
                 }
-                cfg.transports = t;
-            }
+            };
             let rows = bench::run(&cfg, |what| eprint!("\r\x1b[2Kmeasuring {what}"));
             eprintln!("\r\x1b[2K");
-            if json {
-                for r in &rows {
-                    println!("{}", r.json());
-                }
-            } else {
-                print!("{}", bench::table(&rows));
-            }
+            args.print(&rows);
             ExitCode::SUCCESS
         }
         Command::Rm { keys, proj } => {
