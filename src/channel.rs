@@ -152,6 +152,10 @@ impl Bell for SemBell {
         Ok(())
     }
 
+    fn barrier(&self) -> bool {
+        sys::membarrier_global()
+    }
+
     fn sleep(&self, timeout: Option<Duration>) -> Result<bool, Removed> {
         let op = [SemOp::wait(self.num, 1)];
         let r = match timeout {
@@ -546,7 +550,7 @@ impl Channel {
             })
         };
         let view = self.inner.view();
-        let (reg, producer) = match self.flavor() {
+        let (reg, mut producer) = match self.flavor() {
             Flavor::Spsc => {
                 let reg = self.register(SEM_SENDERS, true)?;
                 self.clear_stale_wake(&self.inner.ring_state().wake.send_waiters, SEM_SPACE);
@@ -576,6 +580,7 @@ impl Channel {
                 }
             }
         };
+        producer.set_light_fence(sys::membarrier_register());
         // Release: pairs with the Acquire load in Receiver::senders_gone, so
         // a receiver that sees the connect sees our registration before it.
         self.inner
@@ -598,7 +603,7 @@ impl Channel {
         let reg = self.register(SEM_RECEIVERS, true)?;
         self.clear_stale_wake(&self.inner.ring_state().wake.recv_waiters, SEM_DATA);
         let view = self.inner.view();
-        let consumer = match self.flavor() {
+        let mut consumer = match self.flavor() {
             Flavor::Spsc => spsc::Consumer::new(view).map(Cons::Spsc),
             Flavor::Mpsc => mpsc::Consumer::new(view).map(Cons::Mpsc),
         }
@@ -607,6 +612,7 @@ impl Channel {
                 detail: c.to_string(),
             })
         })?;
+        consumer.set_light_fence(sys::membarrier_register());
         // Release: pairs with the Acquire load in Sender::receiver_gone.
         self.inner
             .ring_state()
@@ -716,6 +722,16 @@ impl Prod {
         match self {
             Prod::Spsc(p) => p.take_wakeups(),
             Prod::Mpsc(p) => p.take_wakeups(),
+        }
+    }
+
+    /// See [`crate::ring::wake::claim_with`]: only when this process is
+    /// registered for `membarrier` (every sleeper of this crate issues the
+    /// barrier).
+    fn set_light_fence(&mut self, light: bool) {
+        match self {
+            Prod::Spsc(p) => p.set_light_fence(light),
+            Prod::Mpsc(p) => p.set_light_fence(light),
         }
     }
 }
@@ -1013,6 +1029,16 @@ impl DerefMut for Grant<'_> {
 enum Cons {
     Spsc(spsc::Consumer),
     Mpsc(mpsc::Consumer),
+}
+
+impl Cons {
+    /// As [`Prod::set_light_fence`].
+    fn set_light_fence(&mut self, light: bool) {
+        match self {
+            Cons::Spsc(c) => c.set_light_fence(light),
+            Cons::Mpsc(c) => c.set_light_fence(light),
+        }
+    }
 }
 
 /// A receiver's ring state: the consumer, and for MPSC how long the record

@@ -28,7 +28,18 @@ pub trait Bell {
     /// (`None`: no limit). Returns whether a unit was taken; an interrupted
     /// sleep returns `Ok(false)`.
     fn sleep(&self, timeout: Option<Duration>) -> Result<bool, Removed>;
+    /// The sleeper's heavy half of the asymmetric fence, between its
+    /// announcement and its re-check (see
+    /// [`crate::ring::wake::claim_with`]); false when it could not be
+    /// issued, and a waker with a light fence may then miss the
+    /// announcement: the sleeper sleeps at most [`UNFENCED_POLL`].
+    fn barrier(&self) -> bool {
+        true
+    }
 }
+
+/// How long a sleeper whose [`Bell::barrier`] failed sleeps at most.
+pub const UNFENCED_POLL: Duration = Duration::from_millis(1);
 
 /// Spins, then polls, for a bounded number of steps before the caller goes
 /// to sleep.
@@ -114,6 +125,11 @@ pub fn sleep_once<B: Bell + ?Sized>(
     timeout: Option<Duration>,
 ) -> Result<(), Removed> {
     wake::announce(waiters);
+    let timeout = if bell.barrier() {
+        timeout
+    } else {
+        Some(timeout.map_or(UNFENCED_POLL, |t| t.min(UNFENCED_POLL)))
+    };
     if ready() {
         if !wake::retract(waiters) {
             absorb(bell)?;

@@ -103,6 +103,76 @@ fn ping_pong_2000_rounds_every_wait_sleeps() {
     finish(pong, g2);
 }
 
+/// Ping-pong where each side sleeps at once and the peer sends without
+/// waiting for it to be asleep: sends race with the peer's announce,
+/// barrier and re-check. A wake-up lost in that race shows as a round of
+/// about the 100 ms poll interval.
+#[test]
+fn racing_ping_pong_loses_no_wake_up() {
+    const ROUNDS: u64 = 20_000;
+    let (ping, g1) = fresh(Options::default().capacity(4096));
+    let (pong, g2) = fresh(Options::default().capacity(4096));
+    let (kping, kpong) = (ping.key(), pong.key());
+    let mut tx = ping.sender().unwrap();
+    tx.set_spin_limit(0);
+    let mut rx = pong.receiver().unwrap();
+    rx.set_spin_limit(0);
+    let dogs = (
+        Watchdog::new(kping, Duration::from_secs(120)),
+        Watchdog::new(kpong, Duration::from_secs(120)),
+    );
+    let mut child = spawn(move || {
+        let ping = Channel::open(kping).unwrap();
+        let pong = Channel::open(kpong).unwrap();
+        let mut rx = ping.receiver().unwrap();
+        rx.set_spin_limit(0);
+        let mut tx = pong.sender().unwrap();
+        tx.set_spin_limit(0);
+        while let Ok(m) = rx.recv() {
+            let v = u64::from_le_bytes(m[..].try_into().expect("8-byte ping"));
+            drop(m);
+            tx.send(&(v + 1).to_le_bytes()).unwrap();
+        }
+        0
+    });
+    let mut slow = 0;
+    let mut worst = Duration::ZERO;
+    let start = Instant::now();
+    for r in 0..ROUNDS {
+        let t = Instant::now();
+        tx.send(&r.to_le_bytes()).unwrap();
+        let m = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("round {r}: {e:?}"));
+        assert_eq!(u64::from_le_bytes(m[..].try_into().unwrap()), r + 1);
+        drop(m);
+        let dt = t.elapsed();
+        worst = worst.max(dt);
+        if dt > SLOW {
+            slow += 1;
+        }
+    }
+    eprintln!(
+        "racing ping-pong: {ROUNDS} rounds in {:?}, worst {worst:?}, {slow} over {SLOW:?}",
+        start.elapsed()
+    );
+    drop(tx);
+    assert_eq!(
+        child.wait_timeout(Duration::from_secs(30)),
+        0,
+        "child failed"
+    );
+    assert!(
+        slow <= 3,
+        "{slow} of {ROUNDS} rounds took over {SLOW:?}: lost wake-ups"
+    );
+    assert!(!dogs.0.fired() && !dogs.1.fired());
+    drop(dogs);
+    drop(rx);
+    finish(ping, g1);
+    finish(pong, g2);
+}
+
 /// A ring of exactly four 1 KiB records. The sender (a child, spin limit 0)
 /// keeps reserving; each round the parent waits until it sleeps on the full
 /// ring, notes the time, and frees one record. The child stamps into each

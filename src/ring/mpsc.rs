@@ -163,6 +163,9 @@ pub struct Producer {
     claim: u32,
     /// Receivers claimed by our commits that the caller must post for.
     wakeups: u32,
+    /// Publishes and releases use the light fence (see
+    /// [`wake::claim_with`]).
+    light: bool,
 }
 
 impl Producer {
@@ -188,6 +191,7 @@ impl Producer {
             cached_head: head,
             claim: CLAIM_BIT | (pid & !CLAIM_BIT),
             wakeups: 0,
+            light: false,
         })
     }
 
@@ -402,9 +406,16 @@ impl Producer {
     /// sleeping receiver, whom the caller must post for.
     fn claim_receiver(&mut self) {
         // One receiver sleeps at most; a larger count is forged.
-        if wake::claim(&self.view.state().wake.recv_waiters) > 0 {
+        if wake::claim_with(&self.view.state().wake.recv_waiters, self.light) > 0 {
             self.wakeups = 1;
         }
+    }
+
+    /// Use the light fence after publishing (see [`wake::claim_with`]):
+    /// only in a process registered for `membarrier`'s global expedited
+    /// barriers, with sleepers that issue one.
+    pub fn set_light_fence(&mut self, light: bool) {
+        self.light = light;
     }
 
     /// Returns, and resets, the number of sleeping receivers our commits
@@ -466,6 +477,9 @@ pub struct Consumer {
     /// Why the last `try_peek` found nothing.
     blocked: Blocked,
     wakeups: u32,
+    /// Publishes and releases use the light fence (see
+    /// [`wake::claim_with`]).
+    light: bool,
 }
 
 impl Consumer {
@@ -491,6 +505,7 @@ impl Consumer {
             cached_tail: tail,
             blocked: Blocked::Empty,
             wakeups: 0,
+            light: false,
         })
     }
 
@@ -777,8 +792,16 @@ impl Consumer {
             .consumer
             .head
             .store(head, Ordering::Release);
-        let claimed = wake::claim(&self.view.state().wake.send_waiters).min(MAX_WAKEUPS);
+        let claimed =
+            wake::claim_with(&self.view.state().wake.send_waiters, self.light).min(MAX_WAKEUPS);
         self.wakeups = self.wakeups.saturating_add(claimed).min(MAX_WAKEUPS);
+    }
+
+    /// Use the light fence after publishing (see [`wake::claim_with`]):
+    /// only in a process registered for `membarrier`'s global expedited
+    /// barriers, with sleepers that issue one.
+    pub fn set_light_fence(&mut self, light: bool) {
+        self.light = light;
     }
 
     /// Returns, and resets, the number of sleeping senders our releases

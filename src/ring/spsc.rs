@@ -57,6 +57,9 @@ pub struct Producer {
     cached_head: u64,
     /// Waiters claimed by our publishes that the caller must still post for.
     wakeups: u32,
+    /// Publishes and releases use the light fence (see
+    /// [`wake::claim_with`]).
+    light: bool,
 }
 
 impl Producer {
@@ -81,6 +84,7 @@ impl Producer {
             tail,
             cached_head: head,
             wakeups: 0,
+            light: false,
         })
     }
 
@@ -186,9 +190,16 @@ impl Producer {
         self.view.state().producer.tail.store(tail, PUBLISH);
         // At most one receiver sleeps (SPSC): we owe at most one post, even
         // if someone forged a larger count.
-        if wake::claim(&self.view.state().wake.recv_waiters) > 0 {
+        if wake::claim_with(&self.view.state().wake.recv_waiters, self.light) > 0 {
             self.wakeups = 1;
         }
+    }
+
+    /// Use the light fence after publishing (see [`wake::claim_with`]):
+    /// only in a process registered for `membarrier`'s global expedited
+    /// barriers, with sleepers that issue one.
+    pub fn set_light_fence(&mut self, light: bool) {
+        self.light = light;
     }
 
     /// Returns, and resets, the number of sleeping receivers our publishes
@@ -212,6 +223,9 @@ pub struct Consumer {
     cached_tail: u64,
     /// Waiters claimed by our releases that the caller must still post for.
     wakeups: u32,
+    /// Publishes and releases use the light fence (see
+    /// [`wake::claim_with`]).
+    light: bool,
 }
 
 impl Consumer {
@@ -234,6 +248,7 @@ impl Consumer {
             head,
             cached_tail: tail,
             wakeups: 0,
+            light: false,
         })
     }
 
@@ -358,7 +373,7 @@ impl Consumer {
             .head
             .store(head, Ordering::Release);
         // At most one sender sleeps (SPSC); see Producer::publish.
-        if wake::claim(&self.view.state().wake.send_waiters) > 0 {
+        if wake::claim_with(&self.view.state().wake.send_waiters, self.light) > 0 {
             self.wakeups = 1;
         }
     }
@@ -366,6 +381,13 @@ impl Consumer {
     /// Bytes read but not yet released.
     pub fn unreleased(&self) -> u64 {
         self.read.wrapping_sub(self.head)
+    }
+
+    /// Use the light fence after publishing (see [`wake::claim_with`]):
+    /// only in a process registered for `membarrier`'s global expedited
+    /// barriers, with sleepers that issue one.
+    pub fn set_light_fence(&mut self, light: bool) {
+        self.light = light;
     }
 
     /// Returns, and resets, the number of sleeping senders our releases

@@ -8,7 +8,10 @@
 //!
 //! The two fences order "announce, then re-check" against "publish, then
 //! read the counter" (a store-load pair): either the waiter's re-check sees
-//! the publish, or the publisher sees the announcement. So no wake-up is
+//! the publish, or the publisher sees the announcement. In a channel the
+//! publisher's fence is only a compiler fence when its process is
+//! registered for `membarrier`, and the waiter then issues the barrier for
+//! both (see [`claim_with`]). So no wake-up is
 //! lost, no syscall is made when nobody sleeps, and every post answers one
 //! announcement: the semaphore's value never exceeds the number of waiters.
 
@@ -29,9 +32,40 @@ pub fn announce(waiters: &AtomicU32) {
 /// (and must post for). Zero, with no write, when nobody waits.
 #[inline]
 pub fn claim(waiters: &AtomicU32) -> u32 {
-    // SeqCst fence: pairs with the fence in `announce`; orders the caller's
-    // preceding Release store (tail or head) before the load below.
-    fence(Ordering::SeqCst);
+    claim_with(waiters, false)
+}
+
+/// [`claim`], with `light`: a compiler fence instead of the SeqCst fence.
+///
+/// Only for a process registered for `membarrier`'s global expedited
+/// barriers, whose sleepers issue one after announcing (see
+/// [`crate::wait::Bell::barrier`]): that barrier runs a full fence in every
+/// running thread of every registered process, so either this thread's
+/// load of the counter comes after it (and sees the announcement) or its
+/// store of tail or head comes before it (and the sleeper's re-check sees
+/// the store). The store-load fence then costs nothing on the fast path.
+/// Under loom the fence stays SeqCst (the models check the symmetric
+/// protocol, to which this reduces).
+#[inline]
+pub fn claim_with(waiters: &AtomicU32, light: bool) -> u32 {
+    #[cfg(not(shmchan_loom))]
+    if light {
+        // A compiler fence: the store above is not moved after the load
+        // below by the compiler; the CPU's store-load order comes from the
+        // sleeper's membarrier (see above).
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    } else {
+        // SeqCst fence: pairs with the fence in `announce`; orders the
+        // caller's preceding Release store (tail or head) before the load
+        // below.
+        fence(Ordering::SeqCst);
+    }
+    #[cfg(shmchan_loom)]
+    {
+        let _ = light;
+        // SeqCst fence: pairs with the fence in `announce` (see above).
+        fence(Ordering::SeqCst);
+    }
     if waiters.load(Ordering::Relaxed) == 0 {
         return 0;
     }

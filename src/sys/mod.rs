@@ -197,6 +197,52 @@ impl Drop for SharedMemory {
     }
 }
 
+/// `membarrier(2)` commands (from `linux/membarrier.h`).
+const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
+const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
+const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+
+fn membarrier(cmd: libc::c_long) -> libc::c_long {
+    // SAFETY: membarrier takes two integer arguments (cmd, flags = 0) and
+    // touches no memory of ours.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long) }
+}
+
+/// Registers the calling process for `membarrier`'s global expedited
+/// barriers, once per process (a forked child registers again); returns
+/// whether it is registered. False on kernels before 4.16 or where a
+/// seccomp filter forbids the call.
+pub fn membarrier_register() -> bool {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // The pid that registered (0: none yet, -1: failed in that process is
+    // not remembered: a later call tries again).
+    static REGISTERED: AtomicI64 = AtomicI64::new(0);
+    let pid = i64::from(current_pid());
+    // Relaxed: a plain cache of a per-process fact; a race registers twice,
+    // which is harmless.
+    if REGISTERED.load(Ordering::Relaxed) == pid {
+        return true;
+    }
+    let supported = membarrier(MEMBARRIER_CMD_QUERY);
+    if supported < 0 || supported & MEMBARRIER_CMD_GLOBAL_EXPEDITED == 0 {
+        return false;
+    }
+    if membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0 {
+        return false;
+    }
+    REGISTERED.store(pid, Ordering::Relaxed);
+    true
+}
+
+/// Issues a global expedited memory barrier: on return, every thread of
+/// every process registered with [`membarrier_register`] that was running
+/// has executed a full memory barrier (and the others will at their next
+/// context switch), after this thread's preceding memory accesses. Returns
+/// false when the kernel refused.
+pub fn membarrier_global() -> bool {
+    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
+}
+
 /// Pins the calling thread to one CPU. Fails if the CPU does not exist or
 /// is not allowed.
 pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
