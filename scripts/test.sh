@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, clippy, unit, integration
-# and doc tests, the loom models (and proof that they can fail), and a short
-# cargo-fuzz smoke run of every fuzz target.
+# and doc tests, a build of the peers benchmark, the loom models (and proof
+# that they can fail), and a short cargo-fuzz smoke run of every fuzz target.
 #
 #   scripts/test.sh              everything
 #   FUZZ_SECS=60 scripts/test.sh longer fuzz runs (default 20 s per target)
@@ -31,7 +31,15 @@ RUSTFLAGS="--cfg shmchan_loom" cargo clippy -p loom-tests --all-targets \
     --target-dir target/loom -- -D warnings
 
 step "cargo test (unit, integration, doc tests)"
-cargo test --workspace
+# peers (the benchmark against other IPC crates) has no tests, and its
+# heavy dependencies are built once, in its own step below.
+cargo test --workspace --exclude peers
+
+# The peers benchmark is built and linted so that it does not rot, never
+# run: it measures, and CI machines are no place for measurements.
+step "peers: build and clippy (not run)"
+cargo build -p peers
+cargo clippy -p peers --all-targets -- -D warnings
 
 step "loom models (--cfg shmchan_loom, LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS)"
 RUSTFLAGS="--cfg shmchan_loom" LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS \
