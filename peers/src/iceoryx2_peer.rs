@@ -242,7 +242,7 @@ impl Peer for Iceoryx2 {
 
     fn round_trips(&self, size: usize, cfg: &Config) -> Option<Vec<f64>> {
         let n = cfg.round_trips;
-        let warmup = n / 10;
+        let warmup = shmchan::bench::warmup_round_trips(size, n);
         let mut samples = Vec::with_capacity(n);
         let domain = Domain::create();
         let (ping, pong) = (unique_name("ping"), unique_name("pong"));

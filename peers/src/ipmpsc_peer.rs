@@ -139,7 +139,7 @@ impl Peer for Ipmpsc {
 
     fn round_trips(&self, size: usize, cfg: &Config) -> Option<Vec<f64>> {
         let n = cfg.round_trips;
-        let warmup = n / 10;
+        let warmup = shmchan::bench::warmup_round_trips(size, n);
         let mut samples = Vec::with_capacity(n);
         let (ping, pong) = (Ring::create(size), Ring::create(size));
         two_processes(

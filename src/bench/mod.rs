@@ -343,6 +343,15 @@ pub fn ring_bytes(size: usize) -> usize {
     (size * 64).clamp(1 << 20, 64 << 20)
 }
 
+/// Round trips made before measuring `n` of `size`-byte messages: a tenth
+/// of `n`, and at least one pass over a ring of [`ring_bytes`], so that no
+/// measured round trip is the first touch of a page (a page fault costs
+/// microseconds and would land in the tail percentiles).
+pub fn warmup_round_trips(size: usize, n: usize) -> usize {
+    let record = (size + 8).next_multiple_of(64);
+    (n / 10).max(ring_bytes(size) / record + 1)
+}
+
 /// Writes `seq` into the first bytes of `buf` (a message's number).
 pub fn stamp(buf: &mut [u8], seq: u64) {
     let n = buf.len().min(8);
@@ -470,7 +479,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Ping-pong of `size`-byte messages; returns sorted round trips in ns.
 fn round_trips(transport: &str, size: usize, cfg: &Config) -> Vec<f64> {
     let n = cfg.round_trips;
-    let warmup = n / 10;
+    let warmup = warmup_round_trips(size, n);
     let mut samples = Vec::with_capacity(n);
     match transport {
         "shmchan" | "shmchan-zc" => {
@@ -720,8 +729,9 @@ pub trait Peer {
     /// Streams `size`-byte messages for `cfg.duration` from a child process
     /// to this one; returns what [`count_until`] returns.
     fn throughput(&self, size: usize, cfg: &Config) -> (u64, f64);
-    /// `cfg.round_trips` ping-pongs of `size`-byte messages (after a tenth
-    /// more for warm-up), both sides spinning or as fast as the transport
+    /// `cfg.round_trips` ping-pongs of `size`-byte messages (after
+    /// [`warmup_round_trips`] more for warm-up), both sides spinning or as
+    /// fast as the transport
     /// allows; sorted round trips in nanoseconds. `None` if it has none.
     fn round_trips(&self, size: usize, cfg: &Config) -> Option<Vec<f64>>;
 }
