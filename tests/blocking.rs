@@ -15,7 +15,23 @@ const SLOW: Duration = Duration::from_millis(50);
 
 #[test]
 fn ping_pong_2000_rounds_every_wait_sleeps() {
-    const ROUNDS: u64 = 2000;
+    ping_pong(2000, true, 10);
+}
+
+/// Ping-pong where each side sleeps at once and the peer sends without
+/// waiting for it to be asleep: sends race with the peer's announce,
+/// barrier and re-check. A wake-up lost in that race shows as a round of
+/// about the 100 ms poll interval.
+#[test]
+fn racing_ping_pong_loses_no_wake_up() {
+    ping_pong(20_000, false, 3);
+}
+
+/// `rounds` of ping-pong between this process and a child over two
+/// channels, every wait on the semaphore (spin limit 0); with
+/// `wait_for_sleep`, each ping goes only once the child is asleep in
+/// `semop`. At most `max_slow` rounds may take longer than [`SLOW`].
+fn ping_pong(rounds: u64, wait_for_sleep: bool, max_slow: usize) {
     let (ping, g1) = fresh(Options::default().capacity(4096));
     let (pong, g2) = fresh(Options::default().capacity(4096));
     let (kping, kpong) = (ping.key(), pong.key());
@@ -24,8 +40,8 @@ fn ping_pong_2000_rounds_every_wait_sleeps() {
     let mut rx = pong.receiver().unwrap();
     rx.set_spin_limit(0);
     let dogs = (
-        Watchdog::new(kping, Duration::from_secs(60)),
-        Watchdog::new(kpong, Duration::from_secs(60)),
+        Watchdog::new(kping, Duration::from_secs(120)),
+        Watchdog::new(kpong, Duration::from_secs(120)),
     );
     let mut child = spawn(move || {
         let ping = Channel::open(kping).unwrap();
@@ -45,19 +61,21 @@ fn ping_pong_2000_rounds_every_wait_sleeps() {
             expect += 1;
             tx.send(&(v * 3 + 1).to_le_bytes()).unwrap();
         }
-        assert_eq!(expect, ROUNDS);
+        assert_eq!(expect, rounds);
         0
     });
     let semid = ping.sem_id();
     let mut slow = 0;
     let mut worst = Duration::ZERO;
     let start = Instant::now();
-    for r in 0..ROUNDS {
-        // The child must be asleep on the data semaphore before each ping.
-        assert!(
-            wait_until(Duration::from_secs(10), || sem_ncnt(semid, SEM_DATA) >= 1),
-            "round {r}: the child is not asleep in recv"
-        );
+    for r in 0..rounds {
+        if wait_for_sleep {
+            // The child must be asleep on the data semaphore before each ping.
+            assert!(
+                wait_until(Duration::from_secs(10), || sem_ncnt(semid, SEM_DATA) >= 1),
+                "round {r}: the child is not asleep in recv"
+            );
+        }
         let t = Instant::now();
         tx.send(&r.to_le_bytes()).unwrap();
         let m = rx
@@ -76,7 +94,7 @@ fn ping_pong_2000_rounds_every_wait_sleeps() {
         }
     }
     eprintln!(
-        "ping-pong: {ROUNDS} rounds in {:?}, worst {worst:?}, {slow} over {SLOW:?}",
+        "ping-pong: {rounds} rounds in {:?}, worst {worst:?}, {slow} over {SLOW:?}",
         start.elapsed()
     );
     drop(tx);
@@ -90,83 +108,13 @@ fn ping_pong_2000_rounds_every_wait_sleeps() {
         RecvTimeoutError::Disconnected
     );
     assert!(
-        slow <= 10,
-        "{slow} of {ROUNDS} rounds took over {SLOW:?}: lost wake-ups"
+        slow <= max_slow,
+        "{slow} of {rounds} rounds took over {SLOW:?}: lost wake-ups"
     );
     assert!(
         !dogs.0.fired() && !dogs.1.fired(),
         "a watchdog had to remove a channel"
     );
-    drop(dogs);
-    drop(rx);
-    finish(ping, g1);
-    finish(pong, g2);
-}
-
-/// Ping-pong where each side sleeps at once and the peer sends without
-/// waiting for it to be asleep: sends race with the peer's announce,
-/// barrier and re-check. A wake-up lost in that race shows as a round of
-/// about the 100 ms poll interval.
-#[test]
-fn racing_ping_pong_loses_no_wake_up() {
-    const ROUNDS: u64 = 20_000;
-    let (ping, g1) = fresh(Options::default().capacity(4096));
-    let (pong, g2) = fresh(Options::default().capacity(4096));
-    let (kping, kpong) = (ping.key(), pong.key());
-    let mut tx = ping.sender().unwrap();
-    tx.set_spin_limit(0);
-    let mut rx = pong.receiver().unwrap();
-    rx.set_spin_limit(0);
-    let dogs = (
-        Watchdog::new(kping, Duration::from_secs(120)),
-        Watchdog::new(kpong, Duration::from_secs(120)),
-    );
-    let mut child = spawn(move || {
-        let ping = Channel::open(kping).unwrap();
-        let pong = Channel::open(kpong).unwrap();
-        let mut rx = ping.receiver().unwrap();
-        rx.set_spin_limit(0);
-        let mut tx = pong.sender().unwrap();
-        tx.set_spin_limit(0);
-        while let Ok(m) = rx.recv() {
-            let v = u64::from_le_bytes(m[..].try_into().expect("8-byte ping"));
-            drop(m);
-            tx.send(&(v + 1).to_le_bytes()).unwrap();
-        }
-        0
-    });
-    let mut slow = 0;
-    let mut worst = Duration::ZERO;
-    let start = Instant::now();
-    for r in 0..ROUNDS {
-        let t = Instant::now();
-        tx.send(&r.to_le_bytes()).unwrap();
-        let m = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("round {r}: {e:?}"));
-        assert_eq!(u64::from_le_bytes(m[..].try_into().unwrap()), r + 1);
-        drop(m);
-        let dt = t.elapsed();
-        worst = worst.max(dt);
-        if dt > SLOW {
-            slow += 1;
-        }
-    }
-    eprintln!(
-        "racing ping-pong: {ROUNDS} rounds in {:?}, worst {worst:?}, {slow} over {SLOW:?}",
-        start.elapsed()
-    );
-    drop(tx);
-    assert_eq!(
-        child.wait_timeout(Duration::from_secs(30)),
-        0,
-        "child failed"
-    );
-    assert!(
-        slow <= 3,
-        "{slow} of {ROUNDS} rounds took over {SLOW:?}: lost wake-ups"
-    );
-    assert!(!dogs.0.fired() && !dogs.1.fired());
     drop(dogs);
     drop(rx);
     finish(ping, g1);

@@ -337,6 +337,33 @@ fn byte_pair(transport: &str) -> (ByteReader, ByteWriter) {
     }
 }
 
+/// Runs `write` in a child process with the write end of a fresh
+/// `transport` byte pair ([`byte_pair`]) and `read` here with the read
+/// end; each side first closes the other's end, so the reader sees
+/// end-of-file when the writer is done.
+fn over_bytes<T>(
+    transport: &str,
+    pinned: bool,
+    write: impl FnOnce(&mut dyn Write),
+    read: impl FnOnce(&mut dyn Read) -> T,
+) -> T {
+    let (r, w) = byte_pair(transport);
+    let (r, w) = (RefCell::new(Some(r)), RefCell::new(Some(w)));
+    two_processes(
+        pinned,
+        || {
+            drop(r.borrow_mut().take());
+            let mut w = w.borrow_mut().take().expect("writer");
+            write(&mut *w);
+        },
+        || {
+            drop(w.borrow_mut().take());
+            let mut r = r.borrow_mut().take().expect("reader");
+            read(&mut *r)
+        },
+    )
+}
+
 /// Bytes of ring the shmchan channels (and the limit ring) get for
 /// `size`-byte messages.
 pub fn ring_bytes(size: usize) -> usize {
@@ -446,24 +473,15 @@ fn throughput(transport: &str, size: usize, cfg: &Config) -> (u64, f64) {
             )
         }
         "limit-memcpy" => limit::memcpy_rate(size, duration),
-        "pipe" | "unix-stream" | "unix-seqpacket" => {
-            let (r, w) = byte_pair(transport);
-            let (r, w) = (RefCell::new(Some(r)), RefCell::new(Some(w)));
-            two_processes(
-                cfg.pin,
-                || {
-                    drop(r.borrow_mut().take());
-                    let mut w = w.borrow_mut().take().expect("writer");
-                    stream_for(duration, size, |m| w.write_all(m).expect("write"));
-                },
-                || {
-                    drop(w.borrow_mut().take());
-                    let mut r = r.borrow_mut().take().expect("reader");
-                    let mut buf = vec![0u8; size];
-                    count_until(|| r.read_exact(&mut buf).is_ok())
-                },
-            )
-        }
+        "pipe" | "unix-stream" | "unix-seqpacket" => over_bytes(
+            transport,
+            cfg.pin,
+            |w| stream_for(duration, size, |m| w.write_all(m).expect("write")),
+            |r| {
+                let mut buf = vec![0u8; size];
+                count_until(|| r.read_exact(&mut buf).is_ok())
+            },
+        ),
         other => panic!("unknown transport {other}"),
     }
 }
@@ -637,26 +655,17 @@ fn wake_ups(transport: &str, size: usize, cfg: &Config) -> Vec<f64> {
                 },
             );
         }
-        _ => {
-            let (r, w) = byte_pair(transport);
-            let (r, w) = (RefCell::new(Some(r)), RefCell::new(Some(w)));
-            two_processes(
-                cfg.pin,
-                || {
-                    drop(r.borrow_mut().take());
-                    let mut w = w.borrow_mut().take().expect("writer");
-                    send_all(&mut |m| w.write_all(m).expect("write"));
-                },
-                || {
-                    drop(w.borrow_mut().take());
-                    let mut r = r.borrow_mut().take().expect("reader");
-                    let mut buf = vec![0u8; size];
-                    while r.read_exact(&mut buf).is_ok() {
-                        samples.push(latency(&buf));
-                    }
-                },
-            );
-        }
+        _ => over_bytes(
+            transport,
+            cfg.pin,
+            |w| send_all(&mut |m| w.write_all(m).expect("write")),
+            |r| {
+                let mut buf = vec![0u8; size];
+                while r.read_exact(&mut buf).is_ok() {
+                    samples.push(latency(&buf));
+                }
+            },
+        ),
     }
     samples.sort_by(|a, b| a.total_cmp(b));
     samples
@@ -692,24 +701,15 @@ fn idle_cpu(transport: &str, cfg: &Config) -> f64 {
                 || measure(&mut || while rx.recv().is_ok() {}),
             )
         }
-        _ => {
-            let (r, w) = byte_pair(transport);
-            let (r, w) = (RefCell::new(Some(r)), RefCell::new(Some(w)));
-            two_processes(
-                cfg.pin,
-                || {
-                    drop(r.borrow_mut().take());
-                    let _w = w.borrow_mut().take();
-                    std::thread::sleep(IDLE_FOR);
-                },
-                || {
-                    drop(w.borrow_mut().take());
-                    let mut r = r.borrow_mut().take().expect("reader");
-                    let mut buf = [0u8; 64];
-                    measure(&mut || while r.read_exact(&mut buf).is_ok() {})
-                },
-            )
-        }
+        _ => over_bytes(
+            transport,
+            cfg.pin,
+            |_| std::thread::sleep(IDLE_FOR),
+            |r| {
+                let mut buf = [0u8; 64];
+                measure(&mut || while r.read_exact(&mut buf).is_ok() {})
+            },
+        ),
     }
 }
 

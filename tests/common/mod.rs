@@ -523,26 +523,14 @@ impl Stream {
 /// `n` counters in an anonymous shared mapping: made before a fork, the
 /// parent and its children see the same memory. Unmapped on drop.
 pub struct SharedCounters {
-    ptr: *mut AtomicU64,
+    mem: shmchan::sys::SharedMemory,
     n: usize,
 }
 
 impl SharedCounters {
     pub fn new(n: usize) -> SharedCounters {
-        let len = n * 8;
-        // SAFETY: an anonymous shared mapping; no file, no fixed address.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(p, libc::MAP_FAILED, "mmap");
-        SharedCounters { ptr: p.cast(), n }
+        let mem = shmchan::sys::SharedMemory::new(n * 8).expect("mmap");
+        SharedCounters { mem, n }
     }
 
     /// Counter `i` (zero at first).
@@ -550,13 +538,6 @@ impl SharedCounters {
         assert!(i < self.n);
         // SAFETY: in bounds; the mapping is page-aligned, zeroed (a valid
         // AtomicU64) and lives as long as self.
-        unsafe { &*self.ptr.add(i) }
-    }
-}
-
-impl Drop for SharedCounters {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`.
-        unsafe { libc::munmap(self.ptr.cast(), self.n * 8) };
+        unsafe { &*self.mem.as_ptr().cast::<AtomicU64>().add(i) }
     }
 }
