@@ -214,8 +214,8 @@ fn membarrier(cmd: libc::c_long) -> libc::c_long {
 /// seccomp filter forbids the call.
 pub fn membarrier_register() -> bool {
     use std::sync::atomic::{AtomicI64, Ordering};
-    // The pid that registered (0: none yet, -1: failed in that process is
-    // not remembered: a later call tries again).
+    // The pid of the process that registered (0: none yet). A failure is
+    // not remembered: a later call tries again.
     static REGISTERED: AtomicI64 = AtomicI64::new(0);
     let pid = i64::from(current_pid());
     // Relaxed: a plain cache of a per-process fact; a race registers twice,
@@ -223,8 +223,7 @@ pub fn membarrier_register() -> bool {
     if REGISTERED.load(Ordering::Relaxed) == pid {
         return true;
     }
-    let supported = membarrier(MEMBARRIER_CMD_QUERY);
-    if supported < 0 || supported & MEMBARRIER_CMD_GLOBAL_EXPEDITED == 0 {
+    if !membarrier_supported() {
         return false;
     }
     if membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0 {
@@ -234,13 +233,29 @@ pub fn membarrier_register() -> bool {
     true
 }
 
+/// Whether the kernel offers global expedited barriers (asked once per
+/// process). Where it does not, no process can register for them, so no
+/// waker uses the light fence.
+fn membarrier_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let q = membarrier(MEMBARRIER_CMD_QUERY);
+        q >= 0 && q & MEMBARRIER_CMD_GLOBAL_EXPEDITED != 0
+    })
+}
+
 /// Issues a global expedited memory barrier: on return, every thread of
 /// every process registered with [`membarrier_register`] that was running
 /// has executed a full memory barrier (and the others will at their next
-/// context switch), after this thread's preceding memory accesses. Returns
-/// false when the kernel refused.
+/// context switch), after this thread's preceding memory accesses.
+///
+/// Returns false only when a light-fenced waker may exist and the barrier
+/// could not be issued (the kernel offers it, but the call failed here, as
+/// under a seccomp filter that refuses it). On a kernel without it there is
+/// nothing to issue: no process can have registered, so every waker keeps
+/// the full fence, and this returns true.
 pub fn membarrier_global() -> bool {
-    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
+    !membarrier_supported() || membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
 }
 
 /// Pins the calling thread to one CPU. Fails if the CPU does not exist or
