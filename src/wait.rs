@@ -343,6 +343,66 @@ mod tests {
         assert_eq!(waiters.load(crate::sync::Ordering::Relaxed), 0);
     }
 
+    /// A doorbell that records what the sleeper does, in order.
+    struct Recorder<'a> {
+        waiters: &'a AtomicU32,
+        barrier_ok: bool,
+        log: std::cell::RefCell<Vec<String>>,
+    }
+
+    impl Bell for Recorder<'_> {
+        fn ring(&self, _: u32) -> Result<(), Removed> {
+            Ok(())
+        }
+        fn sleep(&self, timeout: Option<Duration>) -> Result<bool, Removed> {
+            self.log.borrow_mut().push(format!("sleep {timeout:?}"));
+            Ok(false)
+        }
+        fn barrier(&self) -> bool {
+            let n = self.waiters.load(crate::sync::Ordering::Relaxed);
+            self.log
+                .borrow_mut()
+                .push(format!("barrier after announce={n}"));
+            self.barrier_ok
+        }
+    }
+
+    /// The sleeper's barrier comes after its announcement and before its
+    /// re-check; when the barrier fails, it sleeps at most UNFENCED_POLL.
+    #[test]
+    fn barrier_between_announce_and_recheck_and_short_sleeps_without_it() {
+        for ok in [true, false] {
+            let waiters = AtomicU32::new(0);
+            let bell = Recorder {
+                waiters: &waiters,
+                barrier_ok: ok,
+                log: Default::default(),
+            };
+            let mut ready = || {
+                bell.log.borrow_mut().push("re-check".into());
+                false
+            };
+            sleep_once(&waiters, &bell, &mut ready, Some(POLL_INTERVAL)).unwrap();
+            sleep_once(&waiters, &bell, &mut ready, None).unwrap();
+            let cap = if ok { POLL_INTERVAL } else { UNFENCED_POLL };
+            let endless = if ok { None } else { Some(UNFENCED_POLL) };
+            assert_eq!(
+                *bell.log.borrow(),
+                [
+                    "barrier after announce=1".to_string(),
+                    "re-check".into(),
+                    format!("sleep {:?}", Some(cap)),
+                    "barrier after announce=1".into(),
+                    "re-check".into(),
+                    format!("sleep {endless:?}"),
+                ],
+                "barrier ok: {ok}"
+            );
+            // Each timed-out sleep took its announcement back.
+            assert_eq!(waiters.load(crate::sync::Ordering::Relaxed), 0);
+        }
+    }
+
     #[test]
     fn spinner_budget_and_schedule() {
         let mut s = Spinner::new(3);
