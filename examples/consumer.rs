@@ -26,7 +26,6 @@ mod demo;
 
 use demo::{create_or_open, demo_key};
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -35,25 +34,6 @@ use shmchan::{sys, Channel, OpenError, Options, RecvError};
 const USAGE: &str = "usage: consumer [--path P] [--count N] [--size BYTES]";
 /// A progress line per this many messages.
 const EVERY: u64 = 100_000;
-
-/// `--path`, `--count` and `--size` from the command line.
-fn parse_args() -> Result<(PathBuf, Option<u64>, Option<usize>), String> {
-    let mut path = std::env::temp_dir().join("shmchan-demo");
-    let (mut count, mut size) = (None, None);
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    for pair in argv.chunks(2) {
-        let flag = pair[0].as_str();
-        let v = || pair.get(1).ok_or(format!("{flag} needs a value; {USAGE}"));
-        let num = || v()?.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        match flag {
-            "--path" => path = v()?.into(),
-            "--count" => count = Some(num()?),
-            "--size" => size = Some(num()? as usize),
-            _ => Err(USAGE)?,
-        }
-    }
-    Ok((path, count, size))
-}
 
 /// Whether the channel's creator has exited, waiting up to 2 s for it (a
 /// producer that created the channel exits right after its last message).
@@ -69,7 +49,7 @@ fn creator_gone(channel: &Channel) -> bool {
 }
 
 fn run() -> Result<(), String> {
-    let (path, count, size) = parse_args()?;
+    let (path, count, size) = demo::parse_args(USAGE)?;
     let key = demo_key(&path)?;
     let at = format!("channel {key} ({})", path.display());
     loop {

@@ -37,22 +37,10 @@ const FILL: u8 = 0xa5;
 
 const USAGE: &str = "usage: producer [--count N] [--size BYTES] [--path P]";
 
-/// `--path`, `--count` and `--size` from the command line.
+/// `--path`, `--count` (default a million) and `--size` (default 64).
 fn parse_args() -> Result<(PathBuf, u64, usize), String> {
-    let mut path = std::env::temp_dir().join("shmchan-demo");
-    let (mut count, mut size) = (1_000_000, 64);
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    for pair in argv.chunks(2) {
-        let flag = pair[0].as_str();
-        let v = || pair.get(1).ok_or(format!("{flag} needs a value; {USAGE}"));
-        let num = || v()?.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        match flag {
-            "--path" => path = v()?.into(),
-            "--count" => count = num()?,
-            "--size" => size = num()? as usize,
-            _ => Err(USAGE)?,
-        }
-    }
+    let (path, count, size) = demo::parse_args(USAGE)?;
+    let (count, size) = (count.unwrap_or(1_000_000), size.unwrap_or(64));
     if count == 0 || size < 8 {
         Err("--count must be at least 1, --size at least 8 (the sequence number)")?;
     }

@@ -214,13 +214,7 @@ pub const SEM_RECEIVERS: u16 = 3;
 
 /// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes.
 pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    shmchan::sys::monotonic_ns()
 }
 
 /// Polls `cond` (every ~100 µs) until it holds or `limit` passes; returns
