@@ -5,6 +5,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,8 +17,8 @@ use crate::layout::{
     self, Flavor, HeaderError, Layout, RingState, HEADER_SIZE, MAGIC, STATE_READY,
 };
 use crate::ring::{mpsc, spsc, Corrupted, Record, Reservation, ReserveError, RingView};
-use crate::sync::{AtomicU32, Ordering};
-use crate::sys::{self, Attachment, IpcError, Key, Segment, SemOp, SemSet};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sys::{self, Attachment, IpcError, Key, Segment, SegmentStat, SemOp, SemSet};
 use crate::wait::{self, Bell, Removed};
 
 /// Semaphore 0: the data doorbell, posted for sleeping receivers.
@@ -120,7 +121,7 @@ impl Options {
 }
 
 /// Maps a system error to an [`OpenError`], keeping the call in the text.
-fn open_err(what: &str, e: IpcError) -> OpenError {
+pub(crate) fn open_err(what: &str, e: IpcError) -> OpenError {
     match e {
         IpcError::NotFound => OpenError::NotFound,
         IpcError::AlreadyExists => OpenError::AlreadyExists,
@@ -137,6 +138,8 @@ fn open_err(what: &str, e: IpcError) -> OpenError {
 struct SemBell {
     sems: SemSet,
     num: u16,
+    /// The header counter of this side's semaphore waits.
+    sleeps: NonNull<AtomicU64>,
 }
 
 impl Bell for SemBell {
@@ -157,6 +160,12 @@ impl Bell for SemBell {
     }
 
     fn sleep(&self, timeout: Option<Duration>) -> Result<bool, Removed> {
+        // SAFETY: `sleeps` points into the attachment of the channel whose
+        // handle made this bell and outlives every use of it (see
+        // Inner::bell).
+        let sleeps = unsafe { self.sleeps.as_ref() };
+        // Relaxed: a statistic, read by nobody for synchronisation.
+        sleeps.fetch_add(1, Ordering::Relaxed);
         let op = [SemOp::wait(self.num, 1)];
         let r = match timeout {
             Some(t) => self.sems.timed_op(&op, t),
@@ -202,10 +211,19 @@ impl Inner {
         }
     }
 
+    /// The doorbell `num`. It points into this attachment: use it only
+    /// while `self` lives.
     fn bell(&self, num: u16) -> SemBell {
+        let wake = &self.ring_state().wake;
+        let sleeps = if num == SEM_DATA {
+            &wake.receiver_sleeps
+        } else {
+            &wake.sender_sleeps
+        };
         SemBell {
             sems: self.sems,
             num,
+            sleeps: NonNull::from(sleeps),
         }
     }
 
@@ -230,21 +248,21 @@ impl Drop for Inner {
     }
 }
 
-fn state_word(att: &Attachment) -> &AtomicU32 {
+pub(crate) fn state_word(att: &Attachment) -> &AtomicU32 {
     // SAFETY: offset 64 is 4-aligned inside the page-aligned mapping, which
     // is at least HEADER_SIZE bytes long (checked by callers) and outlives
     // the reference.
     unsafe { AtomicU32::from_ptr(att.as_ptr().add(layout::offset::STATE).cast::<u32>()) }
 }
 
-fn read_magic(att: &Attachment) -> u64 {
+pub(crate) fn read_magic(att: &Attachment) -> u64 {
     // SAFETY: offset 0 of a mapping at least HEADER_SIZE long, 8-aligned.
     unsafe { std::ptr::read_volatile(att.as_ptr().cast::<u64>()) }
 }
 
 /// Copies the header out of the segment, one volatile word at a time, so
 /// that validation works on bytes no peer can change underneath it.
-fn copy_header(att: &Attachment) -> [u8; HEADER_SIZE] {
+pub(crate) fn copy_header(att: &Attachment) -> [u8; HEADER_SIZE] {
     let mut out = [0u8; HEADER_SIZE];
     for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
         // SAFETY: word i of the first HEADER_SIZE bytes of the mapping,
@@ -253,6 +271,36 @@ fn copy_header(att: &Attachment) -> [u8; HEADER_SIZE] {
         chunk.copy_from_slice(&w.to_ne_bytes());
     }
     out
+}
+
+/// The segment's status and a read-only attachment of it, once it is
+/// known to be large enough to hold a header ([`OpenError::NotAChannel`]
+/// if not).
+pub(crate) fn attach_read_only(segment: Segment) -> Result<(SegmentStat, Attachment), OpenError> {
+    let stat = segment
+        .stat()
+        .map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
+    if stat.size < HEADER_SIZE {
+        return Err(OpenError::NotAChannel);
+    }
+    let att = segment
+        .attach_read_only()
+        .map_err(|e| open_err("shmat", e))?;
+    Ok((stat, att))
+}
+
+/// Validates a copy of a header as `open` does, with its errors.
+pub(crate) fn validate_header(
+    header: &[u8; HEADER_SIZE],
+    segment_len: usize,
+) -> Result<Layout, OpenError> {
+    layout::validate(header, segment_len).map_err(|e| match e {
+        HeaderError::BadMagic { .. } => OpenError::NotAChannel,
+        HeaderError::UnsupportedVersion { found, supported } => {
+            OpenError::IncompatibleVersion { found, supported }
+        }
+        e => OpenError::InvalidHeader(e),
+    })
 }
 
 /// A channel: a shared-memory segment with a ring, and a semaphore set,
@@ -313,6 +361,7 @@ impl Channel {
         }
         layout.creator_pid = sys::current_pid() as u32;
         layout.creator_uid = sys::current_uid();
+        layout.sem_id = sems.id();
         layout.created_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -387,14 +436,7 @@ impl Channel {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        let header = copy_header(&attachment);
-        let layout = layout::validate(&header, stat.size).map_err(|e| match e {
-            HeaderError::BadMagic { .. } => OpenError::NotAChannel,
-            HeaderError::UnsupportedVersion { found, supported } => {
-                OpenError::IncompatibleVersion { found, supported }
-            }
-            e => OpenError::InvalidHeader(e),
-        })?;
+        let layout = validate_header(&copy_header(&attachment), stat.size)?;
         if attachment.len() < layout.segment_len {
             return Err(OpenError::NotAChannel);
         }
@@ -444,15 +486,7 @@ impl Channel {
             }
             Err(e) => return Err(open_err("shmget", e)),
         };
-        let stat = segment
-            .stat()
-            .map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
-        if stat.size < HEADER_SIZE {
-            return Err(OpenError::NotAChannel);
-        }
-        let att = segment
-            .attach_read_only()
-            .map_err(|e| open_err("shmat", e))?;
+        let (_, att) = attach_read_only(segment)?;
         let magic = read_magic(&att);
         let ours = magic == MAGIC || (magic == 0 && sems.is_some());
         drop(att);
@@ -501,6 +535,10 @@ impl Channel {
     /// The semaphore set's id (as `ipcs -s` shows it).
     pub fn sem_id(&self) -> i32 {
         self.inner.sems.id()
+    }
+
+    pub(crate) fn attachment(&self) -> &Attachment {
+        &self.inner.attachment
     }
 
     /// Clears what a dead holder of this side may have left: an
@@ -581,6 +619,16 @@ impl Channel {
             }
         };
         producer.set_light_fence(sys::membarrier_register());
+        let tally = match &producer {
+            Prod::Spsc(_) => {
+                let line = &self.inner.ring_state().producer;
+                Tally::new(&line.sent_messages, &line.sent_bytes)
+            }
+            Prod::Mpsc(p) => {
+                let slot = view.sender_slot(p.slot());
+                Tally::new(&slot.sent_messages, &slot.sent_bytes)
+            }
+        };
         // Release: pairs with the Acquire load in Receiver::senders_gone, so
         // a receiver that sees the connect sees our registration before it.
         self.inner
@@ -591,6 +639,7 @@ impl Channel {
         Ok(Sender {
             reg,
             producer,
+            tally,
             spin_limit: DEFAULT_SPIN,
             _not_sync: PhantomData,
         })
@@ -627,6 +676,10 @@ impl Channel {
                 recovery_timeout: DEFAULT_RECOVERY_TIMEOUT,
                 recovered: 0,
                 shm_id: self.shm_id(),
+                tally: {
+                    let line = &self.inner.ring_state().consumer;
+                    Tally::new(&line.received_messages, &line.received_bytes)
+                },
             },
             spin_limit: DEFAULT_SPIN,
             _not_sync: PhantomData,
@@ -665,6 +718,66 @@ impl Drop for Registration {
             (&self.inner.ring_state().wake.send_waiters, SEM_SPACE)
         };
         wait::leave(waiters, &self.inner.bell(bell));
+    }
+}
+
+/// One endpoint's message and byte counters in the header, which only it
+/// writes (the SPSC producer's line, an MPSC sender's slot, the consumer's
+/// line): it keeps the running totals privately and stores them, with no
+/// atomic read-modify-write, every [`Tally::EVERY`] messages, whenever the
+/// endpoint is about to wait, and when it is dropped. (Stored per message,
+/// even in a 64-byte unit the peer does not read, they cost up to a quarter
+/// of the zero-copy throughput: the peer's reads of the neighbouring unit
+/// pull it away, so each store was another cache-line transfer.)
+#[derive(Debug)]
+struct Tally {
+    messages: NonNull<AtomicU64>,
+    bytes: NonNull<AtomicU64>,
+    n: u64,
+    b: u64,
+}
+
+// SAFETY: the pointers are into the channel's attachment, which the
+// endpoint holding the tally keeps mapped (through its Registration's Arc),
+// and are only used through atomics.
+unsafe impl Send for Tally {}
+
+impl Tally {
+    /// Continues the totals left by earlier holders of this side or slot.
+    /// The caller keeps the attachment holding both counters mapped for as
+    /// long as the tally is used.
+    fn new(messages: &AtomicU64, bytes: &AtomicU64) -> Tally {
+        Tally {
+            // Relaxed: statistics; an earlier holder's last stores are
+            // ordered before ours by the registration's semop or the slot's
+            // Acquire CAS.
+            n: messages.load(Ordering::Relaxed),
+            b: bytes.load(Ordering::Relaxed),
+            messages: NonNull::from(messages),
+            bytes: NonNull::from(bytes),
+        }
+    }
+
+    /// Messages between two stores of the totals on the fast path.
+    const EVERY: u64 = 64;
+
+    #[inline]
+    fn add(&mut self, len: usize) {
+        self.n = self.n.wrapping_add(1);
+        self.b = self.b.wrapping_add(len as u64);
+        if self.n.is_multiple_of(Self::EVERY) {
+            self.store();
+        }
+    }
+
+    /// Stores the running totals.
+    fn store(&self) {
+        // SAFETY: see `new`: the counters stay mapped while the endpoint
+        // lives.
+        let (m, b) = unsafe { (self.messages.as_ref(), self.bytes.as_ref()) };
+        // Relaxed: statistics, read by `Channel::inspect` and nobody else.
+        m.store(self.n, Ordering::Relaxed);
+        b.store(self.b, Ordering::Relaxed);
     }
 }
 
@@ -748,6 +861,7 @@ impl Prod {
 pub struct Sender {
     reg: Registration,
     producer: Prod,
+    tally: Tally,
     spin_limit: u32,
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -755,11 +869,14 @@ pub struct Sender {
 impl Drop for Sender {
     fn drop(&mut self) {
         // Before the registration's drop (the fields drop after this): the
-        // slot is free by the time the receiver can see us gone.
+        // slot is free by the time the receiver can see us gone, and our
+        // counts are in it before a new owner continues them.
+        if !self.reg.owned_here() {
+            return;
+        }
+        self.tally.store();
         if let Prod::Mpsc(p) = &self.producer {
-            if self.reg.owned_here() {
-                mpsc::free_slot(p.view(), p.slot());
-            }
+            mpsc::free_slot(p.view(), p.slot());
         }
     }
 }
@@ -840,6 +957,13 @@ impl Sender {
         }
         self.flush();
         let inner = self.reg.inner.clone();
+        self.tally.store();
+        // Relaxed: a statistic (the slow path: the ring is full).
+        inner
+            .ring_state()
+            .wake
+            .full_events
+            .fetch_add(1, Ordering::Relaxed);
         if !block {
             return Err(if Self::receiver_gone(&inner) {
                 WaitError::Disconnected
@@ -893,6 +1017,8 @@ impl Sender {
     ) -> Result<(), WaitError> {
         let r = self.reserve_inner(msg.len(), block, deadline)?;
         self.producer.view().region().write(r.data_offset, msg);
+        // Counted before the publish: see Tally.
+        self.tally.add(r.len);
         self.producer.commit(r);
         self.flush();
         Ok(())
@@ -984,6 +1110,7 @@ impl Grant<'_> {
     pub fn commit(self) {
         let mut me = ManuallyDrop::new(self);
         let res = me.res;
+        me.tx.tally.add(res.len);
         me.tx.producer.commit(res);
         me.tx.flush();
     }
@@ -1052,6 +1179,8 @@ struct ReadSide {
     /// Abandoned claims turned into padding so far.
     recovered: u64,
     shm_id: i32,
+    /// The header's received counters.
+    tally: Tally,
 }
 
 /// Rounds of recovery one look may make while senders live: each turns a
@@ -1175,6 +1304,16 @@ pub struct Receiver {
     _not_sync: PhantomData<Cell<()>>,
 }
 
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // Before the registration's drop: the counts are stored before a
+        // new receiver can register and continue them.
+        if self.reg.owned_here() {
+            self.side.tally.store();
+        }
+    }
+}
+
 impl Receiver {
     /// Sets how many backoff steps a blocked receive spins before sleeping
     /// (see [`crate::wait::Spinner`]; 0 sleeps at once, `u32::MAX` never sleeps).
@@ -1232,6 +1371,8 @@ impl Receiver {
         if let Some(r) = self.peek(false)? {
             return Ok(r);
         }
+        // Nothing waiting: the counts go out before we wait.
+        self.side.tally.store();
         let inner = self.reg.inner.clone();
         if !block {
             if Self::senders_gone(&inner) {
@@ -1342,6 +1483,7 @@ impl Deref for Message<'_> {
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
+        self.rx.side.tally.add(self.rec.len);
         self.rx.side.consume(self.rec);
         self.rx.flush();
     }

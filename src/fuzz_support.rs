@@ -234,6 +234,7 @@ pub fn consumer(data: &[u8]) {
         creator_pid: 1,
         creator_uid: 0,
         created_at: 0,
+        sem_id: 0,
     };
     let mut image = segment_image(&layout, head, tail);
     {
@@ -367,6 +368,7 @@ fn consumer_mpsc(
         creator_pid: 1,
         creator_uid: 0,
         created_at: 0,
+        sem_id: 0,
     };
     let mut image = segment_image(&layout, head, tail);
     {

@@ -15,14 +15,23 @@
 //!      56     8     0  created_at       creator, once (seconds since epoch)
 //!      64     4     0  state            creator, last, Release (READY)
 //!      68     4     0  sender_slots     creator, once (MPSC: slots; SPSC: 0)
+//!      72     4     0  sem_id           creator, once (the semaphore set's id)
 //!     128     8     1  tail             producer: end of committed records
+//!     192     8     1  sent_messages    SPSC producer: messages committed
+//!     200     8     1  sent_bytes       SPSC producer: payload bytes committed
 //!     256     8     2  head             consumer: start of unreleased records
+//!     320     8     2  received_messages consumer: messages released
+//!     328     8     2  received_bytes   consumer: payload bytes released
 //!     384     4     3  recv_waiters     consumer announces, producer claims
 //!     388     4     3  send_waiters     producer announces, consumer claims
 //!     392     8     3  sender_connects  every sender, on connect
 //!     400     8     3  receiver_connects every receiver, on connect
+//!     408     8     3  full_events      a sender that found the ring full
+//!     416     8     3  sender_sleeps    a sender, per semaphore wait
+//!     424     8     3  receiver_sleeps  a receiver, per semaphore wait
 //!     512     …        sender slots     MPSC only: `sender_slots` lines of
-//!                                        `{ owner: u64, claim: u64 }`
+//!                                        `{ owner: u64, claim: u64,
+//!                                        sent_messages: u64, sent_bytes: u64 }`
 //!     512 + 128 × sender_slots           data region, `capacity` bytes
 //! ```
 //!
@@ -93,6 +102,8 @@ pub mod offset {
     pub const STATE: usize = 64;
     /// `sender_slots`
     pub const SENDER_SLOTS: usize = 68;
+    /// `sem_id`
+    pub const SEM_ID: usize = 72;
     /// The first sender slot (MPSC).
     pub const SENDER_TABLE: usize = super::HEADER_SIZE;
     /// The ring's shared state ([`super::RingState`]).
@@ -109,6 +120,20 @@ pub mod offset {
     pub const SENDER_CONNECTS: usize = 392;
     /// `receiver_connects`
     pub const RECEIVER_CONNECTS: usize = 400;
+    /// `sent_messages` (SPSC)
+    pub const SENT_MESSAGES: usize = 192;
+    /// `sent_bytes` (SPSC)
+    pub const SENT_BYTES: usize = 200;
+    /// `received_messages`
+    pub const RECEIVED_MESSAGES: usize = 320;
+    /// `received_bytes`
+    pub const RECEIVED_BYTES: usize = 328;
+    /// `full_events`
+    pub const FULL_EVENTS: usize = 408;
+    /// `sender_sleeps`
+    pub const SENDER_SLEEPS: usize = 416;
+    /// `receiver_sleeps`
+    pub const RECEIVER_SLEEPS: usize = 424;
 }
 
 /// Record kinds (the high half of a record header word).
@@ -200,6 +225,14 @@ pub struct ProducerLine {
     /// `{ position: u64 }`: the end of the committed records; the producer
     /// stores it with Release after writing them.
     pub tail: AtomicU64,
+    /// Keeps the counters off `tail`'s 64-byte coherence unit, which the
+    /// consumer reads: they cost the producer an L1 store, no transfer.
+    _pad: [u64; 7],
+    /// `{ count: u64 }`: SPSC messages committed, ever (statistics only;
+    /// MPSC senders count in their sender slots).
+    pub sent_messages: AtomicU64,
+    /// `{ count: u64 }`: SPSC payload bytes committed, ever.
+    pub sent_bytes: AtomicU64,
 }
 
 /// The consumer's line.
@@ -210,6 +243,13 @@ pub struct ConsumerLine {
     /// consumer stores it with Release after it is done with the records
     /// before it.
     pub head: AtomicU64,
+    /// Keeps the counters off `head`'s 64-byte coherence unit, which the
+    /// producer reads.
+    _pad: [u64; 7],
+    /// `{ count: u64 }`: messages released, ever (statistics only).
+    pub received_messages: AtomicU64,
+    /// `{ count: u64 }`: payload bytes released, ever.
+    pub received_bytes: AtomicU64,
 }
 
 /// Sleep announcements and connection counters.
@@ -226,6 +266,12 @@ pub struct WakeLine {
     pub sender_connects: AtomicU64,
     /// How many receivers have ever connected.
     pub receiver_connects: AtomicU64,
+    /// `{ count: u64 }`: times a sender found the ring full (statistics).
+    pub full_events: AtomicU64,
+    /// `{ count: u64 }`: semaphore waits of senders (statistics).
+    pub sender_sleeps: AtomicU64,
+    /// `{ count: u64 }`: semaphore waits of receivers (statistics).
+    pub receiver_sleeps: AtomicU64,
 }
 
 /// One MPSC sender's line in the sender table. The sender that owns it is
@@ -241,6 +287,11 @@ pub struct SenderSlot {
     /// last claimed from), stored before every claim attempt; [`NO_CLAIM`]
     /// when none.
     pub claim: AtomicU64,
+    /// `{ count: u64 }`: messages committed by this slot's owners, ever
+    /// (statistics; a new owner continues the count).
+    pub sent_messages: AtomicU64,
+    /// `{ count: u64 }`: payload bytes committed by this slot's owners.
+    pub sent_bytes: AtomicU64,
 }
 
 impl Default for SenderSlot {
@@ -249,6 +300,8 @@ impl Default for SenderSlot {
         SenderSlot {
             owner: AtomicU64::new(0),
             claim: AtomicU64::new(NO_CLAIM),
+            sent_messages: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
         }
     }
 }
@@ -288,6 +341,33 @@ mod asserts {
         offset::RING_STATE + offset_of!(RingState, wake) + offset_of!(WakeLine, receiver_connects),
         offset::RECEIVER_CONNECTS
     );
+    macro_rules! at {
+        ($line:ident, $ty:ident, $field:ident) => {
+            offset::RING_STATE + offset_of!(RingState, $line) + offset_of!($ty, $field)
+        };
+    }
+    const_assert_eq!(
+        at!(producer, ProducerLine, sent_messages),
+        offset::SENT_MESSAGES
+    );
+    const_assert_eq!(at!(producer, ProducerLine, sent_bytes), offset::SENT_BYTES);
+    const_assert_eq!(
+        at!(consumer, ConsumerLine, received_messages),
+        offset::RECEIVED_MESSAGES
+    );
+    const_assert_eq!(
+        at!(consumer, ConsumerLine, received_bytes),
+        offset::RECEIVED_BYTES
+    );
+    const_assert_eq!(at!(wake, WakeLine, full_events), offset::FULL_EVENTS);
+    const_assert_eq!(at!(wake, WakeLine, sender_sleeps), offset::SENDER_SLEEPS);
+    const_assert_eq!(
+        at!(wake, WakeLine, receiver_sleeps),
+        offset::RECEIVER_SLEEPS
+    );
+    const_assert_eq!(offset_of!(SenderSlot, sent_messages), 16);
+    const_assert_eq!(offset_of!(SenderSlot, sent_bytes), 24);
+    const_assert!(offset::SEM_ID + 4 <= LINE);
     const_assert_eq!(offset::RING_STATE + size_of::<RingState>(), HEADER_SIZE);
     const_assert_eq!(size_of::<AtomicU64>(), 8);
     const_assert_eq!(size_of::<AtomicU32>(), 4);
@@ -319,6 +399,10 @@ pub struct Layout {
     pub creator_uid: u32,
     /// Creation time, seconds since the epoch.
     pub created_at: u64,
+    /// The id of the channel's semaphore set, as the creator recorded it
+    /// (for finding the set of a channel with a private key; a hint, to be
+    /// checked against the set itself).
+    pub sem_id: i32,
 }
 
 impl Layout {
@@ -350,6 +434,7 @@ impl Layout {
             creator_pid: 0,
             creator_uid: 0,
             created_at: 0,
+            sem_id: 0,
         };
         let slots = match flavor {
             Flavor::Spsc => 0,
@@ -411,6 +496,7 @@ impl Layout {
             offset::SENDER_SLOTS,
             &(self.sender_slots as u32).to_ne_bytes(),
         );
+        put(&mut b, offset::SEM_ID, &self.sem_id.to_ne_bytes());
         b
     }
 }
@@ -677,6 +763,7 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
         creator_pid: get_u32(bytes, offset::CREATOR_PID),
         creator_uid: get_u32(bytes, offset::CREATOR_UID),
         created_at: get_u64(bytes, offset::CREATED_AT),
+        sem_id: get_u32(bytes, offset::SEM_ID) as i32,
     })
 }
 
