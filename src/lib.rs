@@ -118,6 +118,8 @@ mod channel;
 #[cfg(not(shmchan_loom))]
 mod error;
 #[cfg(not(shmchan_loom))]
+mod stats;
+#[cfg(not(shmchan_loom))]
 pub mod sys;
 
 #[cfg(not(shmchan_loom))]
@@ -130,6 +132,8 @@ pub use error::{
 };
 pub use layout::{Flavor, HeaderError, Layout};
 pub use ring::Corrupted;
+#[cfg(not(shmchan_loom))]
+pub use stats::{Counters, Found, Listing, Stats};
 #[cfg(not(shmchan_loom))]
 pub use sys::Key;
 

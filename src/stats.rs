@@ -1,0 +1,370 @@
+//! Looking at channels without joining them: one channel's header,
+//! positions, counters and endpoints ([`Channel::inspect`],
+//! [`Channel::stats`]), every channel on the machine ([`Channel::list`]),
+//! and the removal of what nobody uses ([`Listing::is_garbage`],
+//! [`Listing::remove`]).
+//!
+//! Inspection attaches the segment read-only and never registers: it
+//! changes nothing in the channel, and works on a channel whose endpoints
+//! are busy or dead. Everything read is a snapshot of untrusted memory:
+//! the header is validated as [`Channel::open`] does, and the counters are
+//! shown as found.
+
+use std::io;
+
+use crate::channel::validate_header;
+use crate::channel::{attach_read_only, copy_header, open_err, read_magic, state_word};
+use crate::channel::{Channel, NSEMS, SEM_RECEIVERS, SEM_SENDERS};
+use crate::error::OpenError;
+use crate::layout::{offset, Flavor, Layout, RingState, SenderSlot};
+use crate::layout::{LINE, MAGIC, STATE_READY};
+use crate::sync::Ordering;
+use crate::sys::{self, Attachment, Key, Segment, SemSet};
+
+/// The statistics counters kept in a channel's header (see
+/// `docs/FORMAT.md`), totals since the channel was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages committed by senders.
+    pub sent_messages: u64,
+    /// Payload bytes committed by senders.
+    pub sent_bytes: u64,
+    /// Messages released by receivers.
+    pub received_messages: u64,
+    /// Payload bytes released by receivers.
+    pub received_bytes: u64,
+    /// Times a sender found the ring full.
+    pub full_events: u64,
+    /// Semaphore waits of senders (sleeps, including the periodic wake-ups
+    /// of a long wait).
+    pub sender_sleeps: u64,
+    /// Semaphore waits of receivers.
+    pub receiver_sleeps: u64,
+}
+
+impl Counters {
+    /// Messages sent and not yet received (sent minus received; a message
+    /// in a receiver's hand counts as waiting).
+    pub fn waiting(&self) -> u64 {
+        self.sent_messages.saturating_sub(self.received_messages)
+    }
+}
+
+/// One channel as [`Channel::inspect`] found it.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    /// The key it lives under (0 for a private channel).
+    pub key: Key,
+    /// The segment's id.
+    pub shm_id: i32,
+    /// The semaphore set's id, when it was found.
+    pub sem_id: Option<i32>,
+    /// The validated header.
+    pub layout: Layout,
+    /// The consumer's position (start of the first unreleased record).
+    pub head: u64,
+    /// The producers' position (end of the claimed or committed records).
+    pub tail: u64,
+    /// The header's counters.
+    pub counters: Counters,
+    /// Live registered senders (`None`: the semaphore set was not found).
+    pub senders: Option<u32>,
+    /// Live registered receivers (0 or 1).
+    pub receivers: Option<u32>,
+    /// Senders that ever connected.
+    pub sender_connects: u64,
+    /// Receivers that ever connected.
+    pub receiver_connects: u64,
+    /// Receivers announced as asleep.
+    pub recv_waiters: u32,
+    /// Senders announced as asleep.
+    pub send_waiters: u32,
+    /// Processes attached to the segment, not counting the inspection.
+    pub attached: u64,
+    /// The segment's permission bits.
+    pub mode: u32,
+    /// The segment's owner.
+    pub uid: u32,
+    /// The segment's group.
+    pub gid: u32,
+    /// Whether the creating process still exists.
+    pub creator_alive: bool,
+}
+
+impl Stats {
+    /// Bytes of the ring in use (records not yet released, and claims).
+    pub fn used_bytes(&self) -> u64 {
+        self.tail
+            .wrapping_sub(self.head)
+            .min(self.layout.capacity as u64)
+    }
+}
+
+/// What a System V segment turned out to be.
+#[derive(Debug)]
+pub enum Found {
+    /// A shmchan channel.
+    Channel(Box<Stats>),
+    /// Ours, but its creator has not finished (or died) initialising it.
+    Initializing,
+    /// Another program's segment; never written to.
+    Foreign,
+    /// It could not be read (permission denied, a damaged header, …).
+    Unreadable(OpenError),
+}
+
+/// One segment of the machine, as [`Channel::list`] found it.
+#[derive(Debug)]
+pub struct Listing {
+    /// The segment's key.
+    pub key: Key,
+    /// The segment's id.
+    pub shm_id: i32,
+    /// Its size in bytes.
+    pub size: usize,
+    /// Processes attached (before the listing looked).
+    pub attached: u64,
+    /// The creating process.
+    pub creator_pid: i32,
+    /// The owner.
+    pub uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Creation (or last `IPC_SET`) time, seconds since the epoch.
+    pub changed_at: i64,
+    /// What it is.
+    pub found: Found,
+}
+
+impl Listing {
+    /// Whether the segment is a shmchan channel (ready, initialising, or
+    /// one whose header is damaged but whose magic is ours).
+    pub fn is_ours(&self) -> bool {
+        matches!(
+            &self.found,
+            Found::Channel(_)
+                | Found::Initializing
+                | Found::Unreadable(OpenError::InvalidHeader(_))
+                | Found::Unreadable(OpenError::IncompatibleVersion { .. })
+        )
+    }
+
+    /// Whether `shmchan gc` removes it: ours, no process attached (asked
+    /// again now, not as listed), and its creator gone.
+    pub fn is_garbage(&self) -> bool {
+        let attached_now = Segment::from_id(self.shm_id)
+            .stat()
+            .map_or(u64::MAX, |s| s.nattch);
+        self.is_ours() && attached_now == 0 && !sys::process_exists(self.creator_pid)
+    }
+
+    /// Removes the segment and its semaphore set, refusing a foreign
+    /// segment ([`OpenError::NotAChannel`]). By key when it has one, else
+    /// by id (the set by the id its header records, checked against the
+    /// set's size and owner).
+    pub fn remove(&self) -> Result<(), OpenError> {
+        if !self.is_ours() {
+            return Err(OpenError::NotAChannel);
+        }
+        if !self.key.is_private() {
+            return Channel::remove_key(self.key);
+        }
+        let segment = Segment::from_id(self.shm_id);
+        let sems = match &self.found {
+            Found::Channel(st) => st.sem_id.map(SemSet::from_id),
+            _ => None,
+        };
+        segment
+            .remove()
+            .map_err(|e| open_err("shmctl(IPC_RMID)", e))?;
+        if let Some(s) = sems {
+            s.remove().map_err(|e| open_err("semctl(IPC_RMID)", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The semaphore set of a channel at `key`, or (private key) the one its
+/// header names, if it has the channel's shape (and, by id, the segment's
+/// creator).
+fn find_sems(key: Key, sem_id: i32, creator_uid: u32) -> Option<SemSet> {
+    let sems = if key.is_private() {
+        SemSet::from_id(sem_id)
+    } else {
+        SemSet::open(key).ok()?
+    };
+    match sems.stat() {
+        Ok(st)
+            if st.nsems == u64::from(NSEMS)
+                && (!key.is_private() || st.creator_uid == creator_uid) =>
+        {
+            Some(sems)
+        }
+        _ => None,
+    }
+}
+
+/// Reads the changing part of the header of a mapped, validated channel,
+/// and the live counts of `sems`. `attached` is the segment's attach count
+/// not counting the caller's own attachment.
+pub(crate) fn read_stats(
+    att: &Attachment,
+    layout: Layout,
+    key: Key,
+    shm_id: i32,
+    sems: Option<SemSet>,
+) -> Result<Stats, OpenError> {
+    let st = Segment::from_id(shm_id)
+        .stat()
+        .map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
+    // SAFETY: the ring state lies at RING_STATE inside the header of a
+    // mapping at least HEADER_SIZE long (validated), 128-aligned; it is only
+    // loaded from (the mapping may be read-only).
+    let rs = unsafe { &*att.as_ptr().add(offset::RING_STATE).cast::<RingState>() };
+    // Relaxed everywhere below: a snapshot for display, ordered with nothing.
+    let load = |a: &crate::sync::AtomicU64| a.load(Ordering::Relaxed);
+    let (mut sent_messages, mut sent_bytes) = (0u64, 0u64);
+    match layout.flavor {
+        Flavor::Spsc => {
+            sent_messages = load(&rs.producer.sent_messages);
+            sent_bytes = load(&rs.producer.sent_bytes);
+        }
+        Flavor::Mpsc => {
+            for i in 0..layout.sender_slots {
+                // SAFETY: slot i of the sender table, which validate placed
+                // inside the mapping (SENDER_TABLE + slots * LINE <=
+                // data_offset); 128-aligned; only loaded from.
+                let slot = unsafe {
+                    &*att
+                        .as_ptr()
+                        .add(offset::SENDER_TABLE + i * LINE)
+                        .cast::<SenderSlot>()
+                };
+                sent_messages = sent_messages.wrapping_add(load(&slot.sent_messages));
+                sent_bytes = sent_bytes.wrapping_add(load(&slot.sent_bytes));
+            }
+        }
+    }
+    let counters = Counters {
+        sent_messages,
+        sent_bytes,
+        received_messages: load(&rs.consumer.received_messages),
+        received_bytes: load(&rs.consumer.received_bytes),
+        full_events: load(&rs.wake.full_events),
+        sender_sleeps: load(&rs.wake.sender_sleeps),
+        receiver_sleeps: load(&rs.wake.receiver_sleeps),
+    };
+    let value = |num: u16| {
+        sems.and_then(|s| s.value(num).ok())
+            .map(|v| v.max(0) as u32)
+    };
+    Ok(Stats {
+        key,
+        shm_id,
+        sem_id: sems.map(|s| s.id()),
+        layout,
+        head: load(&rs.consumer.head),
+        tail: load(&rs.producer.tail),
+        counters,
+        senders: value(SEM_SENDERS),
+        receivers: value(SEM_RECEIVERS),
+        sender_connects: load(&rs.wake.sender_connects),
+        receiver_connects: load(&rs.wake.receiver_connects),
+        recv_waiters: rs.wake.recv_waiters.load(Ordering::Relaxed),
+        send_waiters: rs.wake.send_waiters.load(Ordering::Relaxed),
+        attached: st.nattch.saturating_sub(1),
+        mode: st.mode,
+        uid: st.uid,
+        gid: st.gid,
+        creator_alive: sys::process_exists(layout.creator_pid as i32),
+    })
+}
+
+/// Inspects the segment `shm_id` (found at `key`) without registering.
+fn inspect_segment(key: Key, shm_id: i32) -> Result<Stats, OpenError> {
+    let (st, att) = attach_read_only(Segment::from_id(shm_id))?;
+    // Acquire: pairs with the Release store of the state word in
+    // Channel::create; the header is complete once it reads READY.
+    let ready = state_word(&att).load(Ordering::Acquire) == STATE_READY;
+    let magic = read_magic(&att);
+    if magic != MAGIC {
+        // A zeroed segment is ours (mid-creation) only with our semaphore
+        // set at its key: the creator makes the set first.
+        let half_made =
+            magic == 0 && !key.is_private() && find_sems(key, 0, st.creator_uid).is_some();
+        return Err(if half_made {
+            OpenError::NotInitialized
+        } else {
+            OpenError::NotAChannel
+        });
+    }
+    if !ready {
+        return Err(OpenError::NotInitialized);
+    }
+    let layout = validate_header(&copy_header(&att), st.size)?;
+    if att.len() < layout.segment_len {
+        return Err(OpenError::NotAChannel);
+    }
+    let sems = find_sems(key, layout.sem_id, st.creator_uid);
+    read_stats(&att, layout, key, shm_id, sems)
+}
+
+impl Channel {
+    /// The channel at `key`, inspected without joining it: header,
+    /// positions, counters, live endpoints. [`OpenError::NotFound`],
+    /// [`OpenError::NotAChannel`] (a foreign segment, left untouched),
+    /// [`OpenError::NotInitialized`], [`OpenError::PermissionDenied`],
+    /// [`OpenError::InvalidHeader`] as for [`Channel::open`].
+    pub fn inspect(key: Key) -> Result<Stats, OpenError> {
+        let segment = Segment::open(key).map_err(|e| open_err("shmget", e))?;
+        inspect_segment(key, segment.id())
+    }
+
+    /// This channel's statistics now (as [`Channel::inspect`]).
+    pub fn stats(&self) -> Result<Stats, OpenError> {
+        let sems = Some(SemSet::from_id(self.sem_id()));
+        let att = self.attachment();
+        read_stats(att, self.layout(), self.key(), self.shm_id(), sems)
+    }
+
+    /// Every System V segment of the machine that this process can see
+    /// (from `/proc/sysvipc/shm`), each inspected: shmchan channels with
+    /// their statistics, and the others marked foreign.
+    pub fn list() -> io::Result<Vec<Listing>> {
+        let text = std::fs::read_to_string("/proc/sysvipc/shm")?;
+        let mut out = Vec::new();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(key), Some(id)) = (
+                f.first().and_then(|v| v.parse::<i64>().ok()),
+                f.get(1).and_then(|v| v.parse::<i32>().ok()),
+            ) else {
+                continue;
+            };
+            let key = Key::raw(key as i32);
+            let Ok(st) = Segment::from_id(id).stat() else {
+                continue; // removed meanwhile, or not ours to see
+            };
+            let found = match inspect_segment(key, id) {
+                Ok(s) => Found::Channel(Box::new(s)),
+                Err(OpenError::NotInitialized) => Found::Initializing,
+                Err(OpenError::NotAChannel) => Found::Foreign,
+                Err(OpenError::NotFound) => continue,
+                Err(e) => Found::Unreadable(e),
+            };
+            out.push(Listing {
+                key,
+                shm_id: id,
+                size: st.size,
+                attached: st.nattch,
+                creator_pid: st.creator_pid,
+                uid: st.uid,
+                mode: st.mode,
+                changed_at: st.change_time,
+                found,
+            });
+        }
+        out.sort_by_key(|l| l.shm_id);
+        Ok(out)
+    }
+}

@@ -1,0 +1,654 @@
+//! The `shmchan` tool, end to end: the binary spawned as a process on real
+//! channels (create, send, recv, ls, stat, rm, gc), and every error path
+//! with its message and exit status (2 for usage, 1 for failures).
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use common::{plain_segment, sem_at, shm_at, unique_key, with_raw_segment, KeyGuard};
+use shmchan::{Channel, Found, Key, Options};
+
+fn shmchan() -> Command {
+    Command::cargo_bin("shmchan").expect("the shmchan binary")
+}
+
+/// Runs `shmchan args…` to completion (at most 60 s).
+fn run(args: &[&str]) -> Output {
+    let child = shmchan()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shmchan");
+    finish(child, Duration::from_secs(60))
+}
+
+/// Waits for `child` at most `limit`, killing it (and failing) past that.
+fn finish(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "shmchan did not finish within {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts exit status `code` and one line on stderr containing `text`.
+fn fails_with(o: &Output, code: i32, text: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(text), "{text:?} not in stderr: {err}");
+    if code == 1 {
+        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+        assert!(err.starts_with("shmchan: "), "{err}");
+    }
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "status {:?}, stderr: {}",
+        o.status,
+        stderr(o)
+    );
+}
+
+fn hex(key: Key) -> String {
+    format!("{:#x}", key.as_raw() as u32)
+}
+
+/// A fresh key and a guard that removes whatever ends up there.
+fn fresh_key() -> (Key, String, KeyGuard) {
+    let key = unique_key();
+    (key, hex(key), KeyGuard(key))
+}
+
+/// A deterministic byte stream (xorshift), seeded per test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn seed() -> u64 {
+    let s = common::mono_ns() | 1;
+    eprintln!("seed {s:#x}");
+    s
+}
+
+/// A file under the temp directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, content: &[u8]) -> TempFile {
+        let p = std::env::temp_dir().join(format!(
+            "shmchan-cli-{tag}-{}-{}",
+            std::process::id(),
+            common::mono_ns()
+        ));
+        std::fs::write(&p, content).expect("write a temp file");
+        TempFile(p)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Waits until the channel at `key` has a live receiver.
+fn await_receiver(key: Key) {
+    assert!(
+        common::wait_until(Duration::from_secs(10), || Channel::inspect(key)
+            .map(|s| s.receivers == Some(1))
+            .unwrap_or(false)),
+        "the receiver never connected"
+    );
+}
+
+#[test]
+fn named_pipe_moves_a_million_lines() {
+    let keyfile = TempFile::new("key", b"");
+    let key = Key::ftok(keyfile.path(), 1).expect("ftok");
+    let _guard = KeyGuard(key);
+    let mut input = Vec::new();
+    for i in 1..=1_000_000u32 {
+        writeln!(input, "{i}").unwrap();
+    }
+    let infile = TempFile::new("in", &input);
+    ok(&run(&["create", keyfile.path(), "--capacity", "256K"]));
+    // Output to a file: a pipe nobody reads until the end would fill up.
+    let outfile = TempFile::new("out", b"");
+    let recv = shmchan()
+        .args(["recv", keyfile.path()])
+        .stdout(std::fs::File::create(&outfile.0).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recv");
+    await_receiver(key);
+    let send = shmchan()
+        .args(["send", keyfile.path()])
+        .stdin(std::fs::File::open(&infile.0).expect("open input"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn send");
+    let sent = finish(send, Duration::from_secs(120));
+    ok(&sent);
+    ok(&finish(recv, Duration::from_secs(120)));
+    let got = std::fs::read(&outfile.0).unwrap();
+    assert_eq!(got.len(), input.len(), "bytes received");
+    assert!(got == input, "the lines differ");
+    let st = Channel::inspect(key).expect("inspect");
+    assert_eq!(st.counters.sent_messages, 1_000_000);
+    assert_eq!(st.counters.received_messages, 1_000_000);
+    assert_eq!(st.counters.waiting(), 0);
+    ok(&run(&["rm", keyfile.path()]));
+    assert_eq!(shm_at(key), None);
+    assert_eq!(sem_at(key), None);
+}
+
+#[test]
+fn framed_records_of_random_bytes_round_trip() {
+    let (key, k, _guard) = fresh_key();
+    ok(&run(&[
+        "create",
+        &k,
+        "--capacity",
+        "64K",
+        "--max-message",
+        "8K",
+    ]));
+    let mut rng = Rng(seed());
+    let mut input = Vec::new();
+    let mut records = 0;
+    for i in 0..3000 {
+        // Empty records, and lengths up to the maximum, included.
+        let len = match i % 100 {
+            0 => 0,
+            1 => 8192,
+            _ => (rng.next() % 8193) as usize,
+        };
+        input.extend_from_slice(&(len as u32).to_le_bytes());
+        input.extend(rng.bytes(len));
+        records += 1;
+    }
+    let infile = TempFile::new("framed", &input);
+    let outfile = TempFile::new("framed-out", b"");
+    let recv = shmchan()
+        .args(["recv", &k, "--framed", "--count", &records.to_string()])
+        .stdout(std::fs::File::create(&outfile.0).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recv");
+    let send = shmchan()
+        .args(["send", &k, "--framed"])
+        .stdin(std::fs::File::open(&infile.0).expect("open"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn send");
+    ok(&finish(send, Duration::from_secs(60)));
+    ok(&finish(recv, Duration::from_secs(60)));
+    assert!(
+        std::fs::read(&outfile.0).unwrap() == input,
+        "framed records differ"
+    );
+
+    // --file: a whole file is one message.
+    let file = TempFile::new("file", &rng.bytes(5000));
+    ok(&run(&["send", &k, "--file", file.path()]));
+    let got = run(&["recv", &k, "--framed", "--count", "1"]);
+    ok(&got);
+    let body = std::fs::read(&file.0).unwrap();
+    assert_eq!(&got.stdout[..4], &5000u32.to_le_bytes());
+    assert!(got.stdout[4..] == body[..], "--file content differs");
+
+    // A truncated frame is an error, and nothing of it is sent.
+    let mut cut = 100u32.to_le_bytes().to_vec();
+    cut.extend([7u8; 40]);
+    let cutfile = TempFile::new("cut", &cut);
+    let o = shmchan()
+        .args(["send", &k, "--framed"])
+        .stdin(std::fs::File::open(&cutfile.0).unwrap())
+        .output()
+        .unwrap();
+    fails_with(&o, 1, "input ends inside record 1");
+    let st = Channel::inspect(key).unwrap();
+    assert_eq!(st.counters.waiting(), 0, "a torn record was sent");
+}
+
+#[test]
+fn ls_and_stat_show_the_channel_and_its_counters() {
+    let (key, k, _guard) = fresh_key();
+    ok(&run(&[
+        "create",
+        &k,
+        "--mpsc",
+        "--capacity",
+        "128K",
+        "--mode",
+        "640",
+    ]));
+    let o = shmchan()
+        .args(["send", &k])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"one\ntwo\nthree\nfour\nfive\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    ok(&o);
+
+    let ls = run(&["ls"]);
+    ok(&ls);
+    let text = stdout(&ls);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{key}")))
+        .unwrap_or_else(|| panic!("{key} not listed:\n{text}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    // KEY SHMID FLAVOR CAPACITY(2) USED(2) WAITING SENDERS RECEIVER ...
+    assert_eq!(cols[1], Channel::inspect(key).unwrap().shm_id.to_string());
+    assert_eq!(cols[2], "mpsc");
+    assert_eq!(&cols[3..5], ["128", "KiB"]);
+    assert_eq!(cols[7], "5", "messages waiting: {line}");
+    assert_eq!(cols[8], "0", "senders alive: {line}");
+    assert!(line.contains("0640"), "{line}");
+
+    let st = run(&["stat", &k]);
+    ok(&st);
+    let text = stdout(&st);
+    for want in [
+        "flavor             mpsc",
+        "waiting            5 messages",
+        "sent               5 messages, 19 B",
+        "received           0 messages",
+        "senders            0 alive, 1 ever",
+        "receivers          0 alive, 0 ever",
+        "mode               0640",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+
+    let got = run(&["recv", &k, "--count", "2"]);
+    ok(&got);
+    assert_eq!(stdout(&got), "one\ntwo\n");
+    let text = stdout(&run(&["stat", &k]));
+    assert!(
+        text.contains("received           2 messages, 6 B"),
+        "{text}"
+    );
+    assert!(text.contains("waiting            3 messages"), "{text}");
+
+    // --watch refreshes with rates until stopped.
+    let watch = shmchan()
+        .args(["stat", &k, "--watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = finish(watch, Duration::from_secs(10));
+    let text = stdout(&out);
+    assert!(text.matches("send rate").count() >= 2, "{text}");
+    assert!(text.contains("receive rate       0 msgs/s"), "{text}");
+}
+
+#[test]
+fn rm_and_gc_remove_what_they_should_and_nothing_else() {
+    // Created by a process that has exited, nobody attached: garbage.
+    let (dead, d, _g1) = fresh_key();
+    ok(&run(&["create", &d]));
+    // Created by this (living) process: kept.
+    let (live, l, _g2) = fresh_key();
+    let _ch = Channel::create(live, Options::default()).unwrap();
+
+    let o = run(&["gc", "--dry-run", &d, &l]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains(&format!("would remove key {dead}")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stdout(&o).contains(&format!("{live}")), "{}", stdout(&o));
+    assert!(shm_at(dead).is_some(), "--dry-run removed something");
+
+    let o = run(&["gc", &d, &l]);
+    ok(&o);
+    assert!(stdout(&o).contains(&format!("removed key {dead}")));
+    assert_eq!(shm_at(dead), None);
+    assert_eq!(sem_at(dead), None);
+    assert!(shm_at(live).is_some() && sem_at(live).is_some());
+    let o = run(&["gc", &d, &l]);
+    ok(&o);
+    assert!(stdout(&o).contains("nothing to remove"));
+
+    let o = run(&["rm", &l]);
+    ok(&o);
+    assert_eq!(shm_at(live), None);
+    assert_eq!(sem_at(live), None);
+    fails_with(&run(&["rm", &l]), 1, "no channel at");
+}
+
+#[test]
+fn gc_finds_a_private_channel_and_its_semaphores() {
+    // A private channel whose creator (a child) died without removing it.
+    let (mut r, w) = std::io::pipe().unwrap();
+    let mut child = common::spawn(move || {
+        let ch = Channel::create(Key::private(), Options::default()).unwrap();
+        let mut w = w;
+        w.write_all(&ch.shm_id().to_le_bytes()).unwrap();
+        w.write_all(&ch.sem_id().to_le_bytes()).unwrap();
+        0
+    });
+    let mut ids = [0u8; 8];
+    std::io::Read::read_exact(&mut r, &mut ids).unwrap();
+    assert_eq!(child.wait(), 0);
+    let shm = i32::from_le_bytes(ids[..4].try_into().unwrap());
+    let sem = i32::from_le_bytes(ids[4..].try_into().unwrap());
+    let cleanup = scopeguard(move || {
+        // SAFETY: IPC_RMID by id; failure (already removed) is ignored.
+        unsafe {
+            libc::shmctl(shm, libc::IPC_RMID, std::ptr::null_mut());
+            libc::semctl(sem, 0, libc::IPC_RMID);
+        }
+    });
+    let list = Channel::list().unwrap();
+    let l = list.iter().find(|l| l.shm_id == shm).expect("listed");
+    match &l.found {
+        Found::Channel(s) => assert_eq!(s.sem_id, Some(sem)),
+        other => panic!("{other:?}"),
+    }
+    assert!(l.is_garbage());
+    l.remove().unwrap();
+    let gone = |r: i32| r == -1;
+    // SAFETY: shmid_ds is plain data; zeroed is a valid value.
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT writes into a valid shmid_ds.
+    assert!(gone(unsafe { libc::shmctl(shm, libc::IPC_STAT, &mut ds) }));
+    // SAFETY: GETVAL takes no fourth argument.
+    assert!(gone(unsafe { libc::semctl(sem, 0, libc::GETVAL) }));
+    drop(cleanup);
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct G<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for G<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    G(Some(f))
+}
+
+#[test]
+fn foreign_segments_are_never_touched() {
+    let (key, k, _guard) = fresh_key();
+    let id = plain_segment(key, 4096);
+    with_raw_segment(key, |b| b.fill(0xa5));
+    let untouched = || {
+        assert_eq!(shm_at(key), Some(id), "the foreign segment is gone");
+        with_raw_segment(key, |b| assert!(b.iter().all(|&x| x == 0xa5), "written"));
+    };
+    fails_with(&run(&["stat", &k]), 1, "not a shmchan channel");
+    fails_with(&run(&["rm", &k]), 1, "not a shmchan channel");
+    fails_with(&run(&["send", &k]), 1, "not a shmchan channel");
+    fails_with(&run(&["recv", &k]), 1, "not a shmchan channel");
+    untouched();
+    let o = run(&["ls"]);
+    ok(&o);
+    assert!(
+        !stdout(&o).contains(&format!("{key}")),
+        "listed without --all"
+    );
+    let o = run(&["ls", "--all"]);
+    ok(&o);
+    let text = stdout(&o);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{key}")))
+        .unwrap_or_else(|| panic!("not in ls --all:\n{text}"));
+    assert!(line.contains("foreign"), "{line}");
+    let o = run(&["gc", &k]);
+    ok(&o);
+    assert!(stdout(&o).contains("nothing to remove"));
+    untouched();
+}
+
+#[test]
+fn usage_errors_exit_2_and_failures_exit_1() {
+    fails_with(&run(&["stat", "0xzz"]), 2, "not a hexadecimal key");
+    fails_with(&run(&["stat", "0"]), 2, "IPC_PRIVATE");
+    fails_with(
+        &run(&["create", "0x1234", "--capacity", "12X"]),
+        2,
+        "unknown unit",
+    );
+    fails_with(
+        &run(&["create", "0x1234", "--mode", "999"]),
+        2,
+        "octal mode",
+    );
+    fails_with(
+        &run(&["recv", "0x1234", "--timeout", "soon"]),
+        2,
+        "not a duration",
+    );
+    fails_with(&run(&["frobnicate"]), 2, "unrecognized subcommand");
+    fails_with(
+        &run(&["stat", "/no/such/path/for/shmchan"]),
+        1,
+        "no such file or directory",
+    );
+    let (_key, k, _guard) = fresh_key();
+    fails_with(&run(&["stat", &k]), 1, "no channel at");
+    fails_with(&run(&["send", &k]), 1, "create one with `shmchan create");
+    ok(&run(&["create", &k]));
+    fails_with(&run(&["create", &k]), 1, "already exists");
+    fails_with(
+        &run(&[
+            "create",
+            &hex(unique_key()),
+            "--capacity",
+            "64",
+            "--max-message",
+            "1K",
+        ]),
+        1,
+        "cannot create",
+    );
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for cmd in ["create", "send", "recv", "ls", "stat", "rm", "gc", "bench"] {
+        let o = run(&[cmd, "--help"]);
+        ok(&o);
+        assert!(
+            stdout(&o).contains("Example"),
+            "{cmd} --help:\n{}",
+            stdout(&o)
+        );
+    }
+    let o = run(&["--help"]);
+    ok(&o);
+    for cmd in ["create", "send", "recv", "ls", "stat", "rm", "gc", "bench"] {
+        assert!(stdout(&o).contains(cmd));
+    }
+}
+
+#[test]
+fn recv_honours_count_and_timeout() {
+    let (_key, k, _guard) = fresh_key();
+    ok(&run(&["create", &k]));
+    let start = Instant::now();
+    let o = run(&["recv", &k, "--timeout", "300ms"]);
+    let took = start.elapsed();
+    fails_with(&o, 1, "no message came");
+    assert!(took >= Duration::from_millis(300), "gave up after {took:?}");
+    let mut send = shmchan()
+        .args(["send", &k])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    send.stdin.take().unwrap().write_all(b"a\nb\nc\n").unwrap();
+    ok(&finish(send, Duration::from_secs(30)));
+    let o = run(&["recv", &k, "--count", "2", "--timeout", "5s"]);
+    ok(&o);
+    assert_eq!(stdout(&o), "a\nb\n");
+    // Every sender gone, one message left: it comes, then status 0.
+    let o = run(&["recv", &k, "--timeout", "5s"]);
+    ok(&o);
+    assert_eq!(stdout(&o), "c\n");
+}
+
+#[test]
+fn send_reports_a_gone_receiver_and_a_too_large_line() {
+    let (key, k, _guard) = fresh_key();
+    ok(&run(&[
+        "create",
+        &k,
+        "--capacity",
+        "4K",
+        "--max-message",
+        "100",
+    ]));
+    let recv = shmchan()
+        .args(["recv", &k, "--count", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    await_receiver(key);
+    let lines: Vec<u8> = (0..20_000)
+        .flat_map(|i| format!("{i}\n").into_bytes())
+        .collect();
+    let infile = TempFile::new("many", &lines);
+    let send = shmchan()
+        .args(["send", &k])
+        .stdin(std::fs::File::open(&infile.0).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    ok(&finish(recv, Duration::from_secs(30)));
+    let o = finish(send, Duration::from_secs(30));
+    fails_with(&o, 1, "is gone (disconnected)");
+
+    let (_key2, k2, _guard2) = fresh_key();
+    ok(&run(&[
+        "create",
+        &k2,
+        "--capacity",
+        "4K",
+        "--max-message",
+        "100",
+    ]));
+    let mut send = shmchan()
+        .args(["send", &k2])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = b"short\n".to_vec();
+    input.extend([b'x'; 200]);
+    input.push(b'\n');
+    send.stdin.take().unwrap().write_all(&input).unwrap();
+    let o = finish(send, Duration::from_secs(30));
+    fails_with(&o, 1, "line 2 is 200 bytes, more than the largest message");
+}
+
+/// The binary, copied where any user may run it (the build directory may
+/// not be reachable by `nobody`).
+fn binary_for_anyone() -> TempFile {
+    let src = assert_cmd::cargo::cargo_bin("shmchan");
+    let f = TempFile::new("bin", &std::fs::read(src).unwrap());
+    std::fs::set_permissions(&f.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    f
+}
+
+fn as_user(bin: &Path, uid: u32, gid: u32, args: &[&str]) -> Output {
+    let child = Command::new(bin)
+        .args(args)
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn as another user");
+    finish(child, Duration::from_secs(30))
+}
+
+#[test]
+fn permission_denied_follows_the_mode() {
+    const NOBODY: u32 = 65534;
+    let bin = binary_for_anyone();
+    for (mode, uid, gid, allowed) in [
+        (0o600, NOBODY, NOBODY, false),
+        (0o666, NOBODY, NOBODY, true),
+        (0o660, NOBODY, 0, true),  // the group (root's) may
+        (0o640, NOBODY, 0, false), // the group may only read
+    ] {
+        let (key, k, _guard) = fresh_key();
+        let ch = Channel::create(key, Options::default().mode(mode)).unwrap();
+        let mut tx = ch.sender().unwrap();
+        tx.send(b"hello").unwrap();
+        drop(tx);
+        let o = as_user(&bin.0, uid, gid, &["recv", &k, "--count", "1"]);
+        if allowed {
+            ok(&o);
+            assert_eq!(stdout(&o), "hello\n", "mode {mode:o}");
+        } else {
+            fails_with(&o, 1, "permission denied");
+            assert_eq!(Channel::inspect(key).unwrap().counters.waiting(), 1);
+        }
+    }
+}
