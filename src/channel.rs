@@ -57,6 +57,7 @@ pub struct Options {
     flavor: Flavor,
     sender_slots: Option<usize>,
     remove_on_drop: bool,
+    init_stall: Option<Duration>,
 }
 
 impl Default for Options {
@@ -70,6 +71,7 @@ impl Default for Options {
             flavor: Flavor::Spsc,
             sender_slots: None,
             remove_on_drop: false,
+            init_stall: None,
         }
     }
 }
@@ -109,6 +111,15 @@ impl Options {
     /// [`OpenError::TooManySenders`].
     pub fn max_senders(mut self, senders: usize) -> Options {
         self.sender_slots = Some(senders);
+        self
+    }
+
+    /// Test hook, not part of the API: `create` sleeps this long after
+    /// writing the header and before marking the channel ready, so that a
+    /// test can kill a creator in the middle of initialising.
+    #[doc(hidden)]
+    pub fn init_stall(mut self, stall: Duration) -> Options {
+        self.init_stall = Some(stall);
         self
     }
 
@@ -374,6 +385,9 @@ impl Channel {
             sems.set_value(num, 0)
                 .map_err(|e| open_err("semctl(SETVAL)", e))?;
         }
+        if let Some(stall) = options.init_stall {
+            std::thread::sleep(stall);
+        }
         // Release: pairs with the Acquire load of the state word in `open`;
         // the header fields and semaphore values above are set before it.
         state_word(&attachment).store(STATE_READY, Ordering::Release);
@@ -572,6 +586,7 @@ impl Channel {
             inner: self.inner.clone(),
             num,
             pid: sys::current_pid(),
+            generation: sys::fork_generation(),
         })
     }
 
@@ -694,12 +709,21 @@ impl Channel {
 struct Registration {
     inner: Arc<Inner>,
     num: u16,
+    /// [`sys::fork_generation`] when registered.
+    generation: u64,
     pid: i32,
 }
 
 impl Registration {
     fn owned_here(&self) -> bool {
         self.pid == sys::current_pid()
+    }
+
+    /// Whether this process is a child forked after the registration: a
+    /// relaxed load, cheap enough for every operation.
+    #[inline]
+    fn forked(&self) -> bool {
+        self.generation != sys::fork_generation()
     }
 }
 
@@ -855,7 +879,8 @@ impl Prod {
 ///
 /// Not usable across `fork()`: a child that inherits a `Sender` is not a
 /// registered sender (the kernel does not copy `SEM_UNDO` adjustments), so
-/// it must open the channel and call [`Channel::sender`] itself. Dropping an
+/// it must call [`Channel::sender`] itself: the inherited one answers every
+/// operation with `Forked` ([`SendError::Forked`], …). Dropping an
 /// inherited `Sender` in the child leaves the liveness count alone.
 #[derive(Debug)]
 pub struct Sender {
@@ -946,6 +971,9 @@ impl Sender {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<Reservation, WaitError> {
+        if self.reg.forked() {
+            return Err(WaitError::Forked);
+        }
         // Fast path: no syscall.
         match self.producer.try_reserve(len) {
             Ok(r) => return Ok(r),
@@ -1368,6 +1396,9 @@ impl Receiver {
     }
 
     fn next_inner(&mut self, block: bool, deadline: Option<Instant>) -> Result<Record, WaitError> {
+        if self.reg.forked() {
+            return Err(WaitError::Forked);
+        }
         if let Some(r) = self.peek(false)? {
             return Ok(r);
         }
@@ -1483,6 +1514,10 @@ impl Deref for Message<'_> {
 
 impl Drop for Message<'_> {
     fn drop(&mut self) {
+        // A message inherited through fork stays the parent's to release.
+        if self.rx.reg.forked() {
+            return;
+        }
         self.rx.side.tally.add(self.rec.len);
         self.rx.side.consume(self.rec);
         self.rx.flush();

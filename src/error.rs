@@ -97,6 +97,7 @@ macro_rules! simple_display {
     };
 }
 
+const FORKED: &str = "this endpoint belongs to the process that made it, not to this child of a fork; take a new one from the Channel";
 const DISCONNECTED_SEND: &str = "the receiver is gone (or the channel was removed)";
 const DISCONNECTED_RECV: &str =
     "every sender is gone and the channel is drained (or it was removed)";
@@ -121,6 +122,9 @@ pub enum TrySendError {
     },
     /// The shared state is damaged.
     Corrupted(Corrupted),
+    /// The endpoint was made by another process: this one is a child
+    /// created by `fork` after it (see the crate documentation).
+    Forked,
 }
 
 simple_display!(TrySendError {
@@ -128,6 +132,7 @@ simple_display!(TrySendError {
     Disconnected => DISCONNECTED_SEND,
     TooLarge { len, max } => too_large(len, max),
     Corrupted(c) => c,
+    Forked => FORKED,
 });
 
 /// Why [`crate::Sender::send`] (or `reserve`) did not send.
@@ -144,12 +149,16 @@ pub enum SendError {
     },
     /// The shared state is damaged.
     Corrupted(Corrupted),
+    /// The endpoint was made by another process: this one is a child
+    /// created by `fork` after it (see the crate documentation).
+    Forked,
 }
 
 simple_display!(SendError {
     Disconnected => DISCONNECTED_SEND,
     TooLarge { len, max } => too_large(len, max),
     Corrupted(c) => c,
+    Forked => FORKED,
 });
 
 /// Why [`crate::Sender::send_timeout`] did not send.
@@ -168,6 +177,9 @@ pub enum SendTimeoutError {
     },
     /// The shared state is damaged.
     Corrupted(Corrupted),
+    /// The endpoint was made by another process: this one is a child
+    /// created by `fork` after it (see the crate documentation).
+    Forked,
 }
 
 simple_display!(SendTimeoutError {
@@ -175,6 +187,7 @@ simple_display!(SendTimeoutError {
     Disconnected => DISCONNECTED_SEND,
     TooLarge { len, max } => too_large(len, max),
     Corrupted(c) => c,
+    Forked => FORKED,
 });
 
 /// Why [`crate::Receiver::try_recv`] returned no message.
@@ -186,12 +199,16 @@ pub enum TryRecvError {
     Disconnected,
     /// The shared state is damaged.
     Corrupted(Corrupted),
+    /// The endpoint was made by another process: this one is a child
+    /// created by `fork` after it (see the crate documentation).
+    Forked,
 }
 
 simple_display!(TryRecvError {
     Empty => "the channel is empty",
     Disconnected => DISCONNECTED_RECV,
     Corrupted(c) => c,
+    Forked => FORKED,
 });
 
 /// Why [`crate::Receiver::recv`] returned no message.
@@ -201,11 +218,15 @@ pub enum RecvError {
     Disconnected,
     /// The shared state is damaged.
     Corrupted(Corrupted),
+    /// The endpoint was made by another process: this one is a child
+    /// created by `fork` after it (see the crate documentation).
+    Forked,
 }
 
 simple_display!(RecvError {
     Disconnected => DISCONNECTED_RECV,
     Corrupted(c) => c,
+    Forked => FORKED,
 });
 
 /// Why [`crate::Receiver::recv_timeout`] returned no message.
@@ -217,12 +238,16 @@ pub enum RecvTimeoutError {
     Disconnected,
     /// The shared state is damaged.
     Corrupted(Corrupted),
+    /// The endpoint was made by another process: this one is a child
+    /// created by `fork` after it (see the crate documentation).
+    Forked,
 }
 
 simple_display!(RecvTimeoutError {
     Timeout => "timed out waiting for a message",
     Disconnected => DISCONNECTED_RECV,
     Corrupted(c) => c,
+    Forked => FORKED,
 });
 
 /// The outcome of a wait, mapped to each operation's error.
@@ -233,6 +258,7 @@ pub(crate) enum WaitError {
     Disconnected,
     TooLarge { len: usize, max: usize },
     Corrupted(Corrupted),
+    Forked,
 }
 
 impl From<crate::wait::Stop> for WaitError {
@@ -251,6 +277,7 @@ impl From<WaitError> for TrySendError {
             WaitError::Disconnected => TrySendError::Disconnected,
             WaitError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
             WaitError::Corrupted(c) => TrySendError::Corrupted(c),
+            WaitError::Forked => TrySendError::Forked,
         }
     }
 }
@@ -264,6 +291,7 @@ impl From<WaitError> for SendError {
             }
             WaitError::TooLarge { len, max } => SendError::TooLarge { len, max },
             WaitError::Corrupted(c) => SendError::Corrupted(c),
+            WaitError::Forked => SendError::Forked,
         }
     }
 }
@@ -275,6 +303,7 @@ impl From<WaitError> for SendTimeoutError {
             WaitError::Disconnected => SendTimeoutError::Disconnected,
             WaitError::TooLarge { len, max } => SendTimeoutError::TooLarge { len, max },
             WaitError::Corrupted(c) => SendTimeoutError::Corrupted(c),
+            WaitError::Forked => SendTimeoutError::Forked,
         }
     }
 }
@@ -284,6 +313,7 @@ impl From<WaitError> for TryRecvError {
         match e {
             WaitError::Disconnected => TryRecvError::Disconnected,
             WaitError::Corrupted(c) => TryRecvError::Corrupted(c),
+            WaitError::Forked => TryRecvError::Forked,
             _ => TryRecvError::Empty,
         }
     }
@@ -293,6 +323,7 @@ impl From<WaitError> for RecvError {
     fn from(e: WaitError) -> Self {
         match e {
             WaitError::Corrupted(c) => RecvError::Corrupted(c),
+            WaitError::Forked => RecvError::Forked,
             _ => RecvError::Disconnected,
         }
     }
@@ -306,6 +337,7 @@ impl From<WaitError> for RecvTimeoutError {
             }
             WaitError::Disconnected => RecvTimeoutError::Disconnected,
             WaitError::Corrupted(c) => RecvTimeoutError::Corrupted(c),
+            WaitError::Forked => RecvTimeoutError::Forked,
         }
     }
 }

@@ -92,9 +92,14 @@
 //! # Not across `fork`
 //!
 //! A [`Sender`] or [`Receiver`] belongs to the process that made it. A child
-//! that inherits one must not use it; it takes its own from the
-//! [`Channel`] (which may be inherited). Dropping an inherited endpoint in a
-//! child leaves the liveness counts alone.
+//! that inherits one through `fork` is not a registered endpoint (the kernel
+//! does not copy `SEM_UNDO` adjustments), so every operation on it returns
+//! the `Forked` error of the operation (e.g. [`SendError::Forked`]) and
+//! changes nothing; the child takes its own endpoint from the [`Channel`]
+//! (which may be inherited). Dropping an inherited endpoint, or a `Message`
+//! received before the fork, in a child leaves the channel alone. (The fork
+//! is seen through a `pthread_atfork` handler: a child made by a raw `clone`
+//! system call is not detected.)
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -20,6 +20,30 @@ pub fn current_pid() -> i32 {
     unsafe { libc::getpid() }
 }
 
+/// Forks this process has been the child of (counted by a `pthread_atfork`
+/// handler, registered on the first call of [`fork_generation`]).
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    // Relaxed: read only by this process's threads after the fork returned.
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A number that changes in a child created by `fork` (through libc's
+/// `fork`, which runs `pthread_atfork` handlers; a raw `clone` system call
+/// is not seen). An endpoint records it when made and compares it on each
+/// operation: a relaxed load instead of a `getpid` system call.
+pub fn fork_generation() -> u64 {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a child handler that only increments a static
+        // atomic (async-signal-safe); no prepare or parent handler.
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+    });
+    // Relaxed: see count_fork_in_child.
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The calling process's effective user id.
 pub fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -29,6 +29,7 @@ fn failure(at: &str, sent: u64, e: SendError, what: &str) -> Fail {
             SendError::Corrupted(c) => format!(
                 "the channel at {at} is damaged ({c}); remove it with `shmchan rm {at}`"
             ),
+            e @ SendError::Forked => e.to_string(),
         }
 }
 
@@ -168,6 +169,7 @@ pub fn recv(
             Err(TryRecvError::Empty) => {}
             Err(TryRecvError::Disconnected) => break,
             Err(TryRecvError::Corrupted(c)) => return Err(damaged(c)),
+            Err(e @ TryRecvError::Forked) => return Err(e.to_string()),
         }
         // Nothing waiting: what was written goes out before we wait.
         if !output(out.flush())? {
@@ -183,11 +185,13 @@ pub fn recv(
                     ))
                 }
                 Err(RecvTimeoutError::Corrupted(c)) => return Err(damaged(c)),
+                Err(e @ RecvTimeoutError::Forked) => return Err(e.to_string()),
             },
             None => match rx.recv() {
                 Ok(m) => m,
                 Err(RecvError::Disconnected) => break,
                 Err(RecvError::Corrupted(c)) => return Err(damaged(c)),
+                Err(e @ RecvError::Forked) => return Err(e.to_string()),
             },
         };
         if !output(emit(&mut out, &m, framed))? {
