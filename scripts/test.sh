@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, clippy, unit, integration
 # and doc tests, a build of the peers benchmark, the loom models (and proof
-# that they can fail), and a short cargo-fuzz smoke run of every fuzz target.
+# that they can fail), a short cargo-fuzz smoke run of every fuzz target,
+# and the fault and hostile-writer tests again under AddressSanitizer.
 #
 #   scripts/test.sh              everything
 #   FUZZ_SECS=60 scripts/test.sh longer fuzz runs (default 20 s per target)
+#   SHMCHAN_FAULT_ITERS=5000 scripts/test.sh   longer kill loops (default 200)
 #
-# Needs: a Rust toolchain; the nightly toolchain for cargo-fuzz (falls back
-# to RUSTC_BOOTSTRAP=1 on stable); installs cargo-fuzz if it is missing.
+# Needs: a Rust toolchain; the nightly toolchain for cargo-fuzz and
+# AddressSanitizer (falls back to RUSTC_BOOTSTRAP=1 on stable); installs
+# cargo-fuzz if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -104,6 +107,21 @@ for t in "${FUZZ_TARGETS[@]}"; do
     rm -f "$scratch.log"
     rm -rf "$scratch"
 done
+
+step "faults and the hostile writer under AddressSanitizer"
+# Runs in a subshell: RUSTC_BOOTSTRAP (set above without a nightly) and the
+# sanitizer flags stay here.
+(
+    if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+        asan=(cargo +nightly)
+    else
+        export RUSTC_BOOTSTRAP=1
+        asan=(cargo)
+    fi
+    RUSTFLAGS="-Zsanitizer=address" "${asan[@]}" test --quiet \
+        --target x86_64-unknown-linux-gnu --target-dir target/asan \
+        --test hostile --test faults
+)
 
 step "no IPC objects left behind"
 after=$(ipc_ids | sort)

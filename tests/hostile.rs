@@ -1,0 +1,167 @@
+//! A hostile process attaches a running channel's segment with plain
+//! `shmat` and writes into the header and the ring, random bytes and chosen
+//! bad values (positions past the end, misaligned or backwards, huge and
+//! "negative" lengths, unknown record kinds, forged claims and sender
+//! slots, a wrong magic, the flavor flipped), while a sender process and a
+//! receiver run. They must report `Corrupted` or keep working: never panic,
+//! read or write outside the segment, or wait for ever. `scripts/test.sh`
+//! also runs this file under AddressSanitizer.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{fresh, spawn, with_raw_segment, Watchdog};
+use shmchan::layout::offset;
+use shmchan::{Channel, Flavor, Options, RecvTimeoutError, SendTimeoutError};
+
+/// How long the attack lasts.
+const ATTACK: Duration = Duration::from_millis(1200);
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// One write of the attack: an offset in the segment and 8 bytes.
+fn blow(rng: &mut Rng, len: usize, data: usize, capacity: u64, targeted: bool) -> (usize, u64) {
+    if !targeted {
+        let off = (rng.next() as usize % (len - 8)) & !7;
+        return (off, rng.next());
+    }
+    let bad = [
+        u64::MAX,
+        capacity + 8,
+        capacity * 3,
+        7,
+        (-8i64) as u64,
+        0xffff_ffff,
+        (1u64 << 32) | 0xffff_fff0, // message of a huge length
+        (2u64 << 32) | 0x7fff_ffff, // padding of a huge length
+        7u64 << 32,                 // unknown kind
+        (1u64 << 63) | 1,           // an in-progress claim by pid 1
+        0,
+    ];
+    let value = bad[rng.next() as usize % bad.len()];
+    let off = match rng.next() % 8 {
+        0 => offset::TAIL,
+        1 => offset::HEAD,
+        2 => offset::RECV_WAITERS,
+        3 => offset::MAGIC,
+        4 => offset::VERSION, // with FLAVOR: the flavor flipped
+        5 => offset::SENDER_TABLE + 128 * (rng.next() as usize % 4),
+        _ => data + ((rng.next() % capacity) as usize & !7),
+    };
+    (off.min(len - 8), value)
+}
+
+fn attack(flavor: Flavor, targeted: bool) {
+    let (ch, guard) = fresh(
+        Options::default()
+            .flavor(flavor)
+            .capacity(16 << 10)
+            .max_message(1024),
+    );
+    let key = guard.0;
+    let dog = Watchdog::new(key, Duration::from_secs(60));
+    let layout = ch.layout();
+    let end = Instant::now() + ATTACK;
+    let mut rx = ch.receiver().unwrap();
+    rx.set_recovery_timeout(Duration::from_millis(5));
+    let mut sender = spawn(|| {
+        let mut tx = ch.sender().expect("sender");
+        let mut n = 0u64;
+        while Instant::now() < end {
+            let len = (n % 700) as usize;
+            match tx.send_timeout(&vec![n as u8; len], Duration::from_millis(20)) {
+                Ok(()) | Err(SendTimeoutError::Timeout) | Err(SendTimeoutError::Corrupted(_)) => {}
+                Err(SendTimeoutError::Disconnected) => break,
+                Err(e) => panic!("send: {e}"),
+            }
+            n += 1;
+        }
+        0
+    });
+    let mut attacker = spawn(|| {
+        let mut rng = Rng(common::mono_ns() | 1);
+        // Let some traffic flow first.
+        std::thread::sleep(Duration::from_millis(100));
+        with_raw_segment(key, |b| {
+            let len = b.len();
+            while Instant::now() < end {
+                let (off, v) = blow(
+                    &mut rng,
+                    len,
+                    layout.data_offset,
+                    layout.capacity as u64,
+                    targeted,
+                );
+                // SAFETY: off + 8 <= len, inside the attached segment;
+                // volatile, as another process reads it concurrently.
+                unsafe {
+                    std::ptr::write_volatile(
+                        b.as_mut_ptr().add(off).cast::<[u8; 8]>(),
+                        v.to_ne_bytes(),
+                    )
+                };
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        });
+        0
+    });
+    let (mut got, mut corrupted) = (0u64, 0u64);
+    while Instant::now() < end + Duration::from_millis(200) {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(m) => {
+                // Whatever the bytes are, they are in the segment.
+                got += m.iter().map(|&b| u64::from(b)).sum::<u64>().min(1);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Corrupted(_)) => corrupted += 1,
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    assert_eq!(attacker.wait_timeout(Duration::from_secs(10)), 0);
+    assert_eq!(
+        sender.wait_timeout(Duration::from_secs(10)),
+        0,
+        "the sender panicked or died"
+    );
+    assert!(!dog.fired(), "something waited for ever");
+    // Opening what is left gives an answer, not a crash.
+    match Channel::open(key) {
+        Ok(c) => {
+            let _ = c.receiver().map(|mut r| r.try_recv().map(|m| m.len()));
+            let _ = c.stats();
+        }
+        Err(e) => eprintln!("open after the attack: {e}"),
+    }
+    eprintln!("{flavor} targeted={targeted}: {got} messages received, {corrupted} Corrupted");
+}
+
+#[test]
+fn random_bytes_into_a_running_spsc_channel() {
+    attack(Flavor::Spsc, false);
+}
+
+#[test]
+fn bad_values_into_a_running_spsc_channel() {
+    attack(Flavor::Spsc, true);
+}
+
+#[test]
+fn random_bytes_into_a_running_mpsc_channel() {
+    attack(Flavor::Mpsc, false);
+}
+
+#[test]
+fn bad_values_into_a_running_mpsc_channel() {
+    attack(Flavor::Mpsc, true);
+}
