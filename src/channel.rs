@@ -300,6 +300,20 @@ pub(crate) fn attach_read_only(segment: Segment) -> Result<(SegmentStat, Attachm
     Ok((stat, att))
 }
 
+/// An `ftok` key opens only the channel created from its own path (or one
+/// created without a path): see [`OpenError::KeyCollision`].
+pub(crate) fn check_key_path(key: Key, layout: &Layout) -> Result<(), OpenError> {
+    match key.path_identity() {
+        Some(mine) if layout.key_path != (0, 0) && layout.key_path != mine => {
+            Err(OpenError::KeyCollision {
+                dev: layout.key_path.0,
+                ino: layout.key_path.1,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Validates a copy of a header as `open` does, with its errors.
 pub(crate) fn validate_header(
     header: &[u8; HEADER_SIZE],
@@ -373,6 +387,7 @@ impl Channel {
         layout.creator_pid = sys::current_pid() as u32;
         layout.creator_uid = sys::current_uid();
         layout.sem_id = sems.id();
+        layout.key_path = key.path_identity().unwrap_or((0, 0));
         layout.created_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -451,6 +466,7 @@ impl Channel {
             std::thread::sleep(Duration::from_millis(1));
         }
         let layout = validate_header(&copy_header(&attachment), stat.size)?;
+        check_key_path(key, &layout)?;
         if attachment.len() < layout.segment_len {
             return Err(OpenError::NotAChannel);
         }
@@ -500,8 +516,14 @@ impl Channel {
             }
             Err(e) => return Err(open_err("shmget", e)),
         };
-        let (_, att) = attach_read_only(segment)?;
+        let (stat, att) = attach_read_only(segment)?;
         let magic = read_magic(&att);
+        if magic == MAGIC {
+            // Another path's channel at a colliding ftok key stays.
+            if let Ok(layout) = validate_header(&copy_header(&att), stat.size) {
+                check_key_path(key, &layout)?;
+            }
+        }
         let ours = magic == MAGIC || (magic == 0 && sems.is_some());
         drop(att);
         if !ours {

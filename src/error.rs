@@ -38,6 +38,15 @@ pub enum OpenError {
         /// The channel's number of sender slots.
         slots: usize,
     },
+    /// The key came from `ftok` of a path, and the channel at it was
+    /// created from another path that `ftok` maps to the same key (an ftok
+    /// collision); nothing was touched.
+    KeyCollision {
+        /// Device of the path the channel was created from.
+        dev: u64,
+        /// Inode of the path the channel was created from.
+        ino: u64,
+    },
     /// The options cannot make a channel; the text says why.
     InvalidOptions(String),
     /// Any other system error.
@@ -61,6 +70,10 @@ impl fmt::Display for OpenError {
             OpenError::TooManySenders { slots } => write!(
                 f,
                 "all {slots} sender slots of the channel are in use by live senders"
+            ),
+            OpenError::KeyCollision { dev, ino } => write!(
+                f,
+                "the channel at this key belongs to another path with the same ftok key (inode {ino} on device {dev:#x})"
             ),
             OpenError::InvalidOptions(why) => write!(f, "invalid options: {why}"),
             OpenError::Io(e) => write!(f, "system error: {e}"),

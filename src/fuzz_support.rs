@@ -235,6 +235,7 @@ pub fn consumer(data: &[u8]) {
         creator_uid: 0,
         created_at: 0,
         sem_id: 0,
+        key_path: (0, 0),
     };
     let mut image = segment_image(&layout, head, tail);
     {
@@ -369,6 +370,7 @@ fn consumer_mpsc(
         creator_uid: 0,
         created_at: 0,
         sem_id: 0,
+        key_path: (0, 0),
     };
     let mut image = segment_image(&layout, head, tail);
     {

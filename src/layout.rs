@@ -16,6 +16,8 @@
 //!      64     4     0  state            creator, last, Release (READY)
 //!      68     4     0  sender_slots     creator, once (MPSC: slots; SPSC: 0)
 //!      72     4     0  sem_id           creator, once (the semaphore set's id)
+//!      80     8     0  key_dev          creator, once (ftok key: the path's device)
+//!      88     8     0  key_ino          creator, once (ftok key: the path's inode)
 //!     128     8     1  tail             producer: end of committed records
 //!     192     8     1  sent_messages    SPSC producer: messages committed
 //!     200     8     1  sent_bytes       SPSC producer: payload bytes committed
@@ -104,6 +106,10 @@ pub mod offset {
     pub const SENDER_SLOTS: usize = 68;
     /// `sem_id`
     pub const SEM_ID: usize = 72;
+    /// `key_dev`
+    pub const KEY_DEV: usize = 80;
+    /// `key_ino`
+    pub const KEY_INO: usize = 88;
     /// The first sender slot (MPSC).
     pub const SENDER_TABLE: usize = super::HEADER_SIZE;
     /// The ring's shared state ([`super::RingState`]).
@@ -367,7 +373,8 @@ mod asserts {
     );
     const_assert_eq!(offset_of!(SenderSlot, sent_messages), 16);
     const_assert_eq!(offset_of!(SenderSlot, sent_bytes), 24);
-    const_assert!(offset::SEM_ID + 4 <= LINE);
+    const_assert!(offset::SEM_ID + 4 <= offset::KEY_DEV);
+    const_assert!(offset::KEY_INO + 8 <= LINE);
     const_assert_eq!(offset::RING_STATE + size_of::<RingState>(), HEADER_SIZE);
     const_assert_eq!(size_of::<AtomicU64>(), 8);
     const_assert_eq!(size_of::<AtomicU32>(), 4);
@@ -403,6 +410,9 @@ pub struct Layout {
     /// (for finding the set of a channel with a private key; a hint, to be
     /// checked against the set itself).
     pub sem_id: i32,
+    /// For a channel created with an `ftok` key: the device and inode of
+    /// the path (0, 0 otherwise). Tells a colliding path from the real one.
+    pub key_path: (u64, u64),
 }
 
 impl Layout {
@@ -435,6 +445,7 @@ impl Layout {
             creator_uid: 0,
             created_at: 0,
             sem_id: 0,
+            key_path: (0, 0),
         };
         let slots = match flavor {
             Flavor::Spsc => 0,
@@ -497,6 +508,8 @@ impl Layout {
             &(self.sender_slots as u32).to_ne_bytes(),
         );
         put(&mut b, offset::SEM_ID, &self.sem_id.to_ne_bytes());
+        put(&mut b, offset::KEY_DEV, &self.key_path.0.to_ne_bytes());
+        put(&mut b, offset::KEY_INO, &self.key_path.1.to_ne_bytes());
         b
     }
 }
@@ -764,6 +777,10 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
         creator_uid: get_u32(bytes, offset::CREATOR_UID),
         created_at: get_u64(bytes, offset::CREATED_AT),
         sem_id: get_u32(bytes, offset::SEM_ID) as i32,
+        key_path: (
+            get_u64(bytes, offset::KEY_DEV),
+            get_u64(bytes, offset::KEY_INO),
+        ),
     })
 }
 

@@ -12,8 +12,8 @@
 
 use std::io;
 
-use crate::channel::validate_header;
 use crate::channel::{attach_read_only, copy_header, open_err, read_magic, state_word};
+use crate::channel::{check_key_path, validate_header};
 use crate::channel::{Channel, NSEMS, SEM_RECEIVERS, SEM_SENDERS};
 use crate::error::OpenError;
 use crate::layout::{offset, Flavor, Layout, RingState, SenderSlot};
@@ -302,6 +302,7 @@ fn inspect_segment(key: Key, shm_id: i32) -> Result<Stats, OpenError> {
         return Err(OpenError::NotInitialized);
     }
     let layout = validate_header(&copy_header(&att), st.size)?;
+    check_key_path(key, &layout)?;
     if att.len() < layout.segment_len {
         return Err(OpenError::NotAChannel);
     }

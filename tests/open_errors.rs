@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use shmchan::layout::{offset, HeaderError};
 use shmchan::{
-    Channel, Flavor, OpenError, Options, RecvError, SendError, SendTimeoutError, TryRecvError,
+    Channel, Flavor, Key, OpenError, Options, RecvError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
 use std::time::{Duration, Instant};
@@ -717,4 +717,42 @@ fn corrupted_ring_state_written_by_another_process_is_reported() {
     drop(dog);
     drop((tx, rx));
     finish(ch, guard);
+}
+
+/// Keys from `ftok` of two paths can collide. The header records the
+/// device and inode of the creator's path, so a colliding path gets
+/// `KeyCollision` from open, inspect and remove_key, and the real channel is
+/// untouched. (A colliding path is stood for by a key with the same number
+/// and another inode: real collisions need inodes 65536 apart.)
+#[test]
+fn ftok_collision_is_told_apart_from_the_real_channel() {
+    let path = std::env::temp_dir().join(format!("shmchan-ftok-{}", std::process::id()));
+    std::fs::write(&path, b"").unwrap();
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _rm = Rm(path.clone());
+    let key = Key::ftok(&path, 0x5c).unwrap();
+    let _guard = KeyGuard(key);
+    let ch = Channel::create(key, Options::default().capacity(4096)).unwrap();
+    ch.sender().unwrap().send(b"mine").unwrap();
+    let (dev, ino) = key.path_identity().expect("an ftok key knows its path");
+    assert_eq!(ch.layout().key_path, (dev, ino));
+    assert_eq!(ch.layout().creator_uid, shmchan::sys::current_uid());
+    // The same path, and the bare number, open it.
+    Channel::open(Key::ftok(&path, 0x5c).unwrap()).unwrap();
+    Channel::open(Key::raw(key.as_raw())).unwrap();
+    // Another path with the same key does not.
+    let other = Key::with_path_identity(key.as_raw(), dev, ino + 65536);
+    assert_eq!(other, key, "keys compare by number");
+    let collision = |r: OpenError| matches!(r, OpenError::KeyCollision { dev: d, ino: i } if d == dev && i == ino);
+    assert!(collision(Channel::open(other).unwrap_err()));
+    assert!(collision(Channel::inspect(other).unwrap_err()));
+    assert!(collision(Channel::remove_key(other).unwrap_err()));
+    assert!(key_in_use(key), "remove_key removed another path's channel");
+    let st = Channel::inspect(key).unwrap();
+    assert_eq!(st.counters.waiting(), 1, "the channel was changed");
 }

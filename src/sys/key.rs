@@ -10,8 +10,32 @@ use std::path::Path;
 ///
 /// Both IPC objects of a channel (its segment and its semaphore set) use the
 /// same key; the kernel keeps separate namespaces for the two kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Key(i32);
+///
+/// A key made by [`Key::ftok`] also remembers the device and inode of its
+/// path: a channel created with it records them in its header, and opening
+/// it with a key from another path that `ftok` maps to the same number
+/// gives [`crate::OpenError::KeyCollision`] instead of someone else's
+/// channel. Keys compare (and hash) by their number only.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    raw: i32,
+    /// `(st_dev, st_ino)` of the path an `ftok` key came from.
+    path: Option<(u64, u64)>,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.raw.hash(state);
+    }
+}
 
 impl Key {
     /// `ftok(path, proj_id)`: a key derived from an existing file's inode and
@@ -48,33 +72,60 @@ impl Key {
                 format!("ftok({}, {proj_id}): {e}", path.display()),
             ));
         }
-        Ok(Key(key))
+        let meta = std::fs::metadata(path)?;
+        use std::os::unix::fs::MetadataExt;
+        Ok(Key {
+            raw: key,
+            path: Some((meta.dev(), meta.ino())),
+        })
     }
 
     /// A key given as a number (`0x1234`). Zero is `IPC_PRIVATE`.
     pub const fn raw(key: i32) -> Key {
-        Key(key)
+        Key {
+            raw: key,
+            path: None,
+        }
+    }
+
+    /// Test hook, not part of the API: the key `raw` as if `ftok` had made
+    /// it from a path with this device and inode (to stand for a colliding
+    /// path, which is hard to come by on purpose).
+    #[doc(hidden)]
+    pub const fn with_path_identity(raw: i32, dev: u64, ino: u64) -> Key {
+        Key {
+            raw,
+            path: Some((dev, ino)),
+        }
+    }
+
+    /// `(device, inode)` of the path of an `ftok` key.
+    pub const fn path_identity(self) -> Option<(u64, u64)> {
+        self.path
     }
 
     /// `IPC_PRIVATE`: a channel with no key, for a parent and the children it
     /// forks after creating it. It cannot be opened by key.
     pub const fn private() -> Key {
-        Key(libc::IPC_PRIVATE)
+        Key {
+            raw: libc::IPC_PRIVATE,
+            path: None,
+        }
     }
 
     /// Whether this is `IPC_PRIVATE`.
     pub const fn is_private(self) -> bool {
-        self.0 == libc::IPC_PRIVATE
+        self.raw == libc::IPC_PRIVATE
     }
 
     /// The numeric key.
     pub const fn as_raw(self) -> i32 {
-        self.0
+        self.raw
     }
 }
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#010x}", self.0 as u32)
+        write!(f, "{:#010x}", self.raw as u32)
     }
 }

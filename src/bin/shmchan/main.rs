@@ -189,6 +189,9 @@ pub fn open_failure(e: &OpenError, at: &str, side: &str) -> String {
         OpenError::Busy => format!(
             "the channel at {at} already has a live {side}; an SPSC channel allows one (create it with --mpsc for several senders)"
         ),
+        OpenError::KeyCollision { .. } => format!(
+            "{at}: {e}; pick another --proj or a numeric key"
+        ),
         OpenError::TooManySenders { .. } => {
             format!("the channel at {at}: {e}; create it with a larger --max-senders")
         }
