@@ -74,8 +74,15 @@ fn attack(flavor: Flavor, targeted: bool) {
     let end = Instant::now() + ATTACK;
     let mut rx = ch.receiver().unwrap();
     rx.set_recovery_timeout(Duration::from_millis(5));
+    // Set once the sender has registered: the attack starts after it (an
+    // endpoint opened on a damaged channel is refused, rightly).
+    let ready = shmchan::sys::SharedMemory::new(4096).unwrap();
+    // SAFETY: the first word of a zero-filled shared mapping that outlives
+    // the reference; zero is a valid AtomicU64.
+    let ready = unsafe { &*ready.as_ptr().cast::<std::sync::atomic::AtomicU64>() };
     let mut sender = spawn(|| {
         let mut tx = ch.sender().expect("sender");
+        ready.store(1, std::sync::atomic::Ordering::SeqCst);
         let mut n = 0u64;
         while Instant::now() < end {
             let len = (n % 700) as usize;
@@ -91,7 +98,10 @@ fn attack(flavor: Flavor, targeted: bool) {
     let mut attacker = spawn(|| {
         let mut rng = Rng(common::mono_ns() | 1);
         // Let some traffic flow first.
-        std::thread::sleep(Duration::from_millis(100));
+        while ready.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
         with_raw_segment(key, |b| {
             let len = b.len();
             while Instant::now() < end {

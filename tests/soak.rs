@@ -215,8 +215,11 @@ fn attacked_channel(time: Duration) -> (Vec<Child>, Channel, common::KeyGuard, S
     let end = Instant::now() + time;
     let writes = Shared(SharedMemory::new(4096).unwrap());
     let mut kids = Vec::new();
+    // Word 0: writes made; word 1: endpoints ready (the attack starts once
+    // both are: opening an endpoint on a damaged channel fails, rightly).
     kids.push(spawn(|| {
         let mut tx = ch.sender().unwrap();
+        writes.add(1, 1);
         while Instant::now() < end {
             let _ = tx.send_timeout(&[9; 100], Duration::from_millis(10));
         }
@@ -225,6 +228,7 @@ fn attacked_channel(time: Duration) -> (Vec<Child>, Channel, common::KeyGuard, S
     kids.push(spawn(|| {
         let mut rx = ch.receiver().unwrap();
         rx.set_recovery_timeout(Duration::from_millis(5));
+        writes.add(1, 1);
         while Instant::now() < end {
             let _ = rx.recv_timeout(Duration::from_millis(10)).map(|m| m.len());
         }
@@ -240,6 +244,9 @@ fn attacked_channel(time: Duration) -> (Vec<Child>, Channel, common::KeyGuard, S
             (1 << 63) | 1,
             0,
         ];
+        while writes.get(1) < 2 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         with_raw_segment(key, |b| {
             while Instant::now() < end {
                 let off = match rng.below(4) {
@@ -302,13 +309,10 @@ fn soak_kills_restarts_and_corruption() {
     for (i, p) in procs.iter_mut().enumerate() {
         assert_eq!(p.wait_timeout(Duration::from_secs(60)), 0, "process {i}");
     }
-    for mut k in attack_kids {
-        assert_eq!(
-            k.wait_timeout(Duration::from_secs(60)),
-            0,
-            "an attacked endpoint"
-        );
-    }
+    let attacked: Vec<i32> = attack_kids
+        .into_iter()
+        .map(|mut k| k.wait_timeout(Duration::from_secs(60)))
+        .collect();
     let mut tail_lost = 0;
     for p in 0..2 {
         // Whatever the last producer sent reached the receivers.
@@ -330,6 +334,7 @@ fn soak_kills_restarts_and_corruption() {
         time.as_secs_f64(),
         writes.get(0)
     );
+    assert_eq!(attacked, [0, 0, 0], "the attacked channel's processes");
     assert_eq!(bad, 0, "torn, foreign or out-of-order messages");
     assert_eq!(lost, 0, "messages lost");
     assert!(delivered > 1000, "only {delivered} messages went through");
