@@ -756,3 +756,38 @@ fn ftok_collision_is_told_apart_from_the_real_channel() {
     let st = Channel::inspect(key).unwrap();
     assert_eq!(st.counters.waiting(), 1, "the channel was changed");
 }
+
+/// A foreign segment with a foreign semaphore set of another size at our
+/// key: open, inspect and remove_key say NotAChannel, and neither the
+/// segment's bytes nor the set's values change.
+#[test]
+fn foreign_segment_and_semaphore_set_of_other_sizes_are_left_alone() {
+    for nsems in [1, 3, 5, 7] {
+        let key = unique_key();
+        let guard = KeyGuard(key);
+        plain_segment(key, 8192);
+        with_raw_segment(key, scribble);
+        let set = plain_semset(key, nsems);
+        for n in 0..nsems {
+            // SAFETY: SETVAL on a set we created, with an int argument.
+            assert_eq!(unsafe { libc::semctl(set, n, libc::SETVAL, 40 + n) }, 0);
+        }
+        let bytes = segment_bytes(key);
+        assert!(matches!(Channel::open(key), Err(OpenError::NotAChannel)));
+        assert!(matches!(Channel::inspect(key), Err(OpenError::NotAChannel)));
+        assert!(matches!(
+            Channel::remove_key(key),
+            Err(OpenError::NotAChannel)
+        ));
+        assert!(
+            segment_bytes(key) == bytes,
+            "the foreign segment was written"
+        );
+        for n in 0..nsems {
+            assert_eq!(sem_val(set, n as u16), 40 + n, "semaphore {n} of {nsems}");
+        }
+        assert_eq!(sem_at(key), Some(set));
+        drop(guard);
+        assert!(!key_in_use(key));
+    }
+}
