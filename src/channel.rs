@@ -284,6 +284,17 @@ pub(crate) fn copy_header(att: &Attachment) -> [u8; HEADER_SIZE] {
     out
 }
 
+/// Removes a channel's segment, then its semaphore set (if known).
+pub(crate) fn remove_objects(segment: Segment, sems: Option<SemSet>) -> Result<(), OpenError> {
+    segment
+        .remove()
+        .map_err(|e| open_err("shmctl(IPC_RMID)", e))?;
+    if let Some(s) = sems {
+        s.remove().map_err(|e| open_err("semctl(IPC_RMID)", e))?;
+    }
+    Ok(())
+}
+
 /// The segment's status and a read-only attachment of it, once it is
 /// known to be large enough to hold a header ([`OpenError::NotAChannel`]
 /// if not).
@@ -529,13 +540,7 @@ impl Channel {
         if !ours {
             return Err(OpenError::NotAChannel);
         }
-        segment
-            .remove()
-            .map_err(|e| open_err("shmctl(IPC_RMID)", e))?;
-        if let Some(s) = sems {
-            s.remove().map_err(|e| open_err("semctl(IPC_RMID)", e))?;
-        }
-        Ok(())
+        remove_objects(segment, sems)
     }
 
     /// The key the channel lives under.

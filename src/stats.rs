@@ -13,7 +13,7 @@
 use std::io;
 
 use crate::channel::{attach_read_only, copy_header, open_err, read_magic, state_word};
-use crate::channel::{check_key_path, validate_header};
+use crate::channel::{check_key_path, remove_objects, validate_header};
 use crate::channel::{Channel, NSEMS, SEM_RECEIVERS, SEM_SENDERS};
 use crate::error::OpenError;
 use crate::layout::{offset, Flavor, Layout, RingState, SenderSlot};
@@ -174,13 +174,7 @@ impl Listing {
             Found::Channel(st) => st.sem_id.map(SemSet::from_id),
             _ => None,
         };
-        segment
-            .remove()
-            .map_err(|e| open_err("shmctl(IPC_RMID)", e))?;
-        if let Some(s) = sems {
-            s.remove().map_err(|e| open_err("semctl(IPC_RMID)", e))?;
-        }
-        Ok(())
+        remove_objects(segment, sems)
     }
 }
 

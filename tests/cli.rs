@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use common::{plain_segment, sem_at, shm_at, unique_key, with_raw_segment, KeyGuard};
+use common::{plain_segment, sem_at, shm_at, unique_key, with_raw_segment, KeyGuard, Rng};
 use shmchan::{Channel, Found, Key, Options};
 
 fn shmchan() -> Command {
@@ -86,27 +86,6 @@ fn hex(key: Key) -> String {
 fn fresh_key() -> (Key, String, KeyGuard) {
     let key = unique_key();
     (key, hex(key), KeyGuard(key))
-}
-
-/// A deterministic byte stream (xorshift), seeded per test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-fn seed() -> u64 {
-    let s = common::mono_ns() | 1;
-    eprintln!("seed {s:#x}");
-    s
 }
 
 /// A file under the temp directory, removed on drop.
@@ -195,7 +174,7 @@ fn framed_records_of_random_bytes_round_trip() {
         "--max-message",
         "8K",
     ]));
-    let mut rng = Rng(seed());
+    let mut rng = Rng::new();
     let mut input = Vec::new();
     let mut records = 0;
     for i in 0..3000 {

@@ -8,13 +8,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fresh, key_in_use, shm_at, spawn, unique_key, wait_until, KeyGuard, Watchdog};
+use common::{
+    fresh, key_in_use, shm_at, spawn, unique_key, wait_until, KeyGuard, Rng, SharedWords, Watchdog,
+};
 use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-use shmchan::sys::SharedMemory;
 use shmchan::{
     Channel, Flavor, OpenError, Options, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
@@ -25,23 +26,6 @@ fn iterations() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200)
-}
-
-/// xorshift64, seeded from the clock (the seed is printed).
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let s = common::mono_ns() | 1;
-        eprintln!("seed {s:#x}");
-        Rng(s)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// Message `seq` of sender `from`: its tag, number and every byte follow
@@ -74,21 +58,6 @@ fn parse(m: &[u8]) -> (u8, u64) {
     (from, seq)
 }
 
-/// Shared counters, one 8-byte word each, visible to forked children.
-struct Shared(SharedMemory);
-
-impl Shared {
-    fn new(words: usize) -> Shared {
-        Shared(SharedMemory::new((words * 8).max(4096)).expect("shared mapping"))
-    }
-    fn at(&self, i: usize) -> &AtomicU64 {
-        assert!((i + 1) * 8 <= self.0.len());
-        // SAFETY: word i of a zero-filled, page-aligned shared mapping that
-        // lives as long as self; zero is a valid AtomicU64.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
-    }
-}
-
 /// A sender process SIGKILLed at a random moment, again and again, while
 /// the receiver (this process) reads: every message arrives whole and in
 /// order, every committed one arrives, then `Disconnected`; the next
@@ -107,7 +76,7 @@ fn sender_kill_loop(flavor: Flavor) {
     rx.set_recovery_timeout(Duration::from_millis(4));
     // Word 0: messages the victim's sends returned; words 1 and 2: the
     // iteration whose victim, whose steady sender has registered.
-    let committed = Shared::new(3);
+    let committed = SharedWords::new(3);
     let mut rng = Rng::new();
     let mut next = [0u64; 2];
     let mut between = 0;
@@ -237,7 +206,7 @@ fn receiver_killed_while_holding_a_message_loses_nothing() {
     let _dog = Watchdog::new(guard.0, Duration::from_secs(240));
     // Word 0: entries in the log; then the log (seqs, and MARK where a
     // receiver starts).
-    let log = Shared::new(2 * MAX as usize + kills as usize + 16);
+    let log = SharedWords::new(2 * MAX as usize + kills as usize + 16);
     let done = AtomicBool::new(false);
     let mut total = 0;
     let append = |v: u64| {
@@ -391,7 +360,7 @@ fn signals_hammering_sleepers_change_nothing() {
     let (from_child, g2) = fresh(Options::default().capacity(4096).max_message(64));
     let _d1 = Watchdog::new(g1.0, Duration::from_secs(60));
     let _d2 = Watchdog::new(g2.0, Duration::from_secs(60));
-    let ready = Shared::new(1);
+    let ready = SharedWords::new(1);
     let mut tx = to_child.sender().unwrap();
     let mut rx = from_child.receiver().unwrap();
     let mut child = spawn(|| {

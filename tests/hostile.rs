@@ -11,23 +11,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fresh, spawn, with_raw_segment, Watchdog};
+use common::{fresh, spawn, with_raw_segment, Rng, Watchdog};
 use shmchan::layout::offset;
 use shmchan::{Channel, Flavor, Options, RecvTimeoutError, SendTimeoutError};
 
 /// How long the attack lasts.
 const ATTACK: Duration = Duration::from_millis(1200);
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// One write of the attack: an offset in the segment and 8 bytes.
 fn blow(rng: &mut Rng, len: usize, data: usize, capacity: u64, targeted: bool) -> (usize, u64) {
@@ -96,7 +85,7 @@ fn attack(flavor: Flavor, targeted: bool) {
         0
     });
     let mut attacker = spawn(|| {
-        let mut rng = Rng(common::mono_ns() | 1);
+        let mut rng = Rng::new();
         // Let some traffic flow first.
         while ready.load(std::sync::atomic::Ordering::SeqCst) == 0 {
             std::thread::sleep(Duration::from_millis(1));

@@ -12,9 +12,8 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{fresh, spawn, with_raw_segment, Child, Watchdog};
+use common::{fresh, spawn, with_raw_segment, Child, Rng, SharedWords, Watchdog};
 use shmchan::layout::offset;
-use shmchan::sys::SharedMemory;
 use shmchan::{Channel, Flavor, OpenError, Options, RecvTimeoutError, SendTimeoutError};
 
 fn soak_time() -> Duration {
@@ -23,17 +22,6 @@ fn soak_time() -> Duration {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3.0f64);
     Duration::from_secs_f64(secs)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// Message `seq` of producer `p`: every byte follows from the two.
@@ -72,14 +60,11 @@ mod word {
     pub const EXEMPT_ROOM: usize = 1 << 16;
 }
 
-struct Shared(SharedMemory);
+struct Shared(SharedWords);
 
 impl Shared {
     fn at(&self, i: usize) -> &AtomicU64 {
-        assert!((i + 1) * 8 <= self.0.len());
-        // SAFETY: word i of a zero-filled shared mapping that outlives the
-        // reference; zero is a valid AtomicU64.
-        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
+        self.0.at(i)
     }
     fn get(&self, i: usize) -> u64 {
         self.at(i).load(Ordering::SeqCst)
@@ -213,7 +198,7 @@ fn attacked_channel(time: Duration) -> (Vec<Child>, Channel, common::KeyGuard, S
     let key = guard.0;
     let layout = ch.layout();
     let end = Instant::now() + time;
-    let writes = Shared(SharedMemory::new(4096).unwrap());
+    let writes = Shared(SharedWords::new(2));
     let mut kids = Vec::new();
     // Word 0: writes made; word 1: endpoints ready (the attack starts once
     // both are: opening an endpoint on a damaged channel fails, rightly).
@@ -235,7 +220,7 @@ fn attacked_channel(time: Duration) -> (Vec<Child>, Channel, common::KeyGuard, S
         0
     }));
     kids.push(spawn(|| {
-        let mut rng = Rng(common::mono_ns() | 1);
+        let mut rng = Rng::new();
         let bad = [
             u64::MAX,
             7,
@@ -278,10 +263,10 @@ fn soak_kills_restarts_and_corruption() {
     );
     let _dog = Watchdog::new(guard.0, time + Duration::from_secs(120));
     let words = word::EXEMPT + 2 * (word::EXEMPT_ROOM + 1);
-    let sh = Shared(SharedMemory::new(words * 8).unwrap());
+    let sh = Shared(SharedWords::new(words));
     let (attack_kids, _attacked, attacked_guard, writes) = attacked_channel(time);
     let _dog2 = Watchdog::new(attacked_guard.0, time + Duration::from_secs(120));
-    let mut rng = Rng(common::mono_ns() | 1);
+    let mut rng = Rng::new();
     let mut procs = [
         producer(&ch, &sh, 0),
         producer(&ch, &sh, 1),

@@ -535,3 +535,43 @@ impl SharedCounters {
         unsafe { &*self.mem.as_ptr().cast::<AtomicU64>().add(i) }
     }
 }
+
+/// xorshift64 for the tests' random choices; [`Rng::new`] seeds it from the
+/// clock and prints the seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn new() -> Rng {
+        let s = mono_ns() | 1;
+        eprintln!("seed {s:#x}");
+        Rng(s)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// 8-byte words in an anonymous shared mapping, visible to forked children.
+pub struct SharedWords(shmchan::sys::SharedMemory);
+
+impl SharedWords {
+    pub fn new(words: usize) -> SharedWords {
+        SharedWords(shmchan::sys::SharedMemory::new((words * 8).max(4096)).expect("shared mapping"))
+    }
+    pub fn at(&self, i: usize) -> &AtomicU64 {
+        assert!((i + 1) * 8 <= self.0.len());
+        // SAFETY: word i of a zero-filled, page-aligned shared mapping that
+        // lives as long as self; zero is a valid AtomicU64.
+        unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
+    }
+}
