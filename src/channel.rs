@@ -750,7 +750,8 @@ impl Registration {
     /// relaxed load, cheap enough for every operation.
     #[inline]
     fn forked(&self) -> bool {
-        self.generation != sys::fork_generation()
+        // The handler was registered when this registration was made.
+        self.generation != sys::forks_seen()
     }
 }
 

@@ -40,6 +40,13 @@ pub fn fork_generation() -> u64 {
         // atomic (async-signal-safe); no prepare or parent handler.
         unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
     });
+    forks_seen()
+}
+
+/// [`fork_generation`] without the registration check, for the fast path
+/// of an endpoint that called `fork_generation` when it was made.
+#[inline]
+pub fn forks_seen() -> u64 {
     // Relaxed: see count_fork_in_child.
     FORKS.load(std::sync::atomic::Ordering::Relaxed)
 }
