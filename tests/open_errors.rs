@@ -791,3 +791,73 @@ fn foreign_segment_and_semaphore_set_of_other_sizes_are_left_alone() {
         assert!(!key_in_use(key));
     }
 }
+
+/// Runs `f` in a child that has dropped to `uid`/`gid` (no supplementary
+/// groups); returns its exit code.
+fn as_user(uid: u32, gid: u32, f: impl FnOnce() -> i32) -> i32 {
+    let mut child = spawn(|| {
+        // SAFETY: plain credential calls in a single-threaded child: groups
+        // first, then gid, then uid (after which no more changes are allowed).
+        let ok = unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setgid(gid) == 0
+                && libc::setuid(uid) == 0
+        };
+        if !ok {
+            return 90;
+        }
+        f()
+    });
+    child.wait_timeout(T)
+}
+
+/// The mode is honoured for the segment and for the semaphore set, by a
+/// process of another user: 0600 refuses it, 0666 lets it send, 0660 lets
+/// it in through its group, 0640 refuses it (it cannot write), and a
+/// semaphore set narrower than its segment refuses it too.
+#[test]
+fn the_mode_is_honoured_for_another_user() {
+    const NOBODY: u32 = 65534;
+    const DENIED: i32 = 3;
+    let attempt = |key: shmchan::Key| {
+        move || match Channel::open(key).and_then(|c| c.sender()) {
+            Ok(mut tx) => match tx.send(b"from nobody") {
+                Ok(()) => 0,
+                Err(_) => 2,
+            },
+            Err(OpenError::PermissionDenied) => DENIED,
+            Err(_) => 1,
+        }
+    };
+    for (mode, gid, want) in [
+        (0o600, NOBODY, DENIED),
+        (0o666, NOBODY, 0),
+        (0o660, 0, 0),
+        (0o640, 0, DENIED),
+    ] {
+        let (ch, _guard) = fresh(Options::default().mode(mode).capacity(4096));
+        assert_eq!(
+            as_user(NOBODY, gid, attempt(ch.key())),
+            want,
+            "mode {mode:o}"
+        );
+        let st = Channel::inspect(ch.key()).unwrap();
+        let sent = if want == 0 { 1 } else { 0 };
+        assert_eq!(st.counters.sent_messages, sent, "mode {mode:o}");
+        if want == 0 {
+            let mut rx = ch.receiver().unwrap();
+            assert_eq!(&*rx.recv().unwrap(), b"from nobody");
+        }
+    }
+    // The segment open to all, the semaphore set owner-only.
+    let (ch, _guard) = fresh(Options::default().mode(0o666).capacity(4096));
+    // SAFETY: semid_ds is plain data; zeroed is a valid value.
+    let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: IPC_STAT then IPC_SET on our own set with a valid semid_ds.
+    unsafe {
+        assert_eq!(libc::semctl(ch.sem_id(), 0, libc::IPC_STAT, &mut ds), 0);
+        ds.sem_perm.mode = 0o600;
+        assert_eq!(libc::semctl(ch.sem_id(), 0, libc::IPC_SET, &mut ds), 0);
+    }
+    assert_eq!(as_user(NOBODY, NOBODY, attempt(ch.key())), DENIED);
+}
