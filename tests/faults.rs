@@ -198,6 +198,19 @@ fn mpsc_sender_killed_at_random_points_beside_a_live_one() {
 /// (at-least-once for the message in hand).
 #[test]
 fn receiver_killed_while_holding_a_message_loses_nothing() {
+    receiver_kill_loop(1);
+}
+
+/// As above, with receivers taking batches of up to 32 messages
+/// (`recv_batch`, released at the end of each): a receiver killed in the
+/// middle of a batch leaves the whole batch to the next one.
+#[test]
+fn receiver_killed_in_the_middle_of_a_batch_loses_nothing() {
+    receiver_kill_loop(32);
+}
+
+/// `batch` 1: `recv`, holding each message a little; more: `recv_batch`.
+fn receiver_kill_loop(batch: usize) {
     const MARK: u64 = u64::MAX;
     let kills = iterations() as u64;
     // The sender streams until the kills are over (at most this many).
@@ -246,6 +259,21 @@ fn receiver_killed_while_holding_a_message_loses_nothing() {
                     }
                 };
                 append(MARK);
+                if batch > 1 {
+                    loop {
+                        let r = rx.recv_batch(batch, |m| {
+                            append(parse(m).1);
+                            for _ in 0..hold * 50 {
+                                std::hint::spin_loop();
+                            }
+                        });
+                        match r {
+                            Ok(n) => assert!((1..=batch).contains(&n)),
+                            Err(RecvError::Disconnected) => return 0,
+                            Err(e) => panic!("recv_batch: {e}"),
+                        }
+                    }
+                }
                 loop {
                     let m = match rx.recv() {
                         Ok(m) => m,
@@ -279,28 +307,37 @@ fn receiver_killed_while_holding_a_message_loses_nothing() {
         total = sender.join().unwrap();
     });
     let n = log.at(0).load(Ordering::SeqCst) as usize;
+    // Each receiver's log runs on consecutively from where it started; a
+    // new one starts at the first message not yet delivered, or up to
+    // `batch` messages before it (what its killed predecessor held).
     let mut expect = 0u64;
-    let mut after_mark = false;
+    let mut at: Option<u64> = None; // the next value this receiver logs
     let mut again = 0;
     for i in 0..n {
         let v = log.at(i + 1).load(Ordering::SeqCst);
         if v == MARK {
-            after_mark = true;
+            at = None;
             continue;
         }
+        match at {
+            None => assert!(
+                v <= expect && expect - v <= batch as u64,
+                "log entry {i}: a receiver started at {v}, the first not delivered was {expect}"
+            ),
+            Some(a) => assert_eq!(v, a, "log entry {i}: out of order"),
+        }
+        at = Some(v + 1);
         if v == expect {
             expect += 1;
         } else {
-            assert!(
-                after_mark && v + 1 == expect,
-                "log entry {i}: got {v}, expected {expect} (after a restart: {after_mark})"
-            );
             again += 1;
         }
-        after_mark = false;
     }
     assert_eq!(expect, total, "messages received");
-    eprintln!("{kills} receivers killed, {total} messages, {again} delivered again (in hand)");
+    eprintln!(
+        "batch {batch}: {kills} receivers killed, {total} messages, {again} delivered again \
+         (held by a killed receiver)"
+    );
 }
 
 /// A creator killed after writing the header and before marking the

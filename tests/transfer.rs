@@ -163,3 +163,34 @@ fn parent_to_child_iter_ends_at_disconnect() {
     drop(dog);
     finish(ch, guard);
 }
+
+/// `recv_batch` passes up to `max` waiting messages in order, in place,
+/// and releases them together at the end (head does not move while `f`
+/// runs); SPSC and MPSC.
+#[test]
+fn recv_batch_reads_in_order_and_releases_at_the_end() {
+    for flavor in [shmchan::Flavor::Spsc, shmchan::Flavor::Mpsc] {
+        let (ch, _guard) = fresh(Options::default().flavor(flavor).capacity(4096));
+        let mut tx = ch.sender().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        for i in 0..10u8 {
+            tx.send(&[i; 24]).unwrap();
+        }
+        let head = ch.stats().unwrap().head;
+        let mut seen = Vec::new();
+        let n = rx
+            .recv_batch(4, |m| {
+                assert_eq!(ch.stats().unwrap().head, head, "released inside the batch");
+                seen.push(m.to_vec());
+            })
+            .unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(seen, (0..4u8).map(|i| vec![i; 24]).collect::<Vec<_>>());
+        assert_eq!(ch.stats().unwrap().head, head + 4 * 32, "{flavor}");
+        let n = rx.recv_batch(100, |m| seen.push(m.to_vec())).unwrap();
+        assert_eq!(n, 6);
+        assert_eq!(seen, (0..10u8).map(|i| vec![i; 24]).collect::<Vec<_>>());
+        drop(tx);
+        assert!(rx.recv_batch(8, |_| panic!("nothing is left")).is_err());
+    }
+}
