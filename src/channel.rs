@@ -612,7 +612,6 @@ impl Channel {
         Ok(Registration {
             inner: self.inner.clone(),
             num,
-            pid: sys::current_pid(),
             generation: sys::fork_generation(),
         })
     }
@@ -738,12 +737,13 @@ struct Registration {
     num: u16,
     /// [`sys::fork_generation`] when registered.
     generation: u64,
-    pid: i32,
 }
 
 impl Registration {
+    /// Whether this process made the registration (not a child that
+    /// inherited it).
     fn owned_here(&self) -> bool {
-        self.pid == sys::current_pid()
+        !self.forked()
     }
 
     /// Whether this process is a child forked after the registration: a

@@ -79,7 +79,8 @@ pub struct Stats {
     pub recv_waiters: u32,
     /// Senders announced as asleep.
     pub send_waiters: u32,
-    /// Processes attached to the segment, not counting the inspection.
+    /// Processes attached to the segment (not counting an inspection's own
+    /// temporary attachment).
     pub attached: u64,
     /// The segment's permission bits.
     pub mode: u32,
@@ -199,10 +200,11 @@ fn find_sems(key: Key, sem_id: i32, creator_uid: u32) -> Option<SemSet> {
 }
 
 /// Reads the changing part of the header of a mapped, validated channel,
-/// and the live counts of `sems`. `attached` is the segment's attach count
-/// not counting the caller's own attachment.
+/// and the live counts of `sems`. `temporary`: `att` was attached only to
+/// look, and is not counted in [`Stats::attached`].
 pub(crate) fn read_stats(
     att: &Attachment,
+    temporary: bool,
     layout: Layout,
     key: Key,
     shm_id: i32,
@@ -266,7 +268,7 @@ pub(crate) fn read_stats(
         receiver_connects: load(&rs.wake.receiver_connects),
         recv_waiters: rs.wake.recv_waiters.load(Ordering::Relaxed),
         send_waiters: rs.wake.send_waiters.load(Ordering::Relaxed),
-        attached: st.nattch.saturating_sub(1),
+        attached: st.nattch.saturating_sub(u64::from(temporary)),
         mode: st.mode,
         uid: st.uid,
         gid: st.gid,
@@ -301,7 +303,7 @@ fn inspect_segment(key: Key, shm_id: i32) -> Result<Stats, OpenError> {
         return Err(OpenError::NotAChannel);
     }
     let sems = find_sems(key, layout.sem_id, st.creator_uid);
-    read_stats(&att, layout, key, shm_id, sems)
+    read_stats(&att, true, layout, key, shm_id, sems)
 }
 
 impl Channel {
@@ -319,7 +321,7 @@ impl Channel {
     pub fn stats(&self) -> Result<Stats, OpenError> {
         let sems = Some(SemSet::from_id(self.sem_id()));
         let att = self.attachment();
-        read_stats(att, self.layout(), self.key(), self.shm_id(), sems)
+        read_stats(att, false, self.layout(), self.key(), self.shm_id(), sems)
     }
 
     /// Every System V segment of the machine that this process can see

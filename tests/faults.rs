@@ -570,7 +570,25 @@ fn inherited_endpoints_are_refused_in_a_forked_child() {
         Some(1),
         "liveness count changed"
     );
+    // Dropping inherited endpoints in a child leaves the registrations,
+    // the sender slot and the counters alone.
+    let before = ch.stats().unwrap();
+    let mut child = spawn(|| {
+        // SAFETY: the child's own copies of the parent's endpoints (fork
+        // copied the memory); the parent's are not touched, and the child
+        // drops each copy once.
+        let (t, r) = unsafe { (std::ptr::read(&tx), std::ptr::read(&rx)) };
+        drop((t, r));
+        0
+    });
+    assert_eq!(child.wait(), 0);
+    let after = ch.stats().unwrap();
+    assert_eq!((after.senders, after.receivers), (Some(1), Some(1)));
+    assert_eq!(after.counters, before.counters);
+    assert_eq!(after.head, head);
+    tx.send(b"still mine").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"one");
     assert_eq!(&*rx.recv().unwrap(), b"two");
     assert_eq!(&*rx.recv().unwrap(), b"from the child");
+    assert_eq!(&*rx.recv().unwrap(), b"still mine");
 }

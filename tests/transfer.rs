@@ -177,6 +177,9 @@ fn recv_batch_reads_in_order_and_releases_at_the_end() {
             tx.send(&[i; 24]).unwrap();
         }
         let head = ch.stats().unwrap().head;
+        // One attachment: this process's (an inspection's own is not counted).
+        assert_eq!(ch.stats().unwrap().attached, 1);
+        assert_eq!(Channel::inspect(ch.key()).unwrap().attached, 1);
         let mut seen = Vec::new();
         let n = rx
             .recv_batch(4, |m| {
