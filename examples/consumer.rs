@@ -29,7 +29,7 @@ use demo::{create_or_open, demo_key};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmchan::{sys, Channel, OpenError, Options, RecvError};
+use shmchan::{Channel, OpenError, Options, RecvError};
 
 const USAGE: &str = "usage: consumer [--path P] [--count N] [--size BYTES]";
 /// A progress line per this many messages.
@@ -39,7 +39,7 @@ const EVERY: u64 = 100_000;
 /// producer that created the channel exits right after its last message).
 fn creator_gone(channel: &Channel) -> bool {
     let deadline = Instant::now() + Duration::from_secs(2);
-    while sys::process_exists(channel.layout().creator_pid as i32) {
+    while channel.stats().is_ok_and(|s| s.creator_alive) {
         if Instant::now() >= deadline {
             return false;
         }

@@ -5,6 +5,7 @@ use std::io;
 
 use crate::layout::HeaderError;
 use crate::ring::Corrupted;
+use crate::sys::IpcError;
 
 /// Why [`crate::Channel::create`], [`crate::Channel::open`],
 /// [`crate::Channel::sender`] or [`crate::Channel::receiver`] failed.
@@ -95,6 +96,26 @@ impl From<io::Error> for OpenError {
     fn from(e: io::Error) -> OpenError {
         OpenError::Io(e)
     }
+}
+
+/// Maps a system error to an [`OpenError`], keeping the call in the text.
+pub(crate) fn open_err(what: &str, e: IpcError) -> OpenError {
+    match e {
+        IpcError::NotFound => OpenError::NotFound,
+        IpcError::AlreadyExists => OpenError::AlreadyExists,
+        IpcError::PermissionDenied => OpenError::PermissionDenied,
+        e => OpenError::Io(io::Error::new(
+            io::Error::from(e).kind(),
+            format!("{what}: {e}"),
+        )),
+    }
+}
+
+/// Ring positions an endpoint cannot start from: a damaged header.
+pub(crate) fn bad_positions(c: Corrupted) -> OpenError {
+    OpenError::InvalidHeader(HeaderError::BadPositions {
+        detail: c.to_string(),
+    })
 }
 
 macro_rules! simple_display {

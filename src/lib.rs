@@ -105,42 +105,143 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+// The format, public: its constants are what another implementation needs.
 pub mod layout;
-pub mod ring;
-pub mod sync;
-pub mod wait;
 
-#[cfg(not(shmchan_loom))]
-#[doc(hidden)]
-pub mod bench;
+// The lock-free algorithms and the concurrency shim (loom or std); they
+// compile under `--cfg shmchan_loom` too, for the models.
+mod ring;
+mod sync;
+mod wait;
 
-#[cfg(not(shmchan_loom))]
-#[doc(hidden)]
-pub mod fuzz_support;
-
+// The channel layer, over System V (not under loom).
 #[cfg(not(shmchan_loom))]
 mod channel;
 #[cfg(not(shmchan_loom))]
+mod counters;
+#[cfg(not(shmchan_loom))]
+mod doorbell;
+#[cfg(not(shmchan_loom))]
+mod endpoint;
+#[cfg(not(shmchan_loom))]
 mod error;
+#[cfg(not(shmchan_loom))]
+mod options;
+#[cfg(not(shmchan_loom))]
+mod receiver;
+#[cfg(not(shmchan_loom))]
+mod segment;
+#[cfg(not(shmchan_loom))]
+mod sender;
 #[cfg(not(shmchan_loom))]
 mod stats;
 #[cfg(not(shmchan_loom))]
-pub mod sys;
+mod sys;
 
 #[cfg(not(shmchan_loom))]
-pub use channel::{
-    Channel, Grant, Iter, Message, Options, Receiver, Sender, TryIter, DEFAULT_RECOVERY_TIMEOUT,
-};
+pub use channel::Channel;
+#[cfg(not(shmchan_loom))]
+pub use counters::Counters;
 #[cfg(not(shmchan_loom))]
 pub use error::{
     OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 pub use layout::{Flavor, HeaderError, Layout};
+#[cfg(not(shmchan_loom))]
+pub use options::Options;
+#[cfg(not(shmchan_loom))]
+pub use receiver::{Iter, Message, Receiver, TryIter};
+pub use ring::mpsc::DEFAULT_RECOVERY_TIMEOUT;
 pub use ring::Corrupted;
 #[cfg(not(shmchan_loom))]
-pub use stats::{Counters, Found, Listing, Stats};
+pub use sender::{Grant, Sender};
+#[cfg(not(shmchan_loom))]
+pub use stats::{Found, Listing, Stats};
 #[cfg(not(shmchan_loom))]
 pub use sys::Key;
+
+/// The crate's insides, for its loom models and fuzz targets only: not an
+/// API, hidden from the documentation, present only under
+/// `--cfg shmchan_loom` or the `internals` feature, and changed by any
+/// release. Every function here that can break an invariant of the ring
+/// (a second producer, a forged reservation, a lying liveness check, a
+/// plain access to the data region) is `unsafe`, with its contract under
+/// `# Safety`; views borrow the memory they see.
+///
+/// The compiler holds users of this module to that. Each pair below is the
+/// same code twice, once that compiles and once that must not:
+///
+/// A view cannot outlive its ring (a `Copy` view without a lifetime let
+/// safe code write to freed memory):
+///
+/// ```
+/// use shmchan::internals::HeapRing;
+/// let ring = HeapRing::new(64, 56);
+/// let view = ring.view();
+/// assert_eq!(view.capacity(), 64);
+/// ```
+///
+/// ```compile_fail
+/// use shmchan::internals::HeapRing;
+/// let view = {
+///     let ring = HeapRing::new(64, 56);
+///     ring.view() // `ring` does not live long enough
+/// };
+/// assert_eq!(view.capacity(), 64);
+/// ```
+///
+/// A plain write to the data region, and an endpoint, need `unsafe` (two
+/// producers on one ring, or a write racing a reader, are data races):
+///
+/// ```
+/// use shmchan::internals::{spsc, HeapRing};
+/// let ring = HeapRing::new(64, 56);
+/// // SAFETY: one thread; nothing else touches word 0 during the call.
+/// unsafe { ring.view().region().write_u64(0, 7) };
+/// // SAFETY: the only producer of this ring.
+/// let p = unsafe { spsc::Producer::new(ring.view()) }.unwrap();
+/// assert_eq!(p.view().capacity(), 64);
+/// ```
+///
+/// ```compile_fail
+/// use shmchan::internals::HeapRing;
+/// let ring = HeapRing::new(64, 56);
+/// ring.view().region().write_u64(0, 7); // call to unsafe function
+/// ```
+///
+/// ```compile_fail
+/// use shmchan::internals::{spsc, HeapRing};
+/// let ring = HeapRing::new(64, 56);
+/// let p = spsc::Producer::new(ring.view()).unwrap(); // call to unsafe function
+/// assert_eq!(p.view().capacity(), 64);
+/// ```
+#[cfg(any(shmchan_loom, feature = "internals"))]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::layout::lines::{ConsumerLine, ProducerLine, RingState, SenderSlot, WakeLine};
+    pub use crate::ring::cursor::{Cursor, MAX_WAKEUPS};
+    pub use crate::ring::heap::HeapRing;
+    pub use crate::ring::{mpsc, spsc, wake};
+    pub use crate::ring::{Corrupted, Record, Reservation, ReserveError, RingView};
+    pub use crate::sync::Region;
+
+    /// The concurrency shim (std or loom atomics, the data region).
+    pub mod sync {
+        pub use crate::sync::*;
+    }
+
+    /// Blocking: spinning, announcing, sleeping on a doorbell.
+    pub mod wait {
+        pub use crate::wait::*;
+    }
+}
+
+/// Hooks for this crate's own tests (feature `test-hooks`): not an API.
+#[cfg(all(feature = "test-hooks", not(shmchan_loom)))]
+#[doc(hidden)]
+pub mod test_hooks {
+    pub use crate::ring::mpsc::Stage;
+}
 
 /// The README's code examples, compiled as doc tests.
 #[cfg(doctest)]

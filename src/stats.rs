@@ -12,43 +12,13 @@
 
 use std::io;
 
-use crate::channel::{attach_read_only, copy_header, open_err, read_magic, state_word};
-use crate::channel::{check_key_path, remove_objects, validate_header};
-use crate::channel::{Channel, NSEMS, SEM_RECEIVERS, SEM_SENDERS};
-use crate::error::OpenError;
-use crate::layout::{offset, Flavor, Layout, RingState, SenderSlot};
-use crate::layout::{LINE, MAGIC, STATE_READY};
+use crate::channel::Channel;
+use crate::counters::Counters;
+use crate::error::{open_err, OpenError};
+use crate::layout::{Layout, MAGIC, NSEMS, SEM_RECEIVERS, SEM_SENDERS, STATE_READY};
+use crate::segment::{check_key_path, remove_objects, Mapped, Mapping};
 use crate::sync::Ordering;
-use crate::sys::{self, Attachment, Key, Segment, SemSet};
-
-/// The statistics counters kept in a channel's header (see
-/// `docs/FORMAT.md`), totals since the channel was created.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Messages committed by senders.
-    pub sent_messages: u64,
-    /// Payload bytes committed by senders.
-    pub sent_bytes: u64,
-    /// Messages released by receivers.
-    pub received_messages: u64,
-    /// Payload bytes released by receivers.
-    pub received_bytes: u64,
-    /// Times a sender found the ring full.
-    pub full_events: u64,
-    /// Semaphore waits of senders (sleeps, including the periodic wake-ups
-    /// of a long wait).
-    pub sender_sleeps: u64,
-    /// Semaphore waits of receivers.
-    pub receiver_sleeps: u64,
-}
-
-impl Counters {
-    /// Messages sent and not yet received (sent minus received; a message
-    /// in a receiver's hand counts as waiting).
-    pub fn waiting(&self) -> u64 {
-        self.sent_messages.saturating_sub(self.received_messages)
-    }
-}
+use crate::sys::{self, Key, SemSet, Shm};
 
 /// One channel as [`Channel::inspect`] found it.
 #[derive(Debug, Clone)]
@@ -153,10 +123,17 @@ impl Listing {
     /// Whether `shmchan gc` removes it: ours, no process attached (asked
     /// again now, not as listed), and its creator gone.
     pub fn is_garbage(&self) -> bool {
-        let attached_now = Segment::from_id(self.shm_id)
+        let attached_now = Shm::from_id(self.shm_id)
             .stat()
             .map_or(u64::MAX, |s| s.nattch);
-        self.is_ours() && attached_now == 0 && !sys::process_exists(self.creator_pid)
+        self.is_ours() && attached_now == 0 && !self.creator_alive()
+    }
+
+    /// Whether a process with the creator's pid (`creator_pid`) exists,
+    /// possibly another user's (a pid can be reused: true may be another
+    /// program). False for a pid of 0 or less.
+    pub fn creator_alive(&self) -> bool {
+        sys::process_exists(self.creator_pid)
     }
 
     /// Removes the segment and its semaphore set, refusing a foreign
@@ -170,12 +147,11 @@ impl Listing {
         if !self.key.is_private() {
             return Channel::remove_key(self.key);
         }
-        let segment = Segment::from_id(self.shm_id);
         let sems = match &self.found {
             Found::Channel(st) => st.sem_id.map(SemSet::from_id),
             _ => None,
         };
-        remove_objects(segment, sems)
+        remove_objects(Shm::from_id(self.shm_id), sems)
     }
 }
 
@@ -200,72 +176,37 @@ fn find_sems(key: Key, sem_id: i32, creator_uid: u32) -> Option<SemSet> {
 }
 
 /// Reads the changing part of the header of a mapped, validated channel,
-/// and the live counts of `sems`. `temporary`: `att` was attached only to
-/// look, and is not counted in [`Stats::attached`].
-pub(crate) fn read_stats(
-    att: &Attachment,
+/// and the live counts of `sems`. `temporary`: the mapping was made only
+/// to look, and is not counted in [`Stats::attached`].
+fn read_stats(
+    mapped: &Mapped,
     temporary: bool,
-    layout: Layout,
     key: Key,
     shm_id: i32,
     sems: Option<SemSet>,
 ) -> Result<Stats, OpenError> {
-    let st = Segment::from_id(shm_id)
+    let st = Shm::from_id(shm_id)
         .stat()
         .map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
-    // SAFETY: the ring state lies at RING_STATE inside the header of a
-    // mapping at least HEADER_SIZE long (validated), 128-aligned; it is only
-    // loaded from (the mapping may be read-only).
-    let rs = unsafe { &*att.as_ptr().add(offset::RING_STATE).cast::<RingState>() };
-    // Relaxed everywhere below: a snapshot for display, ordered with nothing.
-    let load = |a: &crate::sync::AtomicU64| a.load(Ordering::Relaxed);
-    let (mut sent_messages, mut sent_bytes) = (0u64, 0u64);
-    match layout.flavor {
-        Flavor::Spsc => {
-            sent_messages = load(&rs.producer.sent_messages);
-            sent_bytes = load(&rs.producer.sent_bytes);
-        }
-        Flavor::Mpsc => {
-            for i in 0..layout.sender_slots {
-                // SAFETY: slot i of the sender table, which validate placed
-                // inside the mapping (SENDER_TABLE + slots * LINE <=
-                // data_offset); 128-aligned; only loaded from.
-                let slot = unsafe {
-                    &*att
-                        .as_ptr()
-                        .add(offset::SENDER_TABLE + i * LINE)
-                        .cast::<SenderSlot>()
-                };
-                sent_messages = sent_messages.wrapping_add(load(&slot.sent_messages));
-                sent_bytes = sent_bytes.wrapping_add(load(&slot.sent_bytes));
-            }
-        }
-    }
-    let counters = Counters {
-        sent_messages,
-        sent_bytes,
-        received_messages: load(&rs.consumer.received_messages),
-        received_bytes: load(&rs.consumer.received_bytes),
-        full_events: load(&rs.wake.full_events),
-        sender_sleeps: load(&rs.wake.sender_sleeps),
-        receiver_sleeps: load(&rs.wake.receiver_sleeps),
-    };
+    let rs = mapped.ring_state();
+    let layout = *mapped.layout();
     let value = |num: u16| {
         sems.and_then(|s| s.value(num).ok())
             .map(|v| v.max(0) as u32)
     };
+    // Relaxed everywhere below: a snapshot for display, ordered with nothing.
     Ok(Stats {
         key,
         shm_id,
         sem_id: sems.map(|s| s.id()),
         layout,
-        head: load(&rs.consumer.head),
-        tail: load(&rs.producer.tail),
-        counters,
+        head: rs.consumer.head.load(Ordering::Relaxed),
+        tail: rs.producer.tail.load(Ordering::Relaxed),
+        counters: Counters::read(mapped),
         senders: value(SEM_SENDERS),
         receivers: value(SEM_RECEIVERS),
-        sender_connects: load(&rs.wake.sender_connects),
-        receiver_connects: load(&rs.wake.receiver_connects),
+        sender_connects: rs.wake.sender_connects.load(Ordering::Relaxed),
+        receiver_connects: rs.wake.receiver_connects.load(Ordering::Relaxed),
         recv_waiters: rs.wake.recv_waiters.load(Ordering::Relaxed),
         send_waiters: rs.wake.send_waiters.load(Ordering::Relaxed),
         attached: st.nattch.saturating_sub(u64::from(temporary)),
@@ -278,11 +219,13 @@ pub(crate) fn read_stats(
 
 /// Inspects the segment `shm_id` (found at `key`) without registering.
 fn inspect_segment(key: Key, shm_id: i32) -> Result<Stats, OpenError> {
-    let (st, att) = attach_read_only(Segment::from_id(shm_id))?;
+    let shm = Shm::from_id(shm_id);
+    let map = Mapping::attach(shm, true)?;
+    let st = shm.stat().map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
     // Acquire: pairs with the Release store of the state word in
     // Channel::create; the header is complete once it reads READY.
-    let ready = state_word(&att).load(Ordering::Acquire) == STATE_READY;
-    let magic = read_magic(&att);
+    let ready = map.state_word().load(Ordering::Acquire) == STATE_READY;
+    let magic = map.magic();
     if magic != MAGIC {
         // A zeroed segment is ours (mid-creation) only with our semaphore
         // set at its key: the creator makes the set first.
@@ -297,13 +240,11 @@ fn inspect_segment(key: Key, shm_id: i32) -> Result<Stats, OpenError> {
     if !ready {
         return Err(OpenError::NotInitialized);
     }
-    let layout = validate_header(&copy_header(&att), st.size)?;
-    check_key_path(key, &layout)?;
-    if att.len() < layout.segment_len {
-        return Err(OpenError::NotAChannel);
-    }
-    let sems = find_sems(key, layout.sem_id, st.creator_uid);
-    read_stats(&att, true, layout, key, shm_id, sems)
+    let size = map.len();
+    let mapped = map.validate(size)?;
+    check_key_path(key, mapped.layout())?;
+    let sems = find_sems(key, mapped.layout().sem_id, st.creator_uid);
+    read_stats(&mapped, true, key, shm_id, sems)
 }
 
 impl Channel {
@@ -313,15 +254,15 @@ impl Channel {
     /// [`OpenError::NotInitialized`], [`OpenError::PermissionDenied`],
     /// [`OpenError::InvalidHeader`] as for [`Channel::open`].
     pub fn inspect(key: Key) -> Result<Stats, OpenError> {
-        let segment = Segment::open(key).map_err(|e| open_err("shmget", e))?;
-        inspect_segment(key, segment.id())
+        let shm = Shm::open(key).map_err(|e| open_err("shmget", e))?;
+        inspect_segment(key, shm.id())
     }
 
     /// This channel's statistics now (as [`Channel::inspect`]).
     pub fn stats(&self) -> Result<Stats, OpenError> {
         let sems = Some(SemSet::from_id(self.sem_id()));
-        let att = self.attachment();
-        read_stats(att, false, self.layout(), self.key(), self.shm_id(), sems)
+        let seg = self.segment();
+        read_stats(&seg.mapped, false, self.key(), self.shm_id(), sems)
     }
 
     /// Every System V segment of the machine that this process can see
@@ -339,7 +280,7 @@ impl Channel {
                 continue;
             };
             let key = Key::raw(key as i32);
-            let Ok(st) = Segment::from_id(id).stat() else {
+            let Ok(st) = Shm::from_id(id).stat() else {
                 continue; // removed meanwhile, or not ours to see
             };
             let found = match inspect_segment(key, id) {

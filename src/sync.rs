@@ -7,6 +7,13 @@
 //! `loom::cell::UnsafeCell<u64>`, one cell per 8-byte word, so that loom sees
 //! every payload access and reports a publish with a missing Release/Acquire
 //! as a data race.
+//!
+//! A `Region<'a>` borrows its memory for `'a`. Its atomic words are safe to
+//! use from anywhere; every plain access (a copy in or out, a word read or
+//! written, zeroing, a slice) is `unsafe`: the caller states that the ring
+//! protocol gives it that range (a committed, unreleased record to read;
+//! reserved, unpublished space to write), so no other thread or process
+//! touches it meanwhile.
 
 #[cfg(not(shmchan_loom))]
 pub use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
@@ -16,32 +23,40 @@ pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(shmchan_loom))]
 mod region {
+    use std::marker::PhantomData;
     use std::ptr;
 
-    /// The data region of a ring: `len` bytes, 8-byte aligned.
+    /// The data region of a ring: `len` bytes, 8-byte aligned, borrowed
+    /// for `'a`.
     ///
     /// Offsets passed to its methods are checked against `len` (a failed
     /// check panics: callers validate every offset read from shared memory
     /// first, so a panic here is a bug in this crate, never bad input).
     #[derive(Debug, Clone, Copy)]
-    pub struct Region {
+    pub struct Region<'a> {
         base: *mut u8,
         len: usize,
+        _memory: PhantomData<&'a [u8]>,
     }
 
-    // SAFETY: Region is a pointer and a length; what may be done with the
-    // memory is governed by the ring protocol, not by the thread.
-    unsafe impl Send for Region {}
+    // SAFETY: Region is a pointer and a length; the safe methods are
+    // atomics, and every plain access is an unsafe method whose caller
+    // states that the ring protocol gives it the range, whatever the thread.
+    unsafe impl Send for Region<'_> {}
     // SAFETY: as above.
-    unsafe impl Sync for Region {}
+    unsafe impl Sync for Region<'_> {}
 
-    impl Region {
+    impl<'a> Region<'a> {
         /// # Safety
         /// `base` must be 8-byte aligned and valid for reads and writes of
-        /// `len` bytes for as long as this value or a copy of it is used.
-        pub unsafe fn from_raw(base: *mut u8, len: usize) -> Region {
+        /// `len` bytes for `'a`.
+        pub unsafe fn from_raw(base: *mut u8, len: usize) -> Region<'a> {
             debug_assert_eq!(base as usize % 8, 0);
-            Region { base, len }
+            Region {
+                base,
+                len,
+                _memory: PhantomData,
+            }
         }
 
         /// Length in bytes.
@@ -50,6 +65,7 @@ mod region {
         }
 
         /// Whether the region is empty.
+        #[cfg(any(shmchan_loom, feature = "internals"))]
         pub fn is_empty(&self) -> bool {
             self.len == 0
         }
@@ -64,29 +80,39 @@ mod region {
         }
 
         /// Reads the 8-byte word at `off` (a multiple of 8) exactly once.
+        ///
+        /// # Safety
+        /// No other thread or process writes the word during the call (the
+        /// ring protocol gives the caller the record it belongs to).
         #[inline]
-        pub fn read_u64(&self, off: usize) -> u64 {
+        pub unsafe fn read_u64(&self, off: usize) -> u64 {
             self.check(off, 8);
             debug_assert_eq!(off % 8, 0);
             // SAFETY: in bounds (checked) and aligned (base and off are
-            // multiples of 8). Volatile: the value is read once, so a peer
-            // changing it cannot make a checked value differ from the used one.
+            // multiples of 8); unraced by the caller's contract. Volatile:
+            // the value is read once, so a peer changing it cannot make a
+            // checked value differ from the used one.
             unsafe { ptr::read_volatile(self.base.add(off).cast::<u64>()) }
         }
 
         /// Writes the 8-byte word at `off` (a multiple of 8).
+        ///
+        /// # Safety
+        /// No other thread or process accesses the word during the call
+        /// (the ring protocol gives the caller the space it belongs to).
         #[inline]
-        pub fn write_u64(&self, off: usize, v: u64) {
+        pub unsafe fn write_u64(&self, off: usize, v: u64) {
             self.check(off, 8);
             debug_assert_eq!(off % 8, 0);
-            // SAFETY: in bounds (checked) and aligned, see read_u64.
+            // SAFETY: in bounds (checked) and aligned, see read_u64;
+            // unraced by the caller's contract.
             unsafe { ptr::write_volatile(self.base.add(off).cast::<u64>(), v) }
         }
 
         /// The 8-byte word at `off` (a multiple of 8) as an atomic: the
         /// record headers that several producers publish (MPSC).
         #[inline]
-        pub fn atomic_u64(&self, off: usize) -> &super::AtomicU64 {
+        pub(crate) fn atomic_u64(&self, off: usize) -> &'a super::AtomicU64 {
             self.check(off, 8);
             assert_eq!(off % 8, 0, "unaligned atomic word {off}");
             // SAFETY: in bounds (checked) and 8-aligned (base and off are
@@ -97,29 +123,40 @@ mod region {
         }
 
         /// Writes zeros to `n` bytes at `off`.
+        ///
+        /// # Safety
+        /// No other thread or process accesses the range during the call.
         #[inline]
-        pub fn zero(&self, off: usize, n: usize) {
+        pub unsafe fn zero(&self, off: usize, n: usize) {
             self.check(off, n);
-            // SAFETY: the range is in bounds (checked); the ring protocol
-            // gives the caller exclusive use of it.
+            // SAFETY: the range is in bounds (checked); the caller has
+            // exclusive use of it.
             unsafe { ptr::write_bytes(self.base.add(off), 0, n) }
         }
 
         /// Copies `src` to `off`.
+        ///
+        /// # Safety
+        /// No other thread or process accesses the range during the call.
         #[inline]
-        pub fn write(&self, off: usize, src: &[u8]) {
+        pub unsafe fn write(&self, off: usize, src: &[u8]) {
             self.check(off, src.len());
-            // SAFETY: the destination range is in bounds (checked) and does
-            // not overlap src, which is process-private memory.
+            // SAFETY: the destination range is in bounds (checked), the
+            // caller's alone, and does not overlap src (a Rust reference:
+            // not into the region while the caller holds it exclusively).
             unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(off), src.len()) }
         }
 
         /// Copies `dst.len()` bytes from `off` into `dst`.
+        ///
+        /// # Safety
+        /// No other thread or process writes the range during the call.
+        #[cfg(any(shmchan_loom, feature = "internals", test))]
         #[inline]
-        pub fn read(&self, off: usize, dst: &mut [u8]) {
+        pub unsafe fn read(&self, off: usize, dst: &mut [u8]) {
             self.check(off, dst.len());
-            // SAFETY: the source range is in bounds (checked) and does not
-            // overlap dst, which is process-private memory.
+            // SAFETY: the source range is in bounds (checked) and unwritten
+            // meanwhile; dst is a unique reference, so it does not overlap.
             unsafe { ptr::copy_nonoverlapping(self.base.add(off), dst.as_mut_ptr(), dst.len()) }
         }
 
@@ -127,11 +164,12 @@ mod region {
         ///
         /// # Safety
         /// The ring protocol must give the caller the range for reading
-        /// (a committed, unreleased record) for the lifetime `'a`.
+        /// (a committed, unreleased record) for the lifetime `'s`, which
+        /// must not outlive `'a`.
         #[inline]
-        pub unsafe fn slice<'a>(&self, off: usize, len: usize) -> &'a [u8] {
+        pub unsafe fn slice<'s>(&self, off: usize, len: usize) -> &'s [u8] {
             self.check(off, len);
-            // SAFETY: in bounds (checked); the caller owns the range for 'a.
+            // SAFETY: in bounds (checked); the caller owns the range for 's.
             unsafe { std::slice::from_raw_parts(self.base.add(off), len) }
         }
 
@@ -139,12 +177,13 @@ mod region {
         ///
         /// # Safety
         /// The ring protocol must give the caller the range for writing
-        /// (reserved, unpublished space) for the lifetime `'a`.
+        /// (reserved, unpublished space) for the lifetime `'s`, which must
+        /// not outlive `'a`.
         #[inline]
         #[allow(clippy::mut_from_ref)]
-        pub unsafe fn slice_mut<'a>(&self, off: usize, len: usize) -> &'a mut [u8] {
+        pub unsafe fn slice_mut<'s>(&self, off: usize, len: usize) -> &'s mut [u8] {
             self.check(off, len);
-            // SAFETY: in bounds (checked); the caller owns the range for 'a.
+            // SAFETY: in bounds (checked); the caller owns the range for 's.
             unsafe { std::slice::from_raw_parts_mut(self.base.add(off), len) }
         }
     }
@@ -153,34 +192,41 @@ mod region {
 #[cfg(shmchan_loom)]
 mod region {
     use loom::cell::UnsafeCell;
+    use std::marker::PhantomData;
 
     /// The data region under loom: one tracked cell per 8-byte word, and
     /// one loom atomic per word for the words the MPSC ring accesses as
     /// record headers (payload goes through the cells, headers through the
     /// atomics; zeroing clears both, which is what a real word holds).
     #[derive(Debug, Clone, Copy)]
-    pub struct Region {
+    pub struct Region<'a> {
         cells: *const UnsafeCell<u64>,
         atoms: *const super::AtomicU64,
         len: usize,
+        _memory: PhantomData<&'a [u64]>,
     }
 
     // SAFETY: a pointer and a length; access follows the ring protocol,
     // which loom checks.
-    unsafe impl Send for Region {}
+    unsafe impl Send for Region<'_> {}
     // SAFETY: as above.
-    unsafe impl Sync for Region {}
+    unsafe impl Sync for Region<'_> {}
 
-    impl Region {
+    impl<'a> Region<'a> {
         /// # Safety
         /// `cells` and `atoms` must each point to `len / 8` elements that
-        /// outlive every use.
+        /// live for `'a`.
         pub unsafe fn from_cells(
             cells: *const UnsafeCell<u64>,
             atoms: *const super::AtomicU64,
             len: usize,
-        ) -> Region {
-            Region { cells, atoms, len }
+        ) -> Region<'a> {
+            Region {
+                cells,
+                atoms,
+                len,
+                _memory: PhantomData,
+            }
         }
 
         /// Length in bytes.
@@ -189,11 +235,12 @@ mod region {
         }
 
         /// Whether the region is empty.
+        #[cfg(any(shmchan_loom, feature = "internals", test))]
         pub fn is_empty(&self) -> bool {
             self.len == 0
         }
 
-        fn cell(&self, word: usize) -> &UnsafeCell<u64> {
+        fn cell(&self, word: usize) -> &'a UnsafeCell<u64> {
             assert!(
                 word < self.len / 8,
                 "region word {word} outside {}",
@@ -204,53 +251,72 @@ mod region {
         }
 
         /// The header word at `off` as an atomic (see the type's docs).
-        pub fn atomic_u64(&self, off: usize) -> &super::AtomicU64 {
+        pub(crate) fn atomic_u64(&self, off: usize) -> &'a super::AtomicU64 {
             assert!(off.is_multiple_of(8) && off < self.len, "atomic word {off}");
             // SAFETY: in bounds (checked); the atoms outlive self.
             unsafe { &*self.atoms.add(off / 8) }
         }
 
         /// Zeroes `n` bytes (whole words) at `off`: the cells and the atoms.
-        pub fn zero(&self, off: usize, n: usize) {
+        ///
+        /// # Safety
+        /// As for the std region's `zero` (loom checks it).
+        pub unsafe fn zero(&self, off: usize, n: usize) {
             assert!(off.is_multiple_of(8) && n.is_multiple_of(8) && off + n <= self.len);
             for w in (off..off + n).step_by(8) {
-                self.write_u64(w, 0);
+                // SAFETY: the caller's contract; loom checks it.
+                unsafe { self.write_u64(w, 0) };
                 self.atomic_u64(w).store(0, super::Ordering::Relaxed);
             }
         }
 
         /// Reads the word at `off`.
-        pub fn read_u64(&self, off: usize) -> u64 {
+        ///
+        /// # Safety
+        /// As for the std region's `read_u64` (loom checks it).
+        pub unsafe fn read_u64(&self, off: usize) -> u64 {
             // SAFETY: loom checks that no write races with this read.
             self.cell(off / 8).with(|p| unsafe { *p })
         }
 
         /// Writes the word at `off`.
-        pub fn write_u64(&self, off: usize, v: u64) {
+        ///
+        /// # Safety
+        /// As for the std region's `write_u64` (loom checks it).
+        pub unsafe fn write_u64(&self, off: usize, v: u64) {
             // SAFETY: loom checks that no access races with this write.
             self.cell(off / 8).with_mut(|p| unsafe { *p = v })
         }
 
         /// Copies `src` to `off` (which is 8-aligned), word by word.
-        pub fn write(&self, off: usize, src: &[u8]) {
+        ///
+        /// # Safety
+        /// As for the std region's `write` (loom checks it).
+        pub unsafe fn write(&self, off: usize, src: &[u8]) {
             assert!(off.is_multiple_of(8) && off + src.len() <= self.len);
             for (i, chunk) in src.chunks(8).enumerate() {
                 let w = off + i * 8;
                 let mut bytes = if chunk.len() < 8 {
-                    self.read_u64(w).to_ne_bytes()
+                    // SAFETY: the caller's contract; loom checks it.
+                    unsafe { self.read_u64(w) }.to_ne_bytes()
                 } else {
                     [0; 8]
                 };
                 bytes[..chunk.len()].copy_from_slice(chunk);
-                self.write_u64(w, u64::from_ne_bytes(bytes));
+                // SAFETY: the caller's contract; loom checks it.
+                unsafe { self.write_u64(w, u64::from_ne_bytes(bytes)) };
             }
         }
 
         /// Copies from `off` (8-aligned) into `dst`, word by word.
-        pub fn read(&self, off: usize, dst: &mut [u8]) {
+        ///
+        /// # Safety
+        /// As for the std region's `read` (loom checks it).
+        pub unsafe fn read(&self, off: usize, dst: &mut [u8]) {
             assert!(off.is_multiple_of(8) && off + dst.len() <= self.len);
             for (i, chunk) in dst.chunks_mut(8).enumerate() {
-                let bytes = self.read_u64(off + i * 8).to_ne_bytes();
+                // SAFETY: the caller's contract; loom checks it.
+                let bytes = unsafe { self.read_u64(off + i * 8) }.to_ne_bytes();
                 chunk.copy_from_slice(&bytes[..chunk.len()]);
             }
         }
@@ -258,3 +324,17 @@ mod region {
 }
 
 pub use region::Region;
+
+#[cfg(any(shmchan_loom, feature = "internals"))]
+impl<'a> Region<'a> {
+    /// The 8-byte word at `off` (a multiple of 8) as an atomic, for models
+    /// and fuzz targets (the MPSC record headers).
+    ///
+    /// # Safety
+    /// Loads are always fine. A store must keep the ring's invariants for
+    /// every endpoint that may run meanwhile: a forged header lets a
+    /// consumer read a payload its producer is still writing.
+    pub unsafe fn shared_word(&self, off: usize) -> &'a AtomicU64 {
+        self.atomic_u64(off)
+    }
+}

@@ -65,7 +65,7 @@ fn attack(flavor: Flavor, targeted: bool) {
     rx.set_recovery_timeout(Duration::from_millis(5));
     // Set once the sender has registered: the attack starts after it (an
     // endpoint opened on a damaged channel is refused, rightly).
-    let ready = shmchan::sys::SharedMemory::new(4096).unwrap();
+    let ready = shmchan_bench::os::SharedMemory::new(4096).unwrap();
     // SAFETY: the first word of a zero-filled shared mapping that outlives
     // the reference; zero is a valid AtomicU64.
     let ready = unsafe { &*ready.as_ptr().cast::<std::sync::atomic::AtomicU64>() };

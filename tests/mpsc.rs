@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-use shmchan::ring::mpsc::Stage;
+use shmchan::test_hooks::Stage;
 use shmchan::{Channel, Flavor, OpenError, Options, RecvError, RecvTimeoutError};
 
 fn mpsc(capacity: usize, max_message: usize) -> Options {

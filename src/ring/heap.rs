@@ -1,10 +1,11 @@
 //! A ring on the heap: the same algorithms without a segment. Used by the
-//! loom models, the fuzz targets and unit tests.
+//! loom models, the fuzz targets and unit tests (compiled only for them).
 
 use std::ptr::NonNull;
 
 use super::RingView;
-use crate::layout::{max_message_for, RingState, SenderSlot, MIN_CAPACITY};
+use crate::layout::lines::{RingState, SenderSlot};
+use crate::layout::{max_message_for, MIN_CAPACITY};
 use crate::sync::Region;
 
 #[cfg(not(shmchan_loom))]
@@ -53,13 +54,18 @@ impl HeapRing {
         }
     }
 
-    /// The shared state, for inspection.
-    pub fn state(&self) -> &RingState {
+    /// The shared state (see [`RingView::shared_state`]; loads and the
+    /// wake line are safe through [`RingView::positions`] and
+    /// [`RingView::wake_line`]).
+    ///
+    /// # Safety
+    /// As for [`RingView::shared_state`].
+    pub unsafe fn state(&self) -> &RingState {
         &self.state
     }
 
-    /// A view of this ring, valid while `self` lives.
-    pub fn view(&self) -> RingView {
+    /// A view of this ring, borrowing it.
+    pub fn view(&self) -> RingView<'_> {
         let len = self.cells.len() * 8;
         #[cfg(not(shmchan_loom))]
         // SAFETY: the cells are 8-byte aligned u64 cells that `self` owns;
@@ -68,9 +74,9 @@ impl HeapRing {
         #[cfg(shmchan_loom)]
         // SAFETY: the cells and atoms (one per word each) are owned by `self`.
         let region = unsafe { Region::from_cells(self.cells.as_ptr(), self.atoms.as_ptr(), len) };
-        // SAFETY: state, cells and senders are owned by self; the caller
-        // keeps self alive while using the view (documented above); geometry
-        // checked by `new`.
+        // SAFETY: state, cells and senders are owned by self, which the
+        // view borrows; geometry as `new` made it (checked again by
+        // RingView::new).
         unsafe {
             RingView::new(NonNull::from(&*self.state), region, self.max_message).with_senders(
                 NonNull::new_unchecked(self.senders.as_ptr().cast_mut()),
@@ -79,7 +85,8 @@ impl HeapRing {
         }
     }
 
-    /// A raw copy of the data region (std only), for tests and fuzzing.
+    /// The data region's bytes (std only), for tests and fuzzing: `&mut
+    /// self`, so no view (and no endpoint) of the ring is alive.
     #[cfg(not(shmchan_loom))]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let len = self.cells.len() * 8;

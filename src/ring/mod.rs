@@ -1,47 +1,67 @@
 //! The lock-free algorithms, over any memory that holds a [`RingState`] and
 //! a data region. Nothing here makes a system call: the caller turns the
 //! wake-ups the ring asks for into semaphore posts (see [`crate::wait`]).
+//!
+//! - [`spsc`]: one producer, one consumer, published by `tail`.
+//! - [`mpsc`]: many producers, published by each record's header, with the
+//!   recovery of claims whose producer died.
+//! - [`cursor`]: the consumer's positions, shared by both flavors.
+//! - [`wake`]: the shared-memory half of the wake protocol.
+//!
+//! The endpoints of both flavors are made by `unsafe` constructors: one
+//! SPSC producer and one consumer per ring at a time is the caller's
+//! promise (a channel keeps it with its liveness counts), and what they
+//! hand out (a [`Reservation`], a [`Record`]) is given back only to the
+//! endpoint it came from.
 
-mod heap;
+pub mod cursor;
+#[cfg(any(shmchan_loom, feature = "internals", test))]
+pub mod heap;
 pub mod mpsc;
 pub mod spsc;
 pub mod wake;
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use crate::layout::{RingState, SenderSlot};
+use crate::layout::lines::{RingState, SenderSlot};
+use crate::layout::record_size;
 use crate::sync::Region;
-
-pub use heap::HeapRing;
 
 /// A view of one ring: the shared state and the data region, plus the
 /// validated geometry (a private copy, never re-read from shared memory).
+/// It borrows the memory for `'a`.
 #[derive(Debug, Clone, Copy)]
-pub struct RingView {
+pub struct RingView<'a> {
     state: NonNull<RingState>,
-    region: Region,
+    region: Region<'a>,
     mask: u64,
     max_message: usize,
     /// The MPSC sender table (dangling when `sender_slots` is 0).
     senders: NonNull<SenderSlot>,
     sender_slots: usize,
+    _memory: PhantomData<&'a RingState>,
 }
 
 // SAFETY: a RingView is pointers into memory shared by design; every access
 // through it follows the ring protocol (atomics for the shared state, and
-// data accesses ordered by them).
-unsafe impl Send for RingView {}
+// data accesses ordered by them, each an unsafe call that says so).
+unsafe impl Send for RingView<'_> {}
 // SAFETY: as above.
-unsafe impl Sync for RingView {}
+unsafe impl Sync for RingView<'_> {}
 
-impl RingView {
+impl<'a> RingView<'a> {
     /// # Safety
-    /// `state` must point to a `RingState` and `region` be valid, both for
-    /// as long as this view or a copy of it is used. `region.len()` must be
-    /// a power of two of at least [`crate::layout::MIN_CAPACITY`] and
-    /// `max_message` at most `region.len() - 8`.
-    pub unsafe fn new(state: NonNull<RingState>, region: Region, max_message: usize) -> RingView {
+    /// `state` must point to a `RingState` valid for `'a`. `region.len()`
+    /// must be a power of two of at least [`crate::layout::MIN_CAPACITY`]
+    /// and `max_message` at most `region.len() - 8` (both are checked: a
+    /// failure panics).
+    pub unsafe fn new(
+        state: NonNull<RingState>,
+        region: Region<'a>,
+        max_message: usize,
+    ) -> RingView<'a> {
         let capacity = region.len();
         assert!(capacity.is_power_of_two() && capacity >= crate::layout::MIN_CAPACITY);
         assert!(max_message <= crate::layout::max_message_for(capacity));
@@ -52,15 +72,19 @@ impl RingView {
             max_message,
             senders: NonNull::dangling(),
             sender_slots: 0,
+            _memory: PhantomData,
         }
     }
 
     /// The same view with the MPSC sender table at `senders`.
     ///
     /// # Safety
-    /// `senders` must point to `slots` [`SenderSlot`]s that stay valid for
-    /// as long as the view or a copy of it is used.
-    pub unsafe fn with_senders(mut self, senders: NonNull<SenderSlot>, slots: usize) -> RingView {
+    /// `senders` must point to `slots` [`SenderSlot`]s valid for `'a`.
+    pub unsafe fn with_senders(
+        mut self,
+        senders: NonNull<SenderSlot>,
+        slots: usize,
+    ) -> RingView<'a> {
         self.senders = senders;
         self.sender_slots = slots;
         self
@@ -71,11 +95,11 @@ impl RingView {
     ///
     /// # Safety
     /// `base` must be 128-byte aligned (a mapping is page-aligned) and point
-    /// to at least `layout.segment_len` bytes that stay mapped for as long
-    /// as the view or a copy of it is used; `layout` must be validated
-    /// against that length (so the data region lies inside it).
+    /// to at least `layout.segment_len` bytes that stay mapped, readable and
+    /// writable, for `'a`; `layout` must be validated against that length
+    /// (so the data region lies inside it).
     #[cfg(not(shmchan_loom))]
-    pub unsafe fn in_segment(base: NonNull<u8>, layout: &crate::layout::Layout) -> RingView {
+    pub unsafe fn in_segment(base: NonNull<u8>, layout: &crate::layout::Layout) -> RingView<'a> {
         use crate::layout::offset::{RING_STATE, SENDER_TABLE};
         let base = base.as_ptr();
         debug_assert!((base as usize).is_multiple_of(128));
@@ -100,10 +124,11 @@ impl RingView {
         self.sender_slots
     }
 
-    /// Sender slot `i`. Panics if `i` is not below [`Self::sender_slots`]
-    /// (callers pass indices they range over or validated).
+    /// Sender slot `i`, for the ring's own algorithms. Panics if `i` is
+    /// not below [`Self::sender_slots`] (callers pass indices they range
+    /// over or validated).
     #[inline]
-    pub fn sender_slot(&self, i: usize) -> &SenderSlot {
+    pub(crate) fn sender_slot(&self, i: usize) -> &'a SenderSlot {
         assert!(
             i < self.sender_slots,
             "sender slot {i} of {}",
@@ -114,16 +139,64 @@ impl RingView {
         unsafe { &*self.senders.as_ptr().add(i) }
     }
 
-    /// The shared state.
+    /// The shared state, for the ring's own algorithms.
     #[inline]
-    pub fn state(&self) -> &RingState {
-        // SAFETY: valid for the view's lifetime (constructor contract).
+    pub(crate) fn state(&self) -> &'a RingState {
+        // SAFETY: valid for 'a (constructor contract).
         unsafe { self.state.as_ref() }
+    }
+
+    /// The wake line: waiter counts, connection counts, statistics. Safe
+    /// to touch: a wrong value there costs wake-ups (bounded by the
+    /// sleepers' polls), never memory safety.
+    #[cfg(any(shmchan_loom, feature = "internals", test))]
+    #[inline]
+    pub fn wake_line(&self) -> &'a crate::layout::lines::WakeLine {
+        &self.state().wake
+    }
+
+    /// `(head, tail)` as they are now (Relaxed loads: a snapshot).
+    #[cfg(any(shmchan_loom, feature = "internals", test))]
+    pub fn positions(&self) -> (u64, u64) {
+        let st = self.state();
+        (
+            st.consumer.head.load(crate::sync::Ordering::Relaxed),
+            st.producer.tail.load(crate::sync::Ordering::Relaxed),
+        )
+    }
+
+    /// The shared state, for models and fuzz targets.
+    ///
+    /// # Safety
+    /// Loads are always fine. A store must leave the ring in a state that
+    /// every endpoint which may run meanwhile relies on: a forged position,
+    /// slot or header lets an endpoint's plain accesses to the data region
+    /// race (e.g. a `head` moved ahead lets the producer overwrite a record
+    /// the consumer reads). Single-threaded fuzz targets store between
+    /// endpoint calls, standing for a hostile process.
+    #[cfg(any(shmchan_loom, feature = "internals"))]
+    pub unsafe fn shared_state(&self) -> &'a RingState {
+        self.state()
+    }
+
+    /// Sender slot `i` (panics if `i` is not below [`Self::sender_slots`]),
+    /// for models and fuzz targets.
+    ///
+    /// # Safety
+    /// Loads are always fine. A store must leave the ring in a state that
+    /// every endpoint which may run meanwhile relies on: a forged position,
+    /// slot or header lets an endpoint's plain accesses to the data region
+    /// race (e.g. a `head` moved ahead lets the producer overwrite a record
+    /// the consumer reads). Single-threaded fuzz targets store between
+    /// endpoint calls, standing for a hostile process.
+    #[cfg(any(shmchan_loom, feature = "internals"))]
+    pub unsafe fn shared_sender_slot(&self, i: usize) -> &'a SenderSlot {
+        self.sender_slot(i)
     }
 
     /// The data region.
     #[inline]
-    pub fn region(&self) -> &Region {
+    pub fn region(&self) -> &Region<'a> {
         &self.region
     }
 
@@ -143,6 +216,40 @@ impl RingView {
     #[inline]
     pub fn index(&self, pos: u64) -> usize {
         (pos & self.mask) as usize
+    }
+
+    /// Checks `tail - head` against the capacity and both positions'
+    /// alignment; returns the bytes in use.
+    #[inline]
+    pub fn check_span(&self, head: u64, tail: u64) -> Result<u64, Corrupted> {
+        let used = tail.wrapping_sub(head);
+        if used > self.capacity() || !(head | tail).is_multiple_of(8) {
+            return Err(Corrupted::new(
+                "tail - head outside 0..=capacity, or not a multiple of 8",
+                [head, tail, self.capacity()],
+            ));
+        }
+        Ok(used)
+    }
+
+    /// Checks a message (or in-progress) record of `len` payload bytes at
+    /// position `pos`, with `avail` bytes published or claimed from there:
+    /// at most `max_message`, inside the region, inside what is available.
+    /// Returns the record's size.
+    #[inline]
+    pub fn check_record(
+        &self,
+        what: &'static str,
+        pos: u64,
+        len: u32,
+        avail: u64,
+    ) -> Result<u64, Corrupted> {
+        let room = self.capacity() - self.index(pos) as u64;
+        let size = record_size(len as usize) as u64;
+        if len as usize > self.max_message || size > room || size > avail {
+            return Err(Corrupted::new(what, [pos, u64::from(len), avail]));
+        }
+        Ok(size)
     }
 }
 
@@ -190,7 +297,9 @@ pub enum ReserveError {
     Corrupted(Corrupted),
 }
 
-/// Space reserved by a producer for one record, not yet published.
+/// Space reserved by a producer for one record, not yet published. Only the
+/// producer that made it may commit or abort it, once (those calls are
+/// `unsafe` for that reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
     /// Position of the record header.
@@ -203,7 +312,8 @@ pub struct Reservation {
     pub end: u64,
 }
 
-/// A committed record, found by the consumer, not yet released.
+/// A committed record, found by the consumer, not yet released. Only the
+/// consumer that found it may advance past it or consume it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record {
     /// Offset of the payload in the data region.

@@ -88,3 +88,41 @@ pub fn retract(waiters: &AtomicU32) -> bool {
         }
     }
 }
+
+/// The posts an endpoint owes after its publishes or releases: the waiters
+/// they claimed, which the caller turns into semaphore posts (nothing here
+/// makes a system call). Shared by every producer and consumer.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    /// Claimed waiters not yet posted for.
+    owed: u32,
+    /// Use the light fence after publishing (see [`claim_with`]).
+    light: bool,
+}
+
+impl Wakeups {
+    /// After a publish (a Release store of tail, head or a record header):
+    /// claims the announced waiters on `waiters`, owing at most `max` posts
+    /// in all (one for a side that has one sleeper at most: a larger count
+    /// in the segment is forged, and must not turn into a storm of posts).
+    #[inline]
+    pub fn claim_after_publish(&mut self, waiters: &AtomicU32, max: u32) {
+        let n = claim_with(waiters, self.light);
+        if n > 0 {
+            self.owed = self.owed.saturating_add(n).min(max);
+        }
+    }
+
+    /// Use the light fence after publishing (see [`claim_with`]): only in a
+    /// process registered for `membarrier`'s global expedited barriers,
+    /// whose sleepers issue one.
+    pub fn set_light_fence(&mut self, light: bool) {
+        self.light = light;
+    }
+
+    /// Returns, and resets, the posts owed.
+    #[inline]
+    pub fn take(&mut self) -> u32 {
+        std::mem::take(&mut self.owed)
+    }
+}

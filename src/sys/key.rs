@@ -88,9 +88,11 @@ impl Key {
         }
     }
 
-    /// Test hook, not part of the API: the key `raw` as if `ftok` had made
-    /// it from a path with this device and inode (to stand for a colliding
-    /// path, which is hard to come by on purpose).
+    /// Test hook (feature `test-hooks`, for this crate's own tests only):
+    /// the key `raw` as if `ftok` had made it from a path with this device
+    /// and inode (to stand for a colliding path, which is hard to come by
+    /// on purpose).
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub const fn with_path_identity(raw: i32, dev: u64, ino: u64) -> Key {
         Key {

@@ -189,16 +189,6 @@ impl SemSet {
         Ok(())
     }
 
-    /// `GETNCNT`: how many processes wait for semaphore `num` to increase.
-    pub fn waiting(&self, num: u16) -> Result<i32, IpcError> {
-        // SAFETY: GETNCNT takes no fourth argument.
-        let r = unsafe { libc::semctl(self.id, i32::from(num), libc::GETNCNT) };
-        if r < 0 {
-            return Err(IpcError::last());
-        }
-        Ok(r)
-    }
-
     fn stat_raw(&self) -> Result<libc::semid_ds, IpcError> {
         let mut ds = MaybeUninit::<libc::semid_ds>::zeroed();
         // SAFETY: IPC_STAT's fourth argument (union semun) is its `buf`

@@ -16,15 +16,15 @@ pub fn page_size() -> usize {
 }
 
 /// A shared memory segment, known by its id. Dropping it does nothing: the
-/// segment lives until [`Segment::remove`] (or `ipcrm`) and its last detach.
+/// segment lives until [`Shm::remove`] (or `ipcrm`) and its last detach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Segment {
+pub struct Shm {
     id: i32,
 }
 
 /// What `IPC_STAT` reports of a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SegmentStat {
+pub struct ShmStat {
     /// The key it was created under (0 once it is marked for removal).
     pub key: i32,
     /// Size in bytes as requested at creation.
@@ -52,11 +52,11 @@ pub struct SegmentStat {
 /// `SHM_DEST` from the kernel headers (not exported by `libc`).
 const SHM_DEST: u16 = 0o1000;
 
-impl Segment {
+impl Shm {
     /// Creates a new segment at `key` of at least `size` bytes (rounded up
     /// to whole pages), failing with [`IpcError::AlreadyExists`] if one is
     /// there. The memory starts zeroed.
-    pub fn create(key: Key, size: usize, mode: u32) -> Result<Segment, IpcError> {
+    pub fn create(key: Key, size: usize, mode: u32) -> Result<Shm, IpcError> {
         let page = page_size();
         let size = size.checked_add(page - 1).ok_or(IpcError::TooBig)? / page * page;
         let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32;
@@ -65,11 +65,11 @@ impl Segment {
         if id < 0 {
             return Err(IpcError::last());
         }
-        Ok(Segment { id })
+        Ok(Shm { id })
     }
 
     /// Opens the segment that exists at `key`.
-    pub fn open(key: Key) -> Result<Segment, IpcError> {
+    pub fn open(key: Key) -> Result<Shm, IpcError> {
         if key.is_private() {
             return Err(IpcError::NotFound);
         }
@@ -78,12 +78,12 @@ impl Segment {
         if id < 0 {
             return Err(IpcError::last());
         }
-        Ok(Segment { id })
+        Ok(Shm { id })
     }
 
     /// A segment known by id (for example from `/proc/sysvipc/shm`).
-    pub fn from_id(id: i32) -> Segment {
-        Segment { id }
+    pub fn from_id(id: i32) -> Shm {
+        Shm { id }
     }
 
     /// The segment id.
@@ -103,9 +103,9 @@ impl Segment {
     }
 
     /// `IPC_STAT`: size, attachments, creator, owner and mode.
-    pub fn stat(&self) -> Result<SegmentStat, IpcError> {
+    pub fn stat(&self) -> Result<ShmStat, IpcError> {
         let ds = self.stat_raw()?;
-        Ok(SegmentStat {
+        Ok(ShmStat {
             key: ds.shm_perm.__key,
             size: ds.shm_segsz,
             nattch: ds.shm_nattch,
@@ -202,11 +202,6 @@ impl Attachment {
     /// Length of the mapping in bytes (the segment's size).
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether the mapping is empty (never, for a real segment).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Whether the mapping was made with `SHM_RDONLY`.

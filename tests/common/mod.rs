@@ -214,7 +214,7 @@ pub const SEM_RECEIVERS: u16 = 3;
 
 /// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes.
 pub fn mono_ns() -> u64 {
-    shmchan::sys::monotonic_ns()
+    shmchan_bench::os::monotonic_ns()
 }
 
 /// Polls `cond` (every ~100 µs) until it holds or `limit` passes; returns
@@ -517,13 +517,13 @@ impl Stream {
 /// `n` counters in an anonymous shared mapping: made before a fork, the
 /// parent and its children see the same memory. Unmapped on drop.
 pub struct SharedCounters {
-    mem: shmchan::sys::SharedMemory,
+    mem: shmchan_bench::os::SharedMemory,
     n: usize,
 }
 
 impl SharedCounters {
     pub fn new(n: usize) -> SharedCounters {
-        let mem = shmchan::sys::SharedMemory::new(n * 8).expect("mmap");
+        let mem = shmchan_bench::os::SharedMemory::new(n * 8).expect("mmap");
         SharedCounters { mem, n }
     }
 
@@ -562,11 +562,13 @@ impl Rng {
 }
 
 /// 8-byte words in an anonymous shared mapping, visible to forked children.
-pub struct SharedWords(shmchan::sys::SharedMemory);
+pub struct SharedWords(shmchan_bench::os::SharedMemory);
 
 impl SharedWords {
     pub fn new(words: usize) -> SharedWords {
-        SharedWords(shmchan::sys::SharedMemory::new((words * 8).max(4096)).expect("shared mapping"))
+        SharedWords(
+            shmchan_bench::os::SharedMemory::new((words * 8).max(4096)).expect("shared mapping"),
+        )
     }
     pub fn at(&self, i: usize) -> &AtomicU64 {
         assert!((i + 1) * 8 <= self.0.len());

@@ -1,0 +1,180 @@
+//! The shared, changing lines of the header and the MPSC sender table, as
+//! `#[repr(C)]` structs of atomics: the only way the crate reads or writes
+//! them. Their offsets are the constants of [`super::offset`], checked
+//! below at compile time.
+
+use super::NO_CLAIM;
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// The shared, changing part of the header: one 128-byte line per writer.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RingState {
+    /// Written by the producer.
+    pub producer: ProducerLine,
+    /// Written by the consumer.
+    pub consumer: ConsumerLine,
+    /// Written rarely: by a side that goes to sleep, and on connect.
+    pub wake: WakeLine,
+}
+
+/// The producer's line.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct ProducerLine {
+    /// `{ position: u64 }`: the end of the committed records; the producer
+    /// stores it with Release after writing them.
+    pub tail: AtomicU64,
+    /// Keeps the counters off `tail`'s 64-byte coherence unit, which the
+    /// consumer reads: they cost the producer an L1 store, no transfer.
+    _pad: [u64; 7],
+    /// `{ count: u64 }`: SPSC messages committed, ever (statistics only;
+    /// MPSC senders count in their sender slots).
+    pub sent_messages: AtomicU64,
+    /// `{ count: u64 }`: SPSC payload bytes committed, ever.
+    pub sent_bytes: AtomicU64,
+}
+
+/// The consumer's line.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct ConsumerLine {
+    /// `{ position: u64 }`: the start of the first unreleased record; the
+    /// consumer stores it with Release after it is done with the records
+    /// before it.
+    pub head: AtomicU64,
+    /// Keeps the counters off `head`'s 64-byte coherence unit, which the
+    /// producer reads.
+    _pad: [u64; 7],
+    /// `{ count: u64 }`: messages released, ever (statistics only).
+    pub received_messages: AtomicU64,
+    /// `{ count: u64 }`: payload bytes released, ever.
+    pub received_bytes: AtomicU64,
+}
+
+/// Sleep announcements and connection counters.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct WakeLine {
+    /// `{ count: u32 }`: receivers that announced they are about to sleep on
+    /// the data semaphore and were not claimed yet.
+    pub recv_waiters: AtomicU32,
+    /// `{ count: u32 }`: senders that announced they are about to sleep on
+    /// the space semaphore and were not claimed yet.
+    pub send_waiters: AtomicU32,
+    /// How many senders have ever connected.
+    pub sender_connects: AtomicU64,
+    /// How many receivers have ever connected.
+    pub receiver_connects: AtomicU64,
+    /// `{ count: u64 }`: times a sender found the ring full (statistics).
+    pub full_events: AtomicU64,
+    /// `{ count: u64 }`: semaphore waits of senders (statistics).
+    pub sender_sleeps: AtomicU64,
+    /// `{ count: u64 }`: semaphore waits of receivers (statistics).
+    pub receiver_sleeps: AtomicU64,
+}
+
+/// One MPSC sender's line in the sender table. The sender that owns it is
+/// the only writer of `claim`; the receiver reads the table only to decide
+/// whether a claimed but unmarked record belongs to a live sender.
+#[repr(C, align(128))]
+#[derive(Debug)]
+pub struct SenderSlot {
+    /// `{ pid: u64 }`: the owning sender's process, 0 when free. Taken with
+    /// a CAS from 0, or from a dead process whose last claim was consumed.
+    pub owner: AtomicU64,
+    /// `{ position: u64 }`: the tail value the owner is claiming from (or
+    /// last claimed from), stored before every claim attempt; [`NO_CLAIM`]
+    /// when none.
+    pub claim: AtomicU64,
+    /// `{ count: u64 }`: messages committed by this slot's owners, ever
+    /// (statistics; a new owner continues the count).
+    pub sent_messages: AtomicU64,
+    /// `{ count: u64 }`: payload bytes committed by this slot's owners.
+    pub sent_bytes: AtomicU64,
+}
+
+impl Default for SenderSlot {
+    /// A free slot: no owner, no claim.
+    fn default() -> SenderSlot {
+        SenderSlot {
+            owner: AtomicU64::new(0),
+            claim: AtomicU64::new(NO_CLAIM),
+            sent_messages: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+#[cfg(not(shmchan_loom))]
+mod asserts {
+    use super::super::{offset, HEADER_SIZE, LINE};
+    use super::*;
+    use static_assertions::{const_assert, const_assert_eq};
+    use std::mem::{align_of, offset_of, size_of};
+
+    const_assert_eq!(size_of::<ProducerLine>(), LINE);
+    const_assert_eq!(size_of::<ConsumerLine>(), LINE);
+    const_assert_eq!(size_of::<WakeLine>(), LINE);
+    const_assert_eq!(align_of::<RingState>(), LINE);
+    const_assert_eq!(size_of::<RingState>(), 3 * LINE);
+    const_assert_eq!(
+        offset::RING_STATE + offset_of!(RingState, producer) + offset_of!(ProducerLine, tail),
+        offset::TAIL
+    );
+    const_assert_eq!(
+        offset::RING_STATE + offset_of!(RingState, consumer) + offset_of!(ConsumerLine, head),
+        offset::HEAD
+    );
+    const_assert_eq!(
+        offset::RING_STATE + offset_of!(RingState, wake) + offset_of!(WakeLine, recv_waiters),
+        offset::RECV_WAITERS
+    );
+    const_assert_eq!(
+        offset::RING_STATE + offset_of!(RingState, wake) + offset_of!(WakeLine, send_waiters),
+        offset::SEND_WAITERS
+    );
+    const_assert_eq!(
+        offset::RING_STATE + offset_of!(RingState, wake) + offset_of!(WakeLine, sender_connects),
+        offset::SENDER_CONNECTS
+    );
+    const_assert_eq!(
+        offset::RING_STATE + offset_of!(RingState, wake) + offset_of!(WakeLine, receiver_connects),
+        offset::RECEIVER_CONNECTS
+    );
+    macro_rules! at {
+        ($line:ident, $ty:ident, $field:ident) => {
+            offset::RING_STATE + offset_of!(RingState, $line) + offset_of!($ty, $field)
+        };
+    }
+    const_assert_eq!(
+        at!(producer, ProducerLine, sent_messages),
+        offset::SENT_MESSAGES
+    );
+    const_assert_eq!(at!(producer, ProducerLine, sent_bytes), offset::SENT_BYTES);
+    const_assert_eq!(
+        at!(consumer, ConsumerLine, received_messages),
+        offset::RECEIVED_MESSAGES
+    );
+    const_assert_eq!(
+        at!(consumer, ConsumerLine, received_bytes),
+        offset::RECEIVED_BYTES
+    );
+    const_assert_eq!(at!(wake, WakeLine, full_events), offset::FULL_EVENTS);
+    const_assert_eq!(at!(wake, WakeLine, sender_sleeps), offset::SENDER_SLEEPS);
+    const_assert_eq!(
+        at!(wake, WakeLine, receiver_sleeps),
+        offset::RECEIVER_SLEEPS
+    );
+    const_assert_eq!(offset_of!(SenderSlot, sent_messages), 16);
+    const_assert_eq!(offset_of!(SenderSlot, sent_bytes), 24);
+    const_assert!(offset::SEM_ID + 4 <= offset::KEY_DEV);
+    const_assert!(offset::KEY_INO + 8 <= LINE);
+    const_assert_eq!(offset::RING_STATE + size_of::<RingState>(), HEADER_SIZE);
+    const_assert_eq!(size_of::<AtomicU64>(), 8);
+    const_assert_eq!(size_of::<AtomicU32>(), 4);
+    const_assert!(offset::STATE + 4 <= LINE);
+    const_assert_eq!(HEADER_SIZE % LINE, 0);
+    const_assert_eq!(size_of::<SenderSlot>(), LINE);
+    const_assert!(offset::SENDER_SLOTS + 4 <= LINE);
+}

@@ -1,0 +1,401 @@
+//! [`Receiver`]: the receiving end, and [`Message`], a received message
+//! borrowed from the ring, with the iterators.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::counters::{Counted, Tally};
+use crate::endpoint::{senders_gone, Registration};
+use crate::error::{
+    bad_positions, OpenError, RecvError, RecvTimeoutError, TryRecvError, WaitError,
+};
+use crate::layout::{Flavor, SEM_DATA, SEM_RECEIVERS, SEM_SPACE};
+use crate::ring::cursor::Cursor;
+use crate::ring::mpsc::{self, DEFAULT_RECOVERY_TIMEOUT};
+use crate::ring::{spsc, Corrupted, Record, RingView};
+use crate::segment::Segment;
+use crate::sys;
+use crate::wait::{self, DEFAULT_SPIN};
+#[cfg(doc)]
+use crate::Channel;
+
+/// The consuming half of a ring, of either flavor: the record format
+/// differs, the cursor is shared. Its view's lifetime is unbounded: the
+/// [`Receiver`] holding it keeps the segment mapped (through its
+/// registration's `Arc`).
+#[derive(Debug)]
+enum Cons {
+    Spsc(spsc::Consumer<'static>),
+    /// With the recovery policy for claims of dead senders.
+    Mpsc(mpsc::Consumer<'static>, mpsc::Recoverer),
+}
+
+/// A receiver's ring state: the consumer and the received counters.
+#[derive(Debug)]
+struct ReadSide {
+    consumer: Cons,
+    shm_id: i32,
+    /// The header's received counters.
+    tally: Tally,
+}
+
+impl ReadSide {
+    /// The positions both flavors share.
+    #[inline]
+    fn cursor(&mut self) -> &mut Cursor<'static> {
+        match &mut self.consumer {
+            Cons::Spsc(c) => c,
+            Cons::Mpsc(c, _) => c,
+        }
+    }
+
+    #[inline]
+    fn view(&self) -> &RingView<'static> {
+        match &self.consumer {
+            Cons::Spsc(c) => c.view(),
+            Cons::Mpsc(c, _) => c.view(),
+        }
+    }
+
+    fn has_data(&mut self) -> Result<bool, Corrupted> {
+        match &mut self.consumer {
+            Cons::Spsc(c) => c.has_data(),
+            Cons::Mpsc(c, _) => c.has_data(),
+        }
+    }
+
+    /// How long a blocked receiver sleeps between looks (MPSC: a fraction
+    /// of its recovery timeout).
+    fn poll(&self) -> Duration {
+        match &self.consumer {
+            Cons::Spsc(_) => wait::POLL_INTERVAL,
+            Cons::Mpsc(_, rec) => rec.poll_interval(wait::POLL_INTERVAL),
+        }
+    }
+
+    /// One look at the ring. MPSC: when a claim has blocked the read
+    /// position for the recovery timeout (or at once with `force`, once
+    /// every sender is gone), and its claimant is dead, the claim becomes
+    /// padding and the look goes on.
+    #[inline]
+    fn attempt(&mut self, force: bool) -> Result<Option<Record>, Corrupted> {
+        match &mut self.consumer {
+            Cons::Spsc(c) => c.try_peek(),
+            Cons::Mpsc(c, rec) => {
+                let shm_id = self.shm_id;
+                let mut alive = |pid: u32| sys::process_attached(pid as i32, shm_id);
+                // SAFETY: process_attached says false only for a process
+                // that is gone or no longer maps the segment (see there).
+                unsafe { rec.next(c, force, &mut alive) }
+            }
+        }
+    }
+}
+
+/// The receiving end of a channel. `Send`, not `Sync`: it owns the
+/// consumer's private position and cache.
+///
+/// Not usable across `fork()`, like [`crate::Sender`].
+#[derive(Debug)]
+pub struct Receiver {
+    /// Declared before `reg`: dropped before the segment it views can be
+    /// unmapped.
+    side: ReadSide,
+    spin_limit: u32,
+    reg: Registration,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // Before the registration's drop: the counts are stored before a
+        // new receiver can register and continue them.
+        if self.reg.owned_here() {
+            self.side.tally.store(&self.reg.segment().mapped);
+        }
+    }
+}
+
+impl Receiver {
+    /// The receiver of `seg` (see [`Channel::receiver`]).
+    pub(crate) fn new(seg: &Arc<Segment>) -> Result<Receiver, OpenError> {
+        let reg = Registration::new(seg, SEM_RECEIVERS, true)?;
+        reg.clear_stale_wake();
+        // SAFETY: the view lives as long as the consumer made from it,
+        // which the Receiver keeps beside its registration, holding `seg`'s
+        // Arc: the mapping outlives it.
+        let view: RingView<'static> = unsafe { seg.mapped.ring() };
+        // The registration is exclusive: no other receiver is registered,
+        // in any process (each holds its +1 with SEM_UNDO until it drops or
+        // dies; an inherited one in a forked child refuses every operation).
+        let mut consumer = match seg.layout().flavor {
+            // SAFETY: the only consumer (see above).
+            Flavor::Spsc => unsafe { spsc::Consumer::new(view) }.map(Cons::Spsc),
+            // SAFETY: the only consumer (see above).
+            Flavor::Mpsc => unsafe { mpsc::Consumer::new(view) }
+                .map(|c| Cons::Mpsc(c, mpsc::Recoverer::new(DEFAULT_RECOVERY_TIMEOUT))),
+        }
+        .map_err(bad_positions)?;
+        // Light only when this process is registered for membarrier (see
+        // ring::wake::claim_with).
+        let light = sys::membarrier_register();
+        match &mut consumer {
+            Cons::Spsc(c) => c.wakeups().set_light_fence(light),
+            Cons::Mpsc(c, _) => c.wakeups().set_light_fence(light),
+        }
+        reg.announce_connect();
+        Ok(Receiver {
+            side: ReadSide {
+                consumer,
+                shm_id: seg.shm.id(),
+                tally: Tally::new(&seg.mapped, Counted::Receiver),
+            },
+            spin_limit: DEFAULT_SPIN,
+            reg,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Sets how many steps a blocked receive spins before it sleeps on the
+    /// semaphore (a few pause hints each, about 0.3 µs here; 0 sleeps at
+    /// once, `u32::MAX` never sleeps).
+    pub fn set_spin_limit(&mut self, steps: u32) {
+        self.spin_limit = steps;
+    }
+
+    /// MPSC: how long a message claimed but not committed may block the
+    /// receiver before it checks whether the claiming sender is dead
+    /// (its pid gone, or no longer attached to the segment). A dead
+    /// sender's claim is then skipped, costing only that message; a live
+    /// sender is never skipped, however slow. Default
+    /// [`DEFAULT_RECOVERY_TIMEOUT`] (100 ms). The receiver looks again
+    /// every quarter of it while blocked.
+    pub fn set_recovery_timeout(&mut self, timeout: Duration) {
+        if let Cons::Mpsc(_, rec) = &mut self.side.consumer {
+            rec.set_timeout(timeout);
+        }
+    }
+
+    /// MPSC: how many claims of dead senders this receiver has skipped.
+    pub fn recovered_claims(&self) -> u64 {
+        match &self.side.consumer {
+            Cons::Spsc(_) => 0,
+            Cons::Mpsc(_, rec) => rec.recovered(),
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        let n = self.side.cursor().wakeups().take();
+        self.reg.segment().ring_bell(SEM_SPACE, n);
+    }
+
+    /// One look at the ring. Skipping padding can release space and claim a
+    /// sleeping sender, so the wake-up is posted here, whatever the result.
+    #[inline]
+    fn peek(&mut self, force: bool) -> Result<Option<Record>, WaitError> {
+        let r = self.side.attempt(force).map_err(WaitError::Corrupted);
+        self.flush();
+        r
+    }
+
+    fn next_inner(&mut self, block: bool, deadline: Option<Instant>) -> Result<Record, WaitError> {
+        if self.reg.forked() {
+            return Err(WaitError::Forked);
+        }
+        if let Some(r) = self.peek(false)? {
+            return Ok(r);
+        }
+        // Nothing waiting: the counts go out before we wait.
+        let seg = self.reg.segment().clone();
+        self.side.tally.store(&seg.mapped);
+        if !block {
+            if senders_gone(&seg) {
+                // Re-check after seeing no sender: a last message sent just
+                // before the sender left must not be lost (nor one queued
+                // behind a claim its dead sender never committed).
+                return self.peek(true)?.ok_or(WaitError::Disconnected);
+            }
+            return Err(WaitError::Full);
+        }
+        let poll = self.side.poll();
+        let side = Cell::new(Some(&mut self.side));
+        let with = |f: &mut dyn FnMut(&mut ReadSide) -> Result<Option<Record>, WaitError>| {
+            let s = side.take().expect("consumer in use");
+            let r = f(s);
+            let n = s.cursor().wakeups().take();
+            side.set(Some(s));
+            seg.ring_bell(SEM_SPACE, n);
+            r
+        };
+        let r = wait::block_on_polling(
+            &seg.ring_state().wake.recv_waiters,
+            &seg.bell(SEM_DATA),
+            self.spin_limit,
+            deadline,
+            poll,
+            || with(&mut |s| s.attempt(false).map_err(WaitError::Corrupted)),
+            || {
+                let mut has = true;
+                let _ = with(&mut |s| {
+                    has = s.has_data().unwrap_or(true);
+                    Ok(None)
+                });
+                has
+            },
+            || senders_gone(&seg),
+        );
+        match r {
+            // Every sender is gone: a claim that still blocks was abandoned.
+            Err(WaitError::Disconnected) => self.peek(true)?.ok_or(WaitError::Disconnected),
+            r => r,
+        }
+    }
+
+    /// Receives the next message, waiting while the channel is empty.
+    ///
+    /// The message borrows the ring; its space is freed when it is dropped.
+    /// Returns [`RecvError::Disconnected`] once every sender that had
+    /// connected is gone and every message has been received.
+    pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
+        let r = self.next_inner(true, None).map_err(RecvError::from)?;
+        Ok(Message { rx: self, rec: r })
+    }
+
+    /// Receives a message if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Message<'_>, TryRecvError> {
+        let r = self.next_inner(false, None).map_err(TryRecvError::from)?;
+        Ok(Message { rx: self, rec: r })
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let r = self
+            .next_inner(true, deadline)
+            .map_err(RecvTimeoutError::from)?;
+        Ok(Message { rx: self, rec: r })
+    }
+
+    /// Messages as owned vectors, blocking, until disconnected (or an error).
+    pub fn iter(&mut self) -> Iter<'_> {
+        Iter { rx: self }
+    }
+
+    /// Messages as owned vectors, until none is waiting.
+    pub fn try_iter(&mut self) -> TryIter<'_> {
+        TryIter { rx: self }
+    }
+
+    /// Receives a batch: waits while the channel is empty, then passes up
+    /// to `max` waiting messages (at least one) to `f` in order, in place,
+    /// and releases them all at the end with one store (and at most one
+    /// wake-up of a sleeping sender). Returns how many `f` got.
+    ///
+    /// If this process dies before the batch is released, the next
+    /// receiver gets the whole batch again: at-least-once for the batch,
+    /// as for a held [`Message`]. Errors are those of [`Receiver::recv`]; a
+    /// corrupted record met after the first message ends the batch early
+    /// (the next call reports it).
+    ///
+    /// ```no_run
+    /// # fn f(rx: &mut shmchan::Receiver) -> Result<(), shmchan::RecvError> {
+    /// let mut total = 0;
+    /// let n = rx.recv_batch(64, |msg| total += msg.len())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+        let mut r = self.next_inner(true, None).map_err(RecvError::from)?;
+        let mut n = 0;
+        loop {
+            // SAFETY: the record is committed and not released (we release
+            // at the end), so no producer writes it while `f` reads it.
+            let msg = unsafe { self.side.view().region().slice(r.data_offset, r.len) };
+            f(msg);
+            self.side.tally.add(r.len, &self.reg.segment().mapped);
+            // SAFETY: `r` is the record our consumer returned last.
+            unsafe { self.side.cursor().advance(r) };
+            n += 1;
+            if n >= max {
+                break;
+            }
+            match self.side.attempt(false) {
+                Ok(Some(next)) => r = next,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.side.cursor().release();
+        self.flush();
+        Ok(n)
+    }
+}
+
+/// A received message, borrowed from the ring. Derefs to its bytes; its
+/// space is released when it is dropped. If this process dies while holding
+/// it, the next receiver gets it again (at-least-once for the one in hand).
+#[derive(Debug)]
+pub struct Message<'a> {
+    rx: &'a mut Receiver,
+    rec: Record,
+}
+
+impl Deref for Message<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the record is committed (published by the producer's
+        // Release store, of tail or of its header, which our Acquire load
+        // saw) and not yet released, so no producer writes it while we
+        // hold it.
+        unsafe {
+            self.rx
+                .side
+                .view()
+                .region()
+                .slice(self.rec.data_offset, self.rec.len)
+        }
+    }
+}
+
+impl Drop for Message<'_> {
+    fn drop(&mut self) {
+        // A message inherited through fork stays the parent's to release.
+        if self.rx.reg.forked() {
+            return;
+        }
+        let rx = &mut *self.rx;
+        rx.side.tally.add(self.rec.len, &rx.reg.segment().mapped);
+        // SAFETY: the message's record is the one our consumer returned
+        // last (the message borrows the receiver), released once, here.
+        unsafe { rx.side.cursor().consume(self.rec) };
+        rx.flush();
+    }
+}
+
+/// Blocking iterator of owned messages; see [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a> {
+    rx: &'a mut Receiver,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.rx.recv().ok().map(|m| m.to_vec())
+    }
+}
+
+/// Non-blocking iterator of owned messages; see [`Receiver::try_iter`].
+#[derive(Debug)]
+pub struct TryIter<'a> {
+    rx: &'a mut Receiver,
+}
+
+impl Iterator for TryIter<'_> {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.rx.try_recv().ok().map(|m| m.to_vec())
+    }
+}

@@ -1,0 +1,213 @@
+//! The consumer's positions, shared by both flavors.
+//!
+//! State, in positions (byte counts that only grow, `index = pos & mask`):
+//! `{ head <= read <= cached_tail <= tail }` (modulo 2^64).
+//! - `head` is ours and equal to the shared `head`: the start of the first
+//!   record not yet released.
+//! - `read` is the start of the next record to look at; it runs ahead of
+//!   `head` by the records read but held (a [`Record`] in the caller's
+//!   hand, a batch).
+//! - `cached_tail` is the producers' `tail` as last loaded; possibly stale
+//!   (behind), never ahead.
+//!
+//! Releasing stores `head` with Release, then claims the producers that
+//! announced they sleep for space (see [`super::wake`]). An MPSC cursor
+//! first zeroes what it frees, so that every header past `head` reads as
+//! zero until a producer writes it (the MPSC ring's commit protocol and
+//! its recovery rely on it).
+
+use super::wake::Wakeups;
+use super::{Corrupted, Record, RingView};
+use crate::layout::{kind, record_header, RECORD_HEADER};
+use crate::sync::Ordering;
+
+/// The most sleeping senders one release wakes (a forged count in the
+/// segment must not turn into a storm of posts).
+pub const MAX_WAKEUPS: u32 = 1 << 16;
+
+/// A consumer's positions and owed wake-ups (see the module docs).
+#[derive(Debug)]
+pub struct Cursor<'a> {
+    view: RingView<'a>,
+    read: u64,
+    head: u64,
+    cached_tail: u64,
+    wake: Wakeups,
+    /// The most posts one release may owe: 1 for SPSC (one sender at
+    /// most), [`MAX_WAKEUPS`] for MPSC.
+    max_wakeups: u32,
+    /// MPSC: zero what is released.
+    zero_released: bool,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor at the shared `head`, with `tail` as first seen; `mpsc`
+    /// zeroes what it releases and wakes any number of senders.
+    pub(crate) fn new(view: RingView<'a>, head: u64, tail: u64, mpsc: bool) -> Cursor<'a> {
+        Cursor {
+            view,
+            read: head,
+            head,
+            cached_tail: tail,
+            wake: Wakeups::default(),
+            max_wakeups: if mpsc { MAX_WAKEUPS } else { 1 },
+            zero_released: mpsc,
+        }
+    }
+
+    /// The view this cursor reads.
+    #[inline]
+    pub fn view(&self) -> &RingView<'a> {
+        &self.view
+    }
+
+    /// The read position (the start of the next record).
+    #[inline]
+    pub fn position(&self) -> u64 {
+        self.read
+    }
+
+    /// The released position (equal to the shared `head`).
+    #[inline]
+    pub(crate) fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The `tail` as last loaded.
+    #[inline]
+    pub(crate) fn cached_tail(&self) -> u64 {
+        self.cached_tail
+    }
+
+    /// Bytes published (SPSC) or claimed (MPSC) past the read position, as
+    /// last seen.
+    #[inline]
+    pub(crate) fn cached_available(&self) -> u64 {
+        self.cached_tail.wrapping_sub(self.read)
+    }
+
+    /// Reloads `tail`; returns the bytes past the read position.
+    #[inline]
+    pub(crate) fn refresh(&mut self) -> Result<u64, Corrupted> {
+        // Acquire: pairs with the Release store of tail in
+        // spsc::Producer::publish (the records before it are written) and
+        // with the Release CAS of tail in mpsc::Producer::try_reserve (the
+        // claimant's slot store is visible to try_recover).
+        let tail = self.view.state().producer.tail.load(Ordering::Acquire);
+        self.view.check_span(self.head, tail)?;
+        if tail.wrapping_sub(self.read) > self.view.capacity() {
+            return Err(Corrupted::new(
+                "tail moved backwards",
+                [self.read, tail, self.cached_tail],
+            ));
+        }
+        self.cached_tail = tail;
+        Ok(tail.wrapping_sub(self.read))
+    }
+
+    /// Steps over `size` bytes of padding at the read position, releasing
+    /// them at once when nothing before them is held.
+    #[inline]
+    pub(crate) fn skip(&mut self, size: u64) {
+        let held = self.read != self.head;
+        self.read = self.read.wrapping_add(size);
+        if !held {
+            self.release_to(self.read);
+        }
+    }
+
+    /// Marks `r` as read; it stays in the ring until [`Cursor::release`].
+    ///
+    /// # Safety
+    /// `r` is the record this consumer's `try_peek` returned last, not yet
+    /// advanced past or consumed.
+    #[inline]
+    pub unsafe fn advance(&mut self, r: Record) {
+        self.read = r.end;
+    }
+
+    /// Frees every record read so far with one Release store of `head`.
+    #[inline]
+    pub fn release(&mut self) {
+        if self.head != self.read {
+            self.release_to(self.read);
+        }
+    }
+
+    /// Reads and frees `r` at once (one message per release).
+    ///
+    /// # Safety
+    /// As for [`Cursor::advance`].
+    #[inline]
+    pub unsafe fn consume(&mut self, r: Record) {
+        self.read = r.end;
+        self.release_to(r.end);
+    }
+
+    /// The posts owed to sleeping senders.
+    #[inline]
+    pub fn wakeups(&mut self) -> &mut Wakeups {
+        &mut self.wake
+    }
+
+    #[inline]
+    fn release_to(&mut self, head: u64) {
+        if self.zero_released {
+            self.zero_to(head);
+        }
+        self.head = head;
+        // Release: pairs with the Acquire loads of head in spsc::Producer
+        // (new, free) and mpsc (Producer::new, try_reserve, take_slot): our
+        // reads (and zeroing) of the freed space happen before a producer
+        // reuses it.
+        self.view
+            .state()
+            .consumer
+            .head
+            .store(head, Ordering::Release);
+        let waiters = &self.view.state().wake.send_waiters;
+        self.wake.claim_after_publish(waiters, self.max_wakeups);
+    }
+
+    /// The pieces of `[self.head, head)` in the region, each at most
+    /// `u32::MAX - 7` bytes (what one padding header covers), front to back.
+    fn pieces(&self, head: u64) -> impl DoubleEndedIterator<Item = (usize, usize)> {
+        const CHUNK: usize = 1 << 31;
+        let cap = self.view.capacity();
+        let idx = self.view.index(self.head);
+        let total = head.wrapping_sub(self.head).min(cap) as usize;
+        let first = total.min(cap as usize - idx);
+        let split = move |start: usize, n: usize| {
+            (0..n)
+                .step_by(CHUNK)
+                .map(move |o| (start + o, CHUNK.min(n - o)))
+        };
+        split(idx, first).chain(split(0, total - first))
+    }
+
+    /// MPSC: zeroes `[self.head, head)`. A receiver killed in here must
+    /// leave what a successor (starting at the old head) reads as whole
+    /// records or padding, never a half-zeroed message: first padding over
+    /// each piece, then the bodies, then the headers, last piece first.
+    fn zero_to(&self, head: u64) {
+        let region = self.view.region();
+        for (off, n) in self.pieces(head) {
+            // Relaxed: only this consumer (or a successor after it died)
+            // reads these words until head is released.
+            region.atomic_u64(off).store(
+                record_header(kind::PADDING, (n - 8) as u32),
+                Ordering::Relaxed,
+            );
+        }
+        for (off, n) in self.pieces(head) {
+            // SAFETY: [head, new head) holds records this consumer has read
+            // (committed, so no producer writes them) and not released (so
+            // no producer reuses them): ours alone.
+            unsafe { region.zero(off + RECORD_HEADER, n - RECORD_HEADER) };
+        }
+        for (off, _) in self.pieces(head).rev() {
+            // Relaxed: as above.
+            region.atomic_u64(off).store(0, Ordering::Relaxed);
+        }
+    }
+}

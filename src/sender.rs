@@ -1,0 +1,457 @@
+//! [`Sender`]: the sending end, and [`Grant`], space reserved in the ring
+//! for a message written in place.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::counters::{Counted, Tally};
+use crate::endpoint::{receiver_gone, Registration};
+use crate::error::{
+    bad_positions, OpenError, SendError, SendTimeoutError, TrySendError, WaitError,
+};
+use crate::layout::{Flavor, SEM_DATA, SEM_SENDERS, SEM_SPACE};
+use crate::ring::wake::Wakeups;
+use crate::ring::{mpsc, spsc, Corrupted, Reservation, ReserveError, RingView};
+use crate::segment::Segment;
+use crate::sync::Ordering;
+use crate::sys;
+use crate::wait::{self, DEFAULT_SPIN};
+#[cfg(doc)]
+use crate::Channel;
+
+/// The producing half of a ring, of either flavor. Its view's lifetime is
+/// unbounded: the [`Sender`] holding it keeps the segment mapped (through
+/// its registration's `Arc`).
+#[derive(Debug)]
+enum Prod {
+    Spsc(spsc::Producer<'static>),
+    Mpsc(mpsc::Producer<'static>),
+}
+
+impl Prod {
+    #[inline]
+    fn view(&self) -> &RingView<'static> {
+        match self {
+            Prod::Spsc(p) => p.view(),
+            Prod::Mpsc(p) => p.view(),
+        }
+    }
+
+    #[inline]
+    fn try_reserve(&mut self, len: usize) -> Result<Reservation, ReserveError> {
+        match self {
+            Prod::Spsc(p) => p.try_reserve(len),
+            Prod::Mpsc(p) => p.try_reserve(len),
+        }
+    }
+
+    /// # Safety
+    /// `r` came from this producer's `try_reserve`, not yet committed or
+    /// aborted.
+    #[inline]
+    unsafe fn commit(&mut self, r: Reservation) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Prod::Spsc(p) => p.commit(r),
+                Prod::Mpsc(p) => p.commit(r),
+            }
+        }
+    }
+
+    /// Gives up a reservation. SPSC: nothing to do (the space is simply
+    /// reserved again); MPSC: the record becomes padding.
+    ///
+    /// # Safety
+    /// As for [`Prod::commit`].
+    #[inline]
+    unsafe fn abort(&mut self, r: Reservation) {
+        match self {
+            Prod::Spsc(_) => {}
+            // SAFETY: the caller's contract.
+            Prod::Mpsc(p) => unsafe { p.abort(r) },
+        }
+    }
+
+    fn has_space(&mut self, len: usize) -> Result<bool, Corrupted> {
+        match self {
+            Prod::Spsc(p) => p.has_space(len),
+            Prod::Mpsc(p) => p.has_space(len),
+        }
+    }
+
+    /// The posts owed to a sleeping receiver.
+    #[inline]
+    fn wakeups(&mut self) -> &mut Wakeups {
+        match self {
+            Prod::Spsc(p) => p.wakeups(),
+            Prod::Mpsc(p) => p.wakeups(),
+        }
+    }
+}
+
+/// The sending end of a channel. `Send`, not `Sync`: it owns the
+/// producer's private position and cache. In an MPSC channel, every thread
+/// or process that sends has its own `Sender` (see [`Sender::try_clone`]).
+///
+/// Not usable across `fork()`: a child that inherits a `Sender` is not a
+/// registered sender (the kernel does not copy `SEM_UNDO` adjustments), so
+/// it must call [`Channel::sender`] itself: the inherited one answers every
+/// operation with `Forked` ([`SendError::Forked`], …). Dropping an
+/// inherited `Sender` in the child leaves the liveness count alone.
+#[derive(Debug)]
+pub struct Sender {
+    /// Declared before `reg`: dropped before the segment it views can be
+    /// unmapped.
+    producer: Prod,
+    tally: Tally,
+    spin_limit: u32,
+    reg: Registration,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // Before the registration's drop (the fields drop after this): the
+        // slot is free by the time the receiver can see us gone, and our
+        // counts are in it before a new owner continues them.
+        if !self.reg.owned_here() {
+            return;
+        }
+        self.tally.store(&self.reg.segment().mapped);
+        if let Prod::Mpsc(p) = &self.producer {
+            // SAFETY: the sender is going: it makes no more claims, and a
+            // grant borrows the sender, so none is held.
+            unsafe { mpsc::free_slot(p.view(), p.slot()) };
+        }
+    }
+}
+
+impl Clone for Sender {
+    /// A new registered sender on the same channel, as
+    /// [`Sender::try_clone`].
+    ///
+    /// # Panics
+    /// When `try_clone` fails: an SPSC channel (which allows one sender),
+    /// an MPSC channel whose sender slots are all in use, or a channel that
+    /// was removed. Use `try_clone` to handle those.
+    fn clone(&self) -> Sender {
+        self.try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone this Sender: {e}"))
+    }
+}
+
+impl Sender {
+    /// A sender on `seg` (see [`Channel::sender`]).
+    pub(crate) fn new(seg: &Arc<Segment>) -> Result<Sender, OpenError> {
+        // SAFETY: the view lives as long as the producer made from it,
+        // which the Sender keeps beside its registration, holding `seg`'s
+        // Arc: the mapping outlives it.
+        let view: RingView<'static> = unsafe { seg.mapped.ring() };
+        let (reg, mut producer, counted) = match seg.layout().flavor {
+            Flavor::Spsc => {
+                let reg = Registration::new(seg, SEM_SENDERS, true)?;
+                reg.clear_stale_wake();
+                // SAFETY: the registration is exclusive: no other SPSC
+                // sender is registered, in any process (each holds its +1
+                // with SEM_UNDO until it drops or dies; an inherited one in
+                // a forked child refuses every operation).
+                let p = unsafe { spsc::Producer::new(view) }.map_err(bad_positions)?;
+                (reg, Prod::Spsc(p), Counted::SpscSender)
+            }
+            Flavor::Mpsc => {
+                // Other senders may be asleep: no clearing of the space
+                // doorbell here (a dead sender's stale announcement costs
+                // one spurious wake-up at most).
+                let reg = Registration::new(seg, SEM_SENDERS, false)?;
+                let pid = sys::current_pid() as u32;
+                let shm_id = seg.shm.id();
+                let mut alive = |pid: u32| sys::process_attached(pid as i32, shm_id);
+                // SAFETY: process_attached says false only for a process
+                // that is gone or no longer maps the segment (see there).
+                let slot = unsafe { mpsc::take_slot(&view, pid, &mut alive) }.ok_or(
+                    OpenError::TooManySenders {
+                        slots: view.sender_slots(),
+                    },
+                )?;
+                // SAFETY: the slot was just taken for this producer.
+                match unsafe { mpsc::Producer::new(view, slot, pid) } {
+                    Ok(p) => (reg, Prod::Mpsc(p), Counted::SenderSlot(slot)),
+                    Err(c) => {
+                        // SAFETY: the producer was never made: nothing
+                        // claims from the slot.
+                        unsafe { mpsc::free_slot(&view, slot) };
+                        return Err(bad_positions(c));
+                    }
+                }
+            }
+        };
+        // Every sleeper of this crate issues the barrier (see
+        // ring::wake::claim_with): light only when this process is
+        // registered for membarrier.
+        producer
+            .wakeups()
+            .set_light_fence(sys::membarrier_register());
+        let tally = Tally::new(&seg.mapped, counted);
+        reg.announce_connect();
+        Ok(Sender {
+            producer,
+            tally,
+            spin_limit: DEFAULT_SPIN,
+            reg,
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// A new sender on the same channel (MPSC), with its own registration
+    /// and sender slot, and this one's spin limit: what [`Channel::sender`]
+    /// returns. SPSC: [`OpenError::Busy`], the channel allows one sender.
+    pub fn try_clone(&self) -> Result<Sender, OpenError> {
+        let mut tx = Sender::new(self.reg.segment())?;
+        tx.spin_limit = self.spin_limit;
+        Ok(tx)
+    }
+
+    /// The largest message this channel takes.
+    pub fn max_message(&self) -> usize {
+        self.reg.segment().layout().max_message
+    }
+
+    /// Sets how many steps a blocked send spins before it sleeps on the
+    /// semaphore (a few pause hints each, about 0.3 µs here; 0 sleeps at
+    /// once, `u32::MAX` never sleeps).
+    pub fn set_spin_limit(&mut self, steps: u32) {
+        self.spin_limit = steps;
+    }
+
+    #[inline]
+    fn flush(&mut self) {
+        let n = self.producer.wakeups().take();
+        self.reg.segment().ring_bell(SEM_DATA, n);
+    }
+
+    fn reserve_inner(
+        &mut self,
+        len: usize,
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Reservation, WaitError> {
+        if self.reg.forked() {
+            return Err(WaitError::Forked);
+        }
+        // Fast path: no syscall.
+        match self.producer.try_reserve(len) {
+            Ok(r) => return Ok(r),
+            Err(ReserveError::TooLarge { len, max }) => {
+                return Err(WaitError::TooLarge { len, max })
+            }
+            Err(ReserveError::Corrupted(c)) => return Err(WaitError::Corrupted(c)),
+            Err(ReserveError::Full) => {}
+        }
+        self.flush();
+        let seg = self.reg.segment().clone();
+        self.tally.store(&seg.mapped);
+        // Relaxed: a statistic (the slow path: the ring is full).
+        seg.ring_state()
+            .wake
+            .full_events
+            .fetch_add(1, Ordering::Relaxed);
+        if !block {
+            return Err(if receiver_gone(&seg) {
+                WaitError::Disconnected
+            } else {
+                WaitError::Full
+            });
+        }
+        let producer = Cell::new(Some(&mut self.producer));
+        let with = |f: &mut dyn FnMut(&mut Prod) -> Result<Option<Reservation>, WaitError>| {
+            let p = producer.take().expect("producer in use");
+            let r = f(p);
+            let n = p.wakeups().take();
+            producer.set(Some(p));
+            seg.ring_bell(SEM_DATA, n);
+            r
+        };
+        wait::block_on(
+            &seg.ring_state().wake.send_waiters,
+            &seg.bell(SEM_SPACE),
+            self.spin_limit,
+            deadline,
+            || {
+                with(&mut |p| match p.try_reserve(len) {
+                    Ok(r) => Ok(Some(r)),
+                    Err(ReserveError::Full) => Ok(None),
+                    Err(ReserveError::TooLarge { len, max }) => {
+                        Err(WaitError::TooLarge { len, max })
+                    }
+                    Err(ReserveError::Corrupted(c)) => Err(WaitError::Corrupted(c)),
+                })
+            },
+            || {
+                let mut has = true;
+                let _ = with(&mut |p| {
+                    has = p.has_space(len).unwrap_or(true);
+                    Ok(None)
+                });
+                has
+            },
+            || receiver_gone(&seg),
+        )
+    }
+
+    fn send_inner(
+        &mut self,
+        msg: &[u8],
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), WaitError> {
+        let r = self.reserve_inner(msg.len(), block, deadline)?;
+        // Counted before the publish: see Tally.
+        self.tally.add(r.len, &self.reg.segment().mapped);
+        // SAFETY: `r` is the reservation our producer just made: space only
+        // we may write until we commit it, which we do next, once.
+        unsafe {
+            self.producer.view().region().write(r.data_offset, msg);
+            self.producer.commit(r);
+        }
+        self.flush();
+        Ok(())
+    }
+
+    /// Sends `msg`, waiting while the channel is full.
+    ///
+    /// Returns [`SendError::Disconnected`] when the receiver that had
+    /// connected is gone (a sender notices that on its slow path: at the
+    /// latest when the ring is full; messages already in the ring stay for
+    /// a receiver that opens the channel again). Before any receiver has
+    /// ever connected, a full channel simply waits, like a pipe's writer.
+    pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_inner(msg, true, None).map_err(SendError::from)
+    }
+
+    /// Sends `msg` if there is space now.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<(), TrySendError> {
+        self.send_inner(msg, false, None)
+            .map_err(TrySendError::from)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for space.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.send_inner(msg, true, deadline)
+            .map_err(SendTimeoutError::from)
+    }
+
+    /// Reserves `len` bytes in the ring for a message written in place,
+    /// waiting while full. Publish it with [`Grant::commit`]; dropping the
+    /// grant publishes nothing.
+    ///
+    /// In an MPSC channel other senders' messages queue behind an
+    /// uncommitted grant (the receiver reads in order), so write it
+    /// promptly. A grant kept past the receiver's recovery timeout is not
+    /// skipped while its process lives; one leaked with `mem::forget`
+    /// blocks the channel until that process exits.
+    ///
+    /// ```no_run
+    /// # fn f(tx: &mut shmchan::Sender) -> Result<(), shmchan::SendError> {
+    /// let mut grant = tx.reserve(5)?;
+    /// grant.copy_from_slice(b"hello");
+    /// grant.commit();
+    /// # Ok(()) }
+    /// ```
+    pub fn reserve(&mut self, len: usize) -> Result<Grant<'_>, SendError> {
+        let res = self
+            .reserve_inner(len, true, None)
+            .map_err(SendError::from)?;
+        self.flush();
+        Ok(Grant { tx: self, res })
+    }
+
+    /// Test hook (feature `test-hooks`, for this crate's own tests only):
+    /// in an MPSC channel, claims space for a `len`-byte message and stops
+    /// after `stage`, as a sender killed there would leave it; the caller
+    /// is expected to die next. Returns false (and claims nothing) for
+    /// SPSC, a full ring or a bad length.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn claim_and_stop(&mut self, len: usize, stage: mpsc::Stage) -> bool {
+        match &mut self.producer {
+            Prod::Spsc(_) => false,
+            Prod::Mpsc(p) => p.try_reserve_until(len, stage).is_ok(),
+        }
+    }
+
+    /// Reserves `len` bytes if there is space now.
+    pub fn try_reserve(&mut self, len: usize) -> Result<Grant<'_>, TrySendError> {
+        let res = self
+            .reserve_inner(len, false, None)
+            .map_err(TrySendError::from)?;
+        self.flush();
+        Ok(Grant { tx: self, res })
+    }
+}
+
+/// Space reserved in the ring by [`Sender::reserve`]; derefs to the
+/// message's bytes (initially whatever the ring held there). Dropped
+/// without [`Grant::commit`], it publishes nothing (MPSC: it becomes
+/// padding that the receiver skips).
+#[derive(Debug)]
+pub struct Grant<'a> {
+    tx: &'a mut Sender,
+    res: Reservation,
+}
+
+impl Grant<'_> {
+    /// Publishes the message.
+    pub fn commit(self) {
+        let mut me = ManuallyDrop::new(self);
+        let res = me.res;
+        let tx = &mut *me.tx;
+        tx.tally.add(res.len, &tx.reg.segment().mapped);
+        // SAFETY: the grant's reservation came from this sender's producer
+        // and is committed once: the grant is consumed (not dropped).
+        unsafe { tx.producer.commit(res) };
+        tx.flush();
+    }
+}
+
+impl Drop for Grant<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the grant's reservation came from this sender's producer;
+        // dropped without commit, it is given up once.
+        unsafe { self.tx.producer.abort(self.res) };
+        self.tx.flush();
+    }
+}
+
+impl Deref for Grant<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the reservation is unpublished space that only this
+        // producer may touch until it commits; the grant borrows the sender.
+        unsafe {
+            self.tx
+                .producer
+                .view()
+                .region()
+                .slice(self.res.data_offset, self.res.len)
+        }
+    }
+}
+
+impl DerefMut for Grant<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in deref; &mut self makes this the only view.
+        unsafe {
+            self.tx
+                .producer
+                .view()
+                .region()
+                .slice_mut(self.res.data_offset, self.res.len)
+        }
+    }
+}
