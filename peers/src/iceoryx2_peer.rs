@@ -36,7 +36,9 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFactory;
-use shmchan::bench::{count_until, ring_bytes, stamp, stream_for, two_processes, Config, Peer};
+use shmchan_bench::{
+    count_until, ring_bytes, stamp, stream_for, two_processes, Config, Peer, SingleThreaded,
+};
 
 use crate::{sentinel_len, unique_name, Stall, STALL};
 
@@ -209,11 +211,12 @@ impl Peer for Iceoryx2 {
         "iceoryx2".to_string()
     }
 
-    fn throughput(&self, size: usize, cfg: &Config) -> (u64, f64) {
+    fn throughput(&self, one: &SingleThreaded, size: usize, cfg: &Config) -> (u64, f64) {
         let domain = Domain::create();
         let name = unique_name("stream");
         let duration = cfg.duration;
         two_processes(
+            one,
             cfg.pin,
             || {
                 let node = domain.node();
@@ -240,13 +243,14 @@ impl Peer for Iceoryx2 {
         )
     }
 
-    fn round_trips(&self, size: usize, cfg: &Config) -> Option<Vec<f64>> {
+    fn round_trips(&self, one: &SingleThreaded, size: usize, cfg: &Config) -> Option<Vec<f64>> {
         let n = cfg.round_trips;
-        let warmup = shmchan::bench::warmup_round_trips(size, n);
+        let warmup = shmchan_bench::warmup_round_trips(size, n);
         let mut samples = Vec::with_capacity(n);
         let domain = Domain::create();
         let (ping, pong) = (unique_name("ping"), unique_name("pong"));
         two_processes(
+            one,
             cfg.pin,
             || {
                 let node = domain.node();

@@ -19,7 +19,9 @@ use std::path::PathBuf;
 
 use ipmpsc::{Receiver, Sender, SharedRingBuffer};
 use serde_bytes::Bytes;
-use shmchan::bench::{count_until, ring_bytes, stamp, stream_for, two_processes, Config, Peer};
+use shmchan_bench::{
+    count_until, ring_bytes, stamp, stream_for, two_processes, Config, Peer, SingleThreaded,
+};
 
 use crate::{sentinel_len, unique_name, Stall, SPINS, STALL};
 
@@ -111,10 +113,11 @@ impl Peer for Ipmpsc {
         "ipmpsc".to_string()
     }
 
-    fn throughput(&self, size: usize, cfg: &Config) -> (u64, f64) {
+    fn throughput(&self, one: &SingleThreaded, size: usize, cfg: &Config) -> (u64, f64) {
         let ring = Ring::create(size);
         let duration = cfg.duration;
         two_processes(
+            one,
             cfg.pin,
             || {
                 let tx = Sender::new(ring.open());
@@ -137,12 +140,13 @@ impl Peer for Ipmpsc {
         )
     }
 
-    fn round_trips(&self, size: usize, cfg: &Config) -> Option<Vec<f64>> {
+    fn round_trips(&self, one: &SingleThreaded, size: usize, cfg: &Config) -> Option<Vec<f64>> {
         let n = cfg.round_trips;
-        let warmup = shmchan::bench::warmup_round_trips(size, n);
+        let warmup = shmchan_bench::warmup_round_trips(size, n);
         let mut samples = Vec::with_capacity(n);
         let (ping, pong) = (Ring::create(size), Ring::create(size));
         two_processes(
+            one,
             cfg.pin,
             || {
                 let mut rx = Receiver::new(ping.open());

@@ -1,4 +1,4 @@
-//! `peers`: shmchan's benchmark harness ([`shmchan::bench`]) with other
+//! `peers`: shmchan's benchmark harness ([`shmchan_bench`]) with other
 //! shared-memory IPC crates as extra transports, measured by the same rules
 //! and printed in the same table: [`ipmpsc`] and [`iceoryx2`].
 //!
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use shmchan::bench::{self, Peer};
+use shmchan_bench::{self as bench, Peer};
 
 use crate::iceoryx2_peer::Iceoryx2;
 use crate::ipmpsc_peer::Ipmpsc;
@@ -143,8 +143,11 @@ fn main() -> ExitCode {
                     _ => &Iceoryx2 as &dyn Peer,
                 })
                 .collect();
-            let rows = bench::run_with(&cfg, &peers, |what| eprint!("\r\x1b[2Kmeasuring {what}"));
-            eprintln!("\r\x1b[2K");
+            // SAFETY: the main thread, and nothing here starts another (ipmpsc
+            // and iceoryx2 start no threads of their own).
+            let one = unsafe { bench::SingleThreaded::new() };
+            let rows = bench::run_with(&one, &cfg, &peers, bench::progress_line());
+            bench::progress_end();
             args.print(&rows);
             ExitCode::SUCCESS
         }

@@ -2,6 +2,7 @@
 //! channels (create, send, recv, ls, stat, rm, gc), and every error path
 //! with its message and exit status (2 for usage, 1 for failures).
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;
@@ -407,6 +408,29 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
         }
     }
     G(Some(f))
+}
+
+/// A creator killed after writing the header and before marking the
+/// channel ready (the test hook stalls it there): `shmchan gc` removes the
+/// half-created channel, segment and semaphore set.
+#[test]
+fn gc_removes_a_channel_whose_creator_died_initialising() {
+    let (key, k, _guard) = fresh_key();
+    let mut creator = common::spawn(move || {
+        let opts = Options::default().init_stall(Duration::from_secs(60));
+        Channel::create(key, opts).map_or(1, |_| 0)
+    });
+    let header_written =
+        || shm_at(key).is_some() && with_raw_segment(key, |b| b[..8] == *b"SHMCHAN\0");
+    assert!(common::wait_until(Duration::from_secs(10), header_written));
+    creator.kill();
+    let o = run(&["gc", &k]);
+    ok(&o);
+    let text = stdout(&o);
+    assert!(text.contains(&format!("removed key {key}")), "{text}");
+    assert!(text.contains("half-created"), "{text}");
+    assert_eq!(shm_at(key), None);
+    assert_eq!(sem_at(key), None);
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn short_run_gives_every_transport_its_figures() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let transports = shmchan::bench::TRANSPORTS;
+    let transports = shmchan_bench::TRANSPORTS;
     assert_eq!(lines.len(), 2 * transports.len(), "{text}");
     for line in &lines {
         let t = transports
@@ -98,6 +98,36 @@ fn short_run_gives_every_transport_its_figures() {
             assert!((0.0..=100.0).contains(&p), "{line}");
         }
     }
+}
+
+/// Standard error captured (a pipe, not a terminal): no progress line, so
+/// no escape sequence and no "measuring", and the table on stdout.
+#[test]
+fn no_progress_line_when_stderr_is_not_a_terminal() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--sizes",
+            "64",
+            "--reps",
+            "1",
+            "--duration",
+            "0.05",
+            "--round-trips",
+            "300",
+            "--transports",
+            "shmchan,pipe",
+            "--no-pin",
+        ])
+        .output()
+        .expect("run shmchan bench");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!out.stderr.contains(&0x1b), "an escape sequence: {err:?}");
+    assert!(!err.contains("measuring"), "a progress line: {err:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("transport"), "{text}");
+    assert_eq!(text.lines().count(), 3, "{text}");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use shmchan::bench;
+use shmchan_bench as bench;
 
 fn main() {
     let mut cfg = bench::Config::default();
@@ -24,7 +24,10 @@ fn main() {
     {
         cfg.duration = Duration::from_secs_f64(secs.max(0.01));
     }
-    let rows = bench::run(&cfg, |what| eprint!("\r\x1b[2Kmeasuring {what}"));
-    eprintln!("\r\x1b[2K");
+    // SAFETY: the main thread of a bench without libtest's harness, which
+    // starts no other.
+    let one = unsafe { bench::SingleThreaded::new() };
+    let rows = bench::run(&one, &cfg, bench::progress_line());
+    bench::progress_end();
     print!("{}", bench::table(&rows));
 }

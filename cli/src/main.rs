@@ -1,0 +1,349 @@
+//! `shmchan`: use and inspect shmchan channels from a shell.
+
+mod args;
+mod show;
+mod stream;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use shmchan::{Channel, Flavor, Key, OpenError, Options};
+use shmchan_bench as bench;
+
+use args::KeyArg;
+
+#[derive(Parser)]
+#[command(
+    name = "shmchan",
+    version,
+    about = "Cross-process channels in System V shared memory",
+    after_help = "Example, a named pipe between two shells:\n  \
+        shmchan create /tmp/k\n  \
+        shmchan recv /tmp/k > out &\n  \
+        seq 1000000 | shmchan send /tmp/k\n  \
+        shmchan rm /tmp/k"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// KEY and --proj, shared by the commands that take one channel.
+#[derive(clap::Args)]
+struct KeyOpts {
+    /// The channel's key: an existing path (ftok with --proj) or a number
+    /// (0x1234, 4660).
+    #[arg(value_parser = args::key)]
+    key: KeyArg,
+    /// Project id for a path key (ftok's second argument, 1-255).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    proj: u8,
+}
+
+impl KeyOpts {
+    fn resolve(&self) -> Result<Key, String> {
+        self.key.resolve(self.proj)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a channel (a segment and a semaphore set) at KEY.
+    ///
+    /// Example: shmchan create /tmp/k --capacity 4M --max-message 64K --mode 660
+    Create {
+        #[command(flatten)]
+        key: KeyOpts,
+        /// Size of the ring (rounded up to a power of two): 4096, 64K, 1M.
+        #[arg(long, default_value = "1M", value_parser = args::size)]
+        capacity: usize,
+        /// Largest message (default: a quarter of the capacity).
+        #[arg(long, value_parser = args::size)]
+        max_message: Option<usize>,
+        /// Many senders (MPSC) instead of one (SPSC).
+        #[arg(long)]
+        mpsc: bool,
+        /// MPSC: the most senders alive at once.
+        #[arg(long, requires = "mpsc")]
+        max_senders: Option<usize>,
+        /// Permission bits, octal, of the segment and the semaphore set.
+        #[arg(long, default_value = "600", value_parser = args::mode)]
+        mode: u32,
+    },
+    /// Send standard input: one message per line (without the newline),
+    /// length-prefixed records with --framed, or one file with --file.
+    /// Waits while the channel is full; exits 0 when the input ends.
+    ///
+    /// Example: seq 1000000 | shmchan send /tmp/k
+    Send {
+        #[command(flatten)]
+        key: KeyOpts,
+        /// Read records of a u32 little-endian length and that many bytes.
+        #[arg(long, conflicts_with = "file")]
+        framed: bool,
+        /// Send this whole file as one message (instead of standard input).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Write received messages to standard output, one per line, or as
+    /// length-prefixed records with --framed. Exits 0 once every sender
+    /// that connected is gone and the channel is drained.
+    ///
+    /// Example: shmchan recv /tmp/k --count 10 --timeout 5s
+    Recv {
+        #[command(flatten)]
+        key: KeyOpts,
+        /// Write records of a u32 little-endian length and the bytes.
+        #[arg(long)]
+        framed: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Fail (status 1) when no message comes for this long: 5s, 250ms.
+        #[arg(long, value_parser = args::duration)]
+        timeout: Option<Duration>,
+    },
+    /// List the shmchan channels of this machine.
+    ///
+    /// Example: shmchan ls --all
+    Ls {
+        /// List other programs' segments too, marked foreign.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one channel in detail: header, positions, counters, endpoints.
+    ///
+    /// Example: shmchan stat /tmp/k --watch
+    Stat {
+        #[command(flatten)]
+        key: KeyOpts,
+        /// Refresh every second, with message and byte rates.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Remove channels (segment and semaphore set). Refuses segments that
+    /// are not shmchan channels.
+    ///
+    /// Example: shmchan rm 0x1234 /tmp/k
+    Rm {
+        /// Keys: existing paths (ftok with --proj) or numbers (0x1234).
+        #[arg(required = true, value_parser = args::key)]
+        keys: Vec<KeyArg>,
+        /// Project id for path keys.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+        proj: u8,
+    },
+    /// Remove the channels nobody is attached to and whose creator is
+    /// dead (including private ones and half-created ones), and list them.
+    ///
+    /// Example: shmchan gc --dry-run
+    Gc {
+        /// List what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only these keys (paths or numbers); default: every channel.
+        #[arg(value_parser = args::key)]
+        keys: Vec<KeyArg>,
+        /// Project id for path keys.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+        proj: u8,
+    },
+    /// Measure shmchan (SPSC, zero-copy, MPSC with 1, 2 and 4 producers)
+    /// against a pipe, Unix stream and seqpacket sockets and the speed
+    /// limits (limit-ring, memcpy, a cache line's round trip), producer and
+    /// consumer in separate processes: throughput, round trips, the wake-up
+    /// of a sleeping receiver and an idle receiver's CPU use.
+    ///
+    /// Example: shmchan bench --sizes 64,1024 --duration 1
+    Bench(bench::Args),
+}
+
+/// What went wrong, said in one line with what to do.
+type Fail = String;
+
+/// The one-line message for an `OpenError` at `at`, saying what to do.
+pub fn open_failure(e: &OpenError, at: &str, side: &str) -> String {
+    match e {
+        OpenError::NotFound => {
+            format!("no channel at {at}; create one with `shmchan create {at}`")
+        }
+        OpenError::AlreadyExists => format!(
+            "something already exists at {at}; remove it with `shmchan rm {at}` or pick another key"
+        ),
+        OpenError::PermissionDenied => format!(
+            "permission denied for the channel at {at}; run as its owner, or have it created with a wider --mode"
+        ),
+        OpenError::NotAChannel => format!(
+            "{at} is another program's System V segment, not a shmchan channel; left untouched"
+        ),
+        OpenError::NotInitialized => format!(
+            "the channel at {at} was never finished by its creator; remove it with `shmchan rm {at}`"
+        ),
+        OpenError::InvalidHeader(h) => format!(
+            "the channel at {at} has a damaged header ({h}); remove it with `shmchan rm {at}`"
+        ),
+        OpenError::IncompatibleVersion { .. } => {
+            format!("the channel at {at}: {e}; use the shmchan version that created it")
+        }
+        OpenError::Busy => format!(
+            "the channel at {at} already has a live {side}; an SPSC channel allows one (create it with --mpsc for several senders)"
+        ),
+        OpenError::KeyCollision { .. } => format!(
+            "{at}: {e}; pick another --proj or a numeric key"
+        ),
+        OpenError::TooManySenders { .. } => {
+            format!("the channel at {at}: {e}; create it with a larger --max-senders")
+        }
+        e => format!("{at}: {e}"),
+    }
+}
+
+fn create(
+    key: &KeyOpts,
+    capacity: usize,
+    max_message: Option<usize>,
+    mpsc: bool,
+    max_senders: Option<usize>,
+    mode: u32,
+) -> Result<(), Fail> {
+    let k = key.resolve()?;
+    let mut opts = Options::default()
+        .capacity(capacity)
+        .mode(mode)
+        .flavor(if mpsc { Flavor::Mpsc } else { Flavor::Spsc });
+    if let Some(m) = max_message {
+        opts = opts.max_message(m);
+    }
+    if let Some(n) = max_senders {
+        opts = opts.max_senders(n);
+    }
+    let at = key.key.to_string();
+    let ch = Channel::create(k, opts).map_err(|e| match e {
+        OpenError::InvalidOptions(why) => format!("cannot create {at}: {why}"),
+        e => open_failure(&e, &at, "endpoint"),
+    })?;
+    println!(
+        "created {at} (key {k}, shmid {}, {}, capacity {}, max message {}, mode {:04o})",
+        ch.shm_id(),
+        ch.flavor(),
+        show::bytes(ch.capacity() as u64),
+        show::bytes(ch.max_message() as u64),
+        mode
+    );
+    Ok(())
+}
+
+fn rm(keys: &[KeyArg], proj: u8) -> Result<(), Fail> {
+    let mut failures = Vec::new();
+    for key in keys {
+        let at = key.to_string();
+        let r = key.resolve(proj).and_then(|k| {
+            Channel::remove_key(k)
+                .map(|()| println!("removed {at} (key {k})"))
+                .map_err(|e| open_failure(&e, &at, "endpoint"))
+        });
+        if let Err(e) = r {
+            failures.push(e);
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        _ => {
+            let last = failures.pop().unwrap_or_default();
+            for f in failures {
+                eprintln!("shmchan: {f}");
+            }
+            Err(last)
+        }
+    }
+}
+
+fn gc(dry_run: bool, keys: &[KeyArg], proj: u8) -> Result<(), Fail> {
+    let only = keys
+        .iter()
+        .map(|k| k.resolve(proj))
+        .collect::<Result<Vec<Key>, _>>()?;
+    let listing = Channel::list().map_err(|e| format!("cannot read the segment list: {e}"))?;
+    let mut failed = None;
+    let mut n = 0;
+    for l in listing {
+        if !l.is_garbage() || !(only.is_empty() || only.contains(&l.key)) {
+            continue;
+        }
+        n += 1;
+        let what = format!(
+            "key {} shmid {} ({}, creator {} gone, nobody attached)",
+            l.key,
+            l.shm_id,
+            show::state_word(&l.found),
+            l.creator_pid
+        );
+        if dry_run {
+            println!("would remove {what}");
+            continue;
+        }
+        match l.remove() {
+            Ok(()) => println!("removed {what}"),
+            Err(e) => failed = Some(format!("removing {what}: {e}")),
+        }
+    }
+    if n == 0 {
+        println!("nothing to remove");
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+fn run(cli: Cli) -> Result<(), Fail> {
+    match cli.command {
+        Command::Create {
+            key,
+            capacity,
+            max_message,
+            mpsc,
+            max_senders,
+            mode,
+        } => create(&key, capacity, max_message, mpsc, max_senders, mode),
+        Command::Send { key, framed, file } => stream::send(&key, framed, file.as_deref()),
+        Command::Recv {
+            key,
+            framed,
+            count,
+            timeout,
+        } => stream::recv(&key, framed, count, timeout),
+        Command::Ls { all } => show::ls(all),
+        Command::Stat { key, watch } => show::stat(&key, watch),
+        Command::Rm { keys, proj } => rm(&keys, proj),
+        Command::Gc {
+            dry_run,
+            keys,
+            proj,
+        } => gc(dry_run, &keys, proj),
+        Command::Bench(args) => {
+            let cfg = args.config().unwrap_or_else(|e| {
+                eprintln!("shmchan: {e}");
+                std::process::exit(2)
+            });
+            // SAFETY: the tool's main thread, and it starts no other.
+            let one = unsafe { bench::SingleThreaded::new() };
+            let rows = bench::run(&one, &cfg, bench::progress_line());
+            bench::progress_end();
+            args.print(&rows);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // Usage errors exit with 2 (clap's convention), failures with 1.
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmchan: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

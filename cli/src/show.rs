@@ -1,0 +1,269 @@
+//! `shmchan ls` and `shmchan stat`: what the channels of this machine hold.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shmchan::{Channel, Found, Listing, OpenError, Stats};
+
+use crate::{open_failure, Fail, KeyOpts};
+
+/// `1536` -> `1.5 KiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Seconds since the epoch -> `42s`, `5m`, `3h`, `2d` ago.
+fn age(since_epoch: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let s = now.saturating_sub(since_epoch);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// A word for what a segment is.
+pub fn state_word(found: &Found) -> String {
+    match found {
+        Found::Channel(s) => format!("{} channel", s.layout.flavor),
+        Found::Initializing => "half-created channel".into(),
+        Found::Foreign => "foreign".into(),
+        Found::Unreadable(e) => format!("unreadable: {e}"),
+    }
+}
+
+fn opt(v: Option<u32>) -> String {
+    v.map_or_else(|| "?".into(), |v| v.to_string())
+}
+
+fn creator(pid: i32, alive: bool) -> String {
+    format!("{pid} ({})", if alive { "alive" } else { "dead" })
+}
+
+fn row(l: &Listing) -> [String; 12] {
+    let key = l.key.to_string();
+    let id = l.shm_id.to_string();
+    let mode = format!("{:04o}", l.mode);
+    let dash = || "-".to_string();
+    match &l.found {
+        Found::Channel(s) => [
+            key,
+            id,
+            s.layout.flavor.to_string(),
+            bytes(s.layout.capacity as u64),
+            bytes(s.used_bytes()),
+            s.counters.waiting().to_string(),
+            opt(s.senders),
+            opt(s.receivers),
+            l.attached.to_string(),
+            creator(s.layout.creator_pid as i32, s.creator_alive),
+            mode,
+            age(s.layout.created_at),
+        ],
+        other => {
+            let what = match other {
+                Found::Initializing => "half-created".to_string(),
+                Found::Foreign => "foreign".to_string(),
+                _ => "unreadable".to_string(),
+            };
+            let alive = l.creator_alive();
+            [
+                key,
+                id,
+                what,
+                bytes(l.size as u64),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+                l.attached.to_string(),
+                creator(l.creator_pid, alive),
+                mode,
+                age(l.changed_at.max(0) as u64),
+            ]
+        }
+    }
+}
+
+/// `shmchan ls`.
+pub fn ls(all: bool) -> Result<(), Fail> {
+    let listing = Channel::list().map_err(|e| format!("cannot read the segment list: {e}"))?;
+    let head = [
+        "KEY", "SHMID", "FLAVOR", "CAPACITY", "USED", "WAITING", "SENDERS", "RECEIVER", "ATTACHED",
+        "CREATOR", "MODE", "AGE",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 12]> = listing
+        .iter()
+        .filter(|l| all || l.is_ours())
+        .map(row)
+        .collect();
+    if rows.is_empty() {
+        println!(
+            "no shmchan channels{}",
+            if all { " or other segments" } else { "" }
+        );
+        return Ok(());
+    }
+    let mut width = head.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    for r in std::iter::once(&head).chain(&rows) {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(width).enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<w$}  ");
+            }
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The detail of one channel, as `key: value` lines.
+fn detail(s: &Stats, at: &str) -> String {
+    let l = &s.layout;
+    let c = &s.counters;
+    let mut o = String::new();
+    let mut line = |k: &str, v: String| {
+        let _ = writeln!(o, "{k:<18} {v}");
+    };
+    line("channel", at.to_string());
+    line("key", s.key.to_string());
+    line("shmid", s.shm_id.to_string());
+    line(
+        "semid",
+        s.sem_id
+            .map_or_else(|| "not found".into(), |v| v.to_string()),
+    );
+    line("flavor", l.flavor.to_string());
+    line(
+        "capacity",
+        format!("{} ({} bytes)", bytes(l.capacity as u64), l.capacity),
+    );
+    line(
+        "max message",
+        format!("{} ({} bytes)", bytes(l.max_message as u64), l.max_message),
+    );
+    if l.sender_slots > 0 {
+        line("sender slots", l.sender_slots.to_string());
+    }
+    line("data offset", l.data_offset.to_string());
+    line("segment length", l.segment_len.to_string());
+    line("creator", creator(l.creator_pid as i32, s.creator_alive));
+    line("creator uid", l.creator_uid.to_string());
+    line("created", format!("{} ago", age(l.created_at)));
+    line(
+        "mode",
+        format!("{:04o} (uid {}, gid {})", s.mode, s.uid, s.gid),
+    );
+    line("head", s.head.to_string());
+    line("tail", s.tail.to_string());
+    line(
+        "used",
+        format!("{} ({} bytes)", bytes(s.used_bytes()), s.used_bytes()),
+    );
+    line("waiting", format!("{} messages", c.waiting()));
+    line(
+        "senders",
+        format!("{} alive, {} ever", opt(s.senders), s.sender_connects),
+    );
+    line(
+        "receivers",
+        format!("{} alive, {} ever", opt(s.receivers), s.receiver_connects),
+    );
+    line(
+        "asleep",
+        format!("{} senders, {} receivers", s.send_waiters, s.recv_waiters),
+    );
+    line("attached", format!("{} processes", s.attached));
+    line(
+        "sent",
+        format!("{} messages, {}", c.sent_messages, bytes(c.sent_bytes)),
+    );
+    line(
+        "received",
+        format!(
+            "{} messages, {}",
+            c.received_messages,
+            bytes(c.received_bytes)
+        ),
+    );
+    line("full", format!("{} times", c.full_events));
+    line("sender sleeps", c.sender_sleeps.to_string());
+    line("receiver sleeps", c.receiver_sleeps.to_string());
+    o
+}
+
+/// `shmchan stat`.
+pub fn stat(key: &KeyOpts, watch: bool) -> Result<(), Fail> {
+    let k = key.resolve()?;
+    let at = key.key.to_string();
+    let inspect = || Channel::inspect(k).map_err(|e| open_failure(&e, &at, "endpoint"));
+    let mut s = inspect()?;
+    print!("{}", detail(&s, &at));
+    if !watch {
+        return Ok(());
+    }
+    let tty = std::io::stdout().is_terminal();
+    let mut then = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now_s = match Channel::inspect(k) {
+            Ok(n) => n,
+            Err(OpenError::NotFound) => {
+                println!("the channel at {at} was removed");
+                return Ok(());
+            }
+            Err(e) => return Err(open_failure(&e, &at, "endpoint")),
+        };
+        let now = Instant::now();
+        let secs = now.duration_since(then).as_secs_f64().max(1e-9);
+        let rate = |a: u64, b: u64| b.wrapping_sub(a) as f64 / secs;
+        let (p, c) = (&s.counters, &now_s.counters);
+        if tty {
+            print!("\x1b[H\x1b[2J");
+        } else {
+            println!();
+        }
+        print!("{}", detail(&now_s, &at));
+        println!(
+            "{:<18} {:.0} msgs/s, {:.1} MB/s",
+            "send rate",
+            rate(p.sent_messages, c.sent_messages),
+            rate(p.sent_bytes, c.sent_bytes) / 1e6
+        );
+        println!(
+            "{:<18} {:.0} msgs/s, {:.1} MB/s",
+            "receive rate",
+            rate(p.received_messages, c.received_messages),
+            rate(p.received_bytes, c.received_bytes) / 1e6
+        );
+        s = now_s;
+        then = now;
+    }
+}
