@@ -1,6 +1,7 @@
-//! See `shmchan::fuzz_support::ops` for the input format and what is checked.
+//! See `shmchan_fuzz_support::ops` for the input format and what is
+//! checked.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| shmchan::fuzz_support::ops(data));
+fuzz_target!(|data: &[u8]| shmchan_fuzz_support::ops(data));

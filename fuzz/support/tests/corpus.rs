@@ -1,11 +1,11 @@
 //! Replays the fuzz corpora (`fuzz/corpus/<target>/`) through the bodies of
-//! the fuzz targets in `shmchan::fuzz_support`, on stable, and keeps the
+//! the fuzz targets in this crate, on stable, and keeps the
 //! committed seeds (`seed-*` files) in step with the generator below.
 //!
 //! After a change to the header format or to the seeds, rewrite them with
 //!
 //! ```text
-//! SHMCHAN_WRITE_CORPUS=1 cargo test --test fuzz_corpus
+//! SHMCHAN_WRITE_CORPUS=1 cargo test -p shmchan-fuzz-support --test corpus
 //! ```
 //!
 //! Files the fuzzer adds (named by hash) are replayed too but not checked.
@@ -18,20 +18,22 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use shmchan::fuzz_support;
 use shmchan::layout::{
     data_offset_for, offset, validate, Flavor, HeaderError, Layout, DEFAULT_SENDER_SLOTS,
     HEADER_SIZE, LINE, MAGIC, MAX_CAPACITY, MAX_SENDER_SLOTS, STATE_READY,
 };
+use shmchan_fuzz_support as fuzz_support;
 
 const WRITE_VAR: &str = "SHMCHAN_WRITE_CORPUS";
 const SEED_PREFIX: &str = "seed-";
 
+/// `fuzz/`, where cargo-fuzz keeps the corpora and this crate lives.
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz")
-        .join("corpus")
-        .join(target)
+    fuzz_dir().join("corpus").join(target)
 }
 
 /// One seed of the `header` target, and the outcome `validate` must give.
@@ -467,10 +469,10 @@ fn header_seeds_give_their_outcomes_and_cover_every_check() {
 }
 
 /// Inputs on which a target once failed (named after the bug), kept as
-/// regression tests: `tests/regressions/<target>/`.
+/// regression tests: `fuzz/regressions/<target>/`.
 #[test]
 fn regressions_replay() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    let root = fuzz_dir().join("regressions");
     let mut total = 0;
     for (target, body, _) in targets() {
         let dir = root.join(target);
@@ -485,7 +487,7 @@ fn regressions_replay() {
 #[test]
 fn seeds_are_current() {
     write_seeds_if_asked();
-    let hint = format!("run `{WRITE_VAR}=1 cargo test --test fuzz_corpus`");
+    let hint = format!("run `{WRITE_VAR}=1 cargo test -p shmchan-fuzz-support --test corpus`");
     for (target, _, seeds) in targets() {
         let dir = corpus_dir(target);
         let names: BTreeSet<&str> = seeds.iter().map(|s| s.0.as_str()).collect();
