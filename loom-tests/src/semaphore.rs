@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use loom::sync::{Condvar, Mutex};
-use shmchan::wait::{Bell, Removed};
+use shmchan::internals::wait::{Bell, Removed};
 
 /// A counting semaphore: a `u32` behind a loom mutex, and a condition
 /// variable for sleepers.

@@ -22,10 +22,10 @@ use loom::sync::atomic::AtomicU32;
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::Semaphore;
-use shmchan::ring::spsc::{Consumer, Producer};
-use shmchan::ring::HeapRing;
-use shmchan::sync::Ordering::{Acquire, Release};
-use shmchan::wait::{self, Bell, Stop};
+use shmchan::internals::spsc::{Consumer, Producer};
+use shmchan::internals::sync::Ordering::{Acquire, Release};
+use shmchan::internals::wait::{self, Bell, Stop};
+use shmchan::internals::HeapRing;
 
 const MESSAGES: [&[u8]; 2] = [b"first", b"last"];
 
@@ -53,10 +53,11 @@ fn receiver_drains_then_sees_disconnected() {
             let bell = bell.clone();
             let senders = senders.clone();
             thread::spawn(move || {
-                let mut p = Producer::new(ring.view()).unwrap();
+                // SAFETY: the only producer of this ring in the model.
+                let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
                 for m in MESSAGES {
                     p.try_push(m).unwrap();
-                    let n = p.take_wakeups();
+                    let n = p.wakeups().take();
                     if n > 0 {
                         bell.ring(n).unwrap();
                     }
@@ -65,13 +66,14 @@ fn receiver_drains_then_sees_disconnected() {
                 // Release: stands for the semop (the kernel's lock); pairs with
                 // the Acquire load in the receiver's liveness check.
                 senders.fetch_sub(1, Release);
-                wait::leave(&ring.state().wake.recv_waiters, &*bell);
+                wait::leave(&ring.view().wake_line().recv_waiters, &*bell);
             })
         };
 
-        let mut c = Consumer::new(ring.view()).unwrap();
+        // SAFETY: the only consumer of this ring in the model.
+        let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
         let c = std::cell::RefCell::new(&mut c);
-        let waiters = &ring.state().wake.recv_waiters;
+        let waiters = &ring.view().wake_line().recv_waiters;
         let mut got = Vec::new();
         let end = loop {
             let r = wait::block_on(
@@ -89,9 +91,14 @@ fn receiver_drains_then_sees_disconnected() {
                 Ok(r) => {
                     let mut c = c.borrow_mut();
                     let mut buf = vec![0u8; r.len];
-                    c.view().region().read(r.data_offset, &mut buf);
-                    c.consume(r);
-                    assert_eq!(c.take_wakeups(), 0, "nobody sleeps on space");
+                    // SAFETY: r is the record this consumer's try_peek (in
+                    // block_on's attempt) returned last, not yet consumed:
+                    // committed, so the producer writes it no more.
+                    unsafe {
+                        c.view().region().read(r.data_offset, &mut buf);
+                        c.consume(r);
+                    }
+                    assert_eq!(c.wakeups().take(), 0, "nobody sleeps on space");
                     got.push(buf);
                 }
                 Err(e) => break e,

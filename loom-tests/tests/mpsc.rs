@@ -20,7 +20,9 @@
 //! bound of 4: a 64-byte ring, one-word payloads, sender slots taken
 //! before the threads start (except in the race for space), and never two
 //! threads spinning at once (at a `yield_now` loom may schedule any
-//! runnable thread, so two spinners can starve a third for ever).
+//! runnable thread, so two spinners can starve a third for ever). An
+//! endpoint borrows its ring, so a producer thread makes its producer
+//! itself, in the slot taken for it (a [`loom_tests::Slot`]).
 //!
 //! Positions in the comments are ring positions (they grow past the
 //! capacity; the region index is the position modulo 64).
@@ -32,11 +34,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use loom::sync::atomic::AtomicBool;
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::Semaphore;
-use shmchan::ring::mpsc::{self, Blocked, Consumer, Producer, Recovery, Stage};
-use shmchan::ring::{HeapRing, Record, ReserveError};
-use shmchan::sync::Ordering::{Acquire, Release};
-use shmchan::wait::{sleep_once, Bell};
+use loom_tests::{Semaphore, Slot};
+use shmchan::internals::mpsc::{self, Blocked, Consumer, Producer, Recovery, Stage};
+use shmchan::internals::sync::Ordering::{Acquire, Release};
+use shmchan::internals::wait::{sleep_once, Bell};
+use shmchan::internals::{HeapRing, Record, ReserveError};
 
 /// Pids of the producers (any non-zero values; the alive oracles below
 /// decide who is dead).
@@ -94,35 +96,46 @@ impl<const N: usize> Coverage<N> {
     }
 }
 
-/// A 64-byte ring with two sender slots, both taken (pids [`PID`]), whose
-/// positions an earlier sender moved to `start` (a multiple of 8 up to 64:
-/// one message of `start` bytes, sent and consumed); then it put a message
-/// of `fill` payload bytes in (if not `None`), for the consumer to read.
-fn setup(start: u64, fill: Option<usize>) -> (Arc<HeapRing>, [Producer; 2], Consumer) {
-    let ring = Arc::new(HeapRing::with_senders(64, 56, 2));
-    let mut c = Consumer::new(ring.view()).unwrap();
+/// A 64-byte ring with two sender slots, for [`setup`].
+fn new_ring() -> Arc<HeapRing> {
+    Arc::new(HeapRing::with_senders(64, 56, 2))
+}
+
+/// On a new ring (see [`new_ring`]): the consumer, and the ring's two
+/// sender slots, both taken (pids [`PID`]), once an earlier sender moved
+/// the positions to `start` (a multiple of 8 up to 64: one message of
+/// `start` bytes, sent and consumed) and then put a message of `fill`
+/// payload bytes in (if not `None`), for the consumer to read.
+fn setup(ring: &HeapRing, start: u64, fill: Option<usize>) -> ([Slot; 2], Consumer<'_>) {
+    // SAFETY: the only consumer of this ring in the model.
+    let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
     let mut earlier = loom_tests::mpsc_producer(ring.view(), EARLIER as u32);
     if start > 0 {
         earlier
             .try_push(&message(EARLIER, 0, start as usize - 8))
             .unwrap();
         let r = c.try_peek().unwrap().expect("the earlier message");
-        c.consume(r);
+        // SAFETY: r is the record this consumer's try_peek just returned.
+        unsafe { c.consume(r) };
     }
     if let Some(len) = fill {
         earlier.try_push(&message(EARLIER, 1, len)).unwrap();
     }
     earlier.leave();
-    let producers = PID.map(|pid| loom_tests::mpsc_producer(ring.view(), pid));
-    (ring, producers, c)
+    let slots = PID.map(|pid| Slot::take(&ring.view(), pid));
+    (slots, c)
 }
 
 /// Reads the earlier sender's `fill` message (see [`setup`]), committed
 /// before the model's threads started.
 fn pop_fill(c: &mut Consumer, len: usize) {
     let r = c.try_peek().unwrap().expect("the earlier sender's message");
-    assert_eq!(loom_tests::payload(c.view(), &r), message(EARLIER, 1, len));
-    c.consume(r);
+    // SAFETY: r is the record this consumer's try_peek just returned, not
+    // yet consumed.
+    let got = unsafe { loom_tests::payload(c.view(), &r) };
+    assert_eq!(got, message(EARLIER, 1, len));
+    // SAFETY: as above.
+    unsafe { c.consume(r) };
 }
 
 /// Peeks until a committed record is there, yielding in between; each
@@ -141,24 +154,32 @@ fn pop_spinning(c: &mut Consumer, what: &str, mut stopped: impl FnMut(Blocked)) 
         );
         thread::yield_now();
     };
-    let got = loom_tests::payload(c.view(), &r);
-    c.consume(r);
-    got
+    // SAFETY: r is the record this consumer's try_peek just returned, not
+    // yet consumed.
+    unsafe {
+        let got = loom_tests::payload(c.view(), &r);
+        c.consume(r);
+        got
+    }
 }
 
 /// After every producer has finished and the consumer drained the ring:
 /// nothing more to read, `head` caught up with `tail` (which is
 /// `final_tail`), and everything freed is zero again.
-fn check_drained(ring: &HeapRing, c: &mut Consumer, final_tail: u64) {
+///
+/// # Safety
+/// Every thread but the caller's has been joined (nobody else touches the
+/// region).
+unsafe fn check_drained(ring: &HeapRing, c: &mut Consumer, final_tail: u64) {
     assert!(c.try_peek().unwrap().is_none(), "a record after the last");
     assert_eq!(c.blocked(), Blocked::Empty);
-    let st = ring.state();
+    // SAFETY: loads only.
+    let st = unsafe { ring.state() };
     assert_eq!(st.producer.tail.load(Relaxed), final_tail, "final tail");
     assert_eq!(st.consumer.head.load(Relaxed), final_tail, "final head");
-    assert!(
-        loom_tests::region_is_zero(&ring.view()),
-        "freed space not zeroed"
-    );
+    // SAFETY: the caller's contract: no other thread runs.
+    let zero = unsafe { loom_tests::region_is_zero(&ring.view()) };
+    assert!(zero, "freed space not zeroed");
 }
 
 /// Two producer threads and the consumer; one claim always lies across
@@ -200,23 +221,31 @@ fn two_producers_across_the_wrap() {
 
     loom_tests::builder().check(|| {
         COVERAGE.execution();
-        let (ring, producers, mut c) = setup(40, None);
-        let threads: Vec<_> = producers
+        let ring = new_ring();
+        let (slots, mut c) = setup(&ring, 40, None);
+        let threads: Vec<_> = slots
             .into_iter()
             .enumerate()
-            .map(|(p, mut prod)| {
+            .map(|(p, slot)| {
+                let ring = ring.clone();
                 thread::spawn(move || {
+                    let mut prod = slot.producer(ring.view());
                     let mut starts = Vec::new();
                     for (seq, &len) in LENS[p].iter().enumerate() {
                         let r = prod.try_reserve(len).unwrap();
-                        prod.view()
-                            .region()
-                            .write(r.data_offset, &message(p, seq, len));
-                        prod.commit(r);
+                        // SAFETY: r is the reservation try_reserve just
+                        // returned: claimed space, this producer's alone
+                        // until it commits it.
+                        unsafe {
+                            prod.view()
+                                .region()
+                                .write(r.data_offset, &message(p, seq, len));
+                            prod.commit(r);
+                        }
                         starts.push(r.start);
                     }
                     // Nobody sleeps in this model.
-                    assert_eq!(prod.take_wakeups(), 0);
+                    assert_eq!(prod.wakeups().take(), 0);
                     starts
                 })
             })
@@ -242,7 +271,7 @@ fn two_producers_across_the_wrap() {
             next[p] += 1;
             first.get_or_insert(p);
         }
-        assert_eq!(c.take_wakeups(), 0);
+        assert_eq!(c.wakeups().take(), 0);
         let starts: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         if starts[1][0] == 64 {
             COVERAGE.hit(3);
@@ -250,7 +279,8 @@ fn two_producers_across_the_wrap() {
         if first == Some(1) {
             COVERAGE.hit(4);
         }
-        check_drained(&ring, &mut c, FINAL_TAIL);
+        // SAFETY: both producer threads have been joined.
+        unsafe { check_drained(&ring, &mut c, FINAL_TAIL) };
     });
     COVERAGE.check();
 }
@@ -261,7 +291,10 @@ fn two_producers_across_the_wrap() {
 /// (the consumer starts only when both have tried, so that it frees
 /// nothing during the race). Then the loser retries while the consumer
 /// drains, until the consumer has freed space (its record goes to
-/// `[64, 88)`).
+/// `[64, 88)`). (A producer borrows the ring, so it cannot leave its
+/// thread: the loser's retries are made by a new producer in its slot,
+/// made before the consumer starts, so it is in the state the loser's
+/// was in.)
 ///
 /// Accepted outcome: the producers own different slots; exactly one first
 /// attempt succeeds and the other gets `Full` (a claim CAS that let both
@@ -290,16 +323,13 @@ fn race_for_the_last_free_bytes() {
                 thread::spawn(move || {
                     let mut prod = loom_tests::mpsc_producer(ring.view(), PID[p]);
                     let first = prod.try_push(&message(p, 0, LEN));
-                    (prod, first)
+                    // The slot stays taken: the producer does not leave.
+                    (prod.slot(), first)
                 })
             })
             .collect();
-        let mut racers: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
-        assert_ne!(
-            racers[0].0.slot(),
-            racers[1].0.slot(),
-            "one slot, two owners"
-        );
+        let racers: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_ne!(racers[0].0, racers[1].0, "one slot, two owners");
         let won: Vec<bool> = racers
             .iter()
             .map(|(_, first)| match first {
@@ -312,26 +342,36 @@ fn race_for_the_last_free_bytes() {
         let winner = if won[0] { 0 } else { 1 };
         COVERAGE.hit(winner);
         let loser = 1 - winner;
+        // SAFETY: the loser's thread took this slot for PID[loser] and has
+        // ended (joined above) without giving it up; its producer is gone,
+        // so this is the slot's only producer.
+        let mut prod = unsafe { Producer::new(ring.view(), racers[loser].0, PID[loser]) }.unwrap();
 
         let consumer = {
             let ring = ring.clone();
             thread::spawn(move || {
-                let mut c = Consumer::new(ring.view()).unwrap();
+                // SAFETY: the ring's only consumer until this thread ends.
+                let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
                 pop_fill(&mut c, FIRST);
                 for (what, p) in [("the winner's record", winner), ("the loser's", loser)] {
                     let got = pop_spinning(&mut c, what, |_| {});
                     assert_eq!(got, message(p, 0, LEN), "{what}");
                 }
-                assert_eq!(c.take_wakeups(), 0);
-                c
+                assert_eq!(c.wakeups().take(), 0);
+                c.position()
             })
         };
-        let (prod, _) = &mut racers[loser];
         let msg = message(loser, 0, LEN);
         loom_tests::retry_full("the loser", || prod.try_push(&msg));
-        assert_eq!(prod.take_wakeups(), 0);
-        let mut c = consumer.join().unwrap();
-        check_drained(&ring, &mut c, FINAL_TAIL);
+        assert_eq!(prod.wakeups().take(), 0);
+        let position = consumer.join().unwrap();
+        // The consumer's thread has ended; check the ring with a consumer
+        // that continues where it stopped.
+        // SAFETY: the ring's only consumer now (the thread's is gone).
+        let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
+        assert_eq!(c.position(), position, "where the consumer stopped");
+        // SAFETY: the racers and the consumer have been joined.
+        unsafe { check_drained(&ring, &mut c, FINAL_TAIL) };
     });
     COVERAGE.check();
 }
@@ -357,12 +397,20 @@ fn a_stale_head_behind_another_producers_claim_is_not_corruption() {
 
     loom_tests::builder().check(|| {
         COVERAGE.execution();
-        let (ring, [mut p0, mut p1], mut c) = setup(0, Some(FIRST));
-        let retrying = thread::spawn(move || {
-            let msg = message(0, 0, LEN);
-            loom_tests::retry_full("producer 0", || p0.try_push(&msg));
-        });
-        let once = thread::spawn(move || p1.try_push(&message(1, 0, LEN)));
+        let ring = new_ring();
+        let ([s0, s1], mut c) = setup(&ring, 0, Some(FIRST));
+        let retrying = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut p0 = s0.producer(ring.view());
+                let msg = message(0, 0, LEN);
+                loom_tests::retry_full("producer 0", || p0.try_push(&msg));
+            })
+        };
+        let once = {
+            let ring = ring.clone();
+            thread::spawn(move || s1.producer(ring.view()).try_push(&message(1, 0, LEN)))
+        };
 
         pop_fill(&mut c, FIRST);
         // Joined before the consumer spins: producer 0 may still spin.
@@ -382,7 +430,8 @@ fn a_stale_head_behind_another_producers_claim_is_not_corruption() {
         want.sort();
         assert_eq!(got, want);
         retrying.join().unwrap();
-        check_drained(&ring, &mut c, 64 + 16 * want.len() as u64);
+        // SAFETY: both producer threads have been joined.
+        unsafe { check_drained(&ring, &mut c, 64 + 16 * want.len() as u64) };
     });
     COVERAGE.check();
 }
@@ -407,22 +456,39 @@ fn abort_while_another_commits() {
 
     loom_tests::builder().check(|| {
         COVERAGE.execution();
-        let (ring, [mut p0, mut p1], mut c) = setup(0, None);
-        let aborting = thread::spawn(move || {
-            let r = p0.try_reserve(LEN).unwrap();
-            // Never to be read: the aborted grant's payload.
-            p0.view().region().write(r.data_offset, &message(0, 0, LEN));
-            p0.abort(r);
-            assert_eq!(p0.take_wakeups(), 0);
-            r.start
-        });
-        let committing = thread::spawn(move || {
-            let r = p1.try_reserve(LEN).unwrap();
-            p1.view().region().write(r.data_offset, &message(1, 0, LEN));
-            p1.commit(r);
-            assert_eq!(p1.take_wakeups(), 0);
-            r.start
-        });
+        let ring = new_ring();
+        let ([s0, s1], mut c) = setup(&ring, 0, None);
+        let aborting = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut p0 = s0.producer(ring.view());
+                let r = p0.try_reserve(LEN).unwrap();
+                // SAFETY: r is the reservation try_reserve just returned:
+                // claimed space, this producer's alone until it aborts it.
+                unsafe {
+                    // Never to be read: the aborted grant's payload.
+                    p0.view().region().write(r.data_offset, &message(0, 0, LEN));
+                    p0.abort(r);
+                }
+                assert_eq!(p0.wakeups().take(), 0);
+                r.start
+            })
+        };
+        let committing = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut p1 = s1.producer(ring.view());
+                let r = p1.try_reserve(LEN).unwrap();
+                // SAFETY: r is the reservation try_reserve just returned:
+                // claimed space, this producer's alone until it commits it.
+                unsafe {
+                    p1.view().region().write(r.data_offset, &message(1, 0, LEN));
+                    p1.commit(r);
+                }
+                assert_eq!(p1.wakeups().take(), 0);
+                r.start
+            })
+        };
 
         let got = pop_spinning(&mut c, "producer 1's message", |b| {
             if b == Blocked::InProgress(PID[0]) {
@@ -435,7 +501,8 @@ fn abort_while_another_commits() {
         if committed_at < aborted_at {
             COVERAGE.hit(1);
         }
-        check_drained(&ring, &mut c, 32);
+        // SAFETY: both producer threads have been joined.
+        unsafe { check_drained(&ring, &mut c, 32) };
     });
     COVERAGE.check();
 }
@@ -473,15 +540,17 @@ fn two_producers_sleeping_on_send_waiters_are_woken() {
 
     loom_tests::builder().check(|| {
         COVERAGE.execution();
-        let (ring, producers, mut c) = setup(0, Some(FIRST));
+        let ring = new_ring();
+        let (slots, mut c) = setup(&ring, 0, Some(FIRST));
         let bell = Arc::new(Semaphore::new(2));
-        let threads: Vec<_> = producers
+        let threads: Vec<_> = slots
             .into_iter()
             .enumerate()
-            .map(|(p, mut prod)| {
+            .map(|(p, slot)| {
                 let ring = ring.clone();
                 let bell = bell.clone();
                 thread::spawn(move || {
+                    let mut prod = slot.producer(ring.view());
                     let msg = message(p, 0, LEN);
                     let mut sleeps = 0;
                     loop {
@@ -492,18 +561,18 @@ fn two_producers_sleeping_on_send_waiters_are_woken() {
                         }
                         assert!(sleeps < MAX_SLEEPS, "producer {p} woken without space");
                         sleeps += 1;
-                        let waiters = &ring.state().wake.send_waiters;
+                        let waiters = &ring.view().wake_line().send_waiters;
                         let mut ready = || prod.has_space(LEN).unwrap_or(true);
                         sleep_once(waiters, &*bell, &mut ready, None).unwrap();
                     }
                     // Nobody sleeps on data here.
-                    assert_eq!(prod.take_wakeups(), 0);
+                    assert_eq!(prod.wakeups().take(), 0);
                 })
             })
             .collect();
 
         pop_fill(&mut c, FIRST);
-        let claimed = c.take_wakeups();
+        let claimed = c.wakeups().take();
         assert!(
             claimed <= 2,
             "claimed {claimed} waiters, two producers exist"
@@ -519,7 +588,7 @@ fn two_producers_sleeping_on_send_waiters_are_woken() {
             .collect();
         got.sort();
         assert_eq!(got, [message(0, 0, LEN), message(1, 0, LEN)]);
-        assert_eq!(c.take_wakeups(), 0, "an announcement left behind");
+        assert_eq!(c.wakeups().take(), 0, "an announcement left behind");
         assert_eq!(bell.value(), 0, "a post was left unconsumed");
         COVERAGE.hit(match (claimed, bell.blocked()) {
             (0, _) => 0,
@@ -530,7 +599,8 @@ fn two_producers_sleeping_on_send_waiters_are_woken() {
         if claimed == 2 {
             COVERAGE.hit(4);
         }
-        check_drained(&ring, &mut c, 96);
+        // SAFETY: both producer threads have been joined.
+        unsafe { check_drained(&ring, &mut c, 96) };
     });
     COVERAGE.check();
 }
@@ -558,23 +628,36 @@ fn recovery_never_skips_a_live_claimant() {
 
     loom_tests::builder().check(|| {
         COVERAGE.execution();
-        let (ring, producers, mut c) = setup(0, None);
-        let threads: Vec<_> = producers
+        let ring = new_ring();
+        let (slots, mut c) = setup(&ring, 0, None);
+        let threads: Vec<_> = slots
             .into_iter()
             .enumerate()
-            .map(|(p, mut prod)| thread::spawn(move || prod.try_push(&message(p, 0, LEN)).unwrap()))
+            .map(|(p, slot)| {
+                let ring = ring.clone();
+                thread::spawn(move || {
+                    slot.producer(ring.view())
+                        .try_push(&message(p, 0, LEN))
+                        .unwrap()
+                })
+            })
             .collect();
 
         let mut got = Vec::new();
         let mut rounds = 0;
         while got.len() < 2 {
             if let Some(r) = c.try_peek().unwrap() {
-                got.push(loom_tests::payload(c.view(), &r));
-                c.consume(r);
+                // SAFETY: r is the record this consumer's try_peek just
+                // returned, not yet consumed.
+                unsafe {
+                    got.push(loom_tests::payload(c.view(), &r));
+                    c.consume(r);
+                }
                 continue;
             }
             let blocked = c.blocked();
-            match c.try_recover(&mut |_| true).unwrap() {
+            // SAFETY: the oracle says false of no process.
+            match unsafe { c.try_recover(&mut |_| true) }.unwrap() {
                 Recovery::Alive(pid) => {
                     assert!(PID.contains(&pid), "alive: unknown pid {pid}");
                     match blocked {
@@ -595,7 +678,8 @@ fn recovery_never_skips_a_live_claimant() {
         for t in threads {
             t.join().unwrap();
         }
-        check_drained(&ring, &mut c, 32);
+        // SAFETY: both producer threads have been joined.
+        unsafe { check_drained(&ring, &mut c, 32) };
     });
     COVERAGE.check();
 }
@@ -638,12 +722,15 @@ fn recovery_of_a_dead_unmarked_claim_before_a_live_one() {
 
     loom_tests::builder().check(|| {
         COVERAGE.execution();
-        let (ring, [mut dying, mut live], mut c) = setup(START, None);
-        let dead_slot = dying.slot();
+        let ring = new_ring();
+        let ([dying, live], mut c) = setup(&ring, START, None);
+        let dead_slot = dying.index();
         let dead = Arc::new(AtomicBool::new(false));
         let dying = {
+            let ring = ring.clone();
             let dead = dead.clone();
             thread::spawn(move || {
+                let mut dying = dying.producer(ring.view());
                 let r = dying.try_reserve_until(DEAD_LEN, Stage::Claimed).unwrap();
                 // Release: pairs with the Acquire load in the consumer's
                 // alive oracle: the claim is done before we are dead.
@@ -651,16 +738,24 @@ fn recovery_of_a_dead_unmarked_claim_before_a_live_one() {
                 r
             })
         };
-        let live = thread::spawn(move || {
-            let r = live.try_reserve(LIVE_LEN).unwrap();
-            live.view()
-                .region()
-                .write(r.data_offset, &message(1, 0, LIVE_LEN));
-            live.commit(r);
-            // It keeps its slot: the table stays full, and a newcomer must
-            // take over the dead producer's.
-            r
-        });
+        let live = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut live = live.producer(ring.view());
+                let r = live.try_reserve(LIVE_LEN).unwrap();
+                // SAFETY: r is the reservation try_reserve just returned:
+                // claimed space, this producer's alone until it commits it.
+                unsafe {
+                    live.view()
+                        .region()
+                        .write(r.data_offset, &message(1, 0, LIVE_LEN));
+                    live.commit(r);
+                }
+                // It keeps its slot: the table stays full, and a newcomer
+                // must take over the dead producer's.
+                r
+            })
+        };
 
         // Acquire: pairs with the dying producer's Release store.
         let mut alive = |pid: u32| pid != PID[0] || !dead.load(Acquire);
@@ -673,16 +768,25 @@ fn recovery_of_a_dead_unmarked_claim_before_a_live_one() {
             let is_dead = !alive(PID[0]);
             if let Some(r) = c.try_peek().unwrap() {
                 assert!(got.is_none(), "a second message");
-                got = Some(loom_tests::payload(c.view(), &r));
-                c.consume(r);
+                // SAFETY: r is the record this consumer's try_peek just
+                // returned, not yet consumed.
+                unsafe {
+                    got = Some(loom_tests::payload(c.view(), &r));
+                    c.consume(r);
+                }
                 continue;
             }
             let blocked = c.blocked();
             if got.is_some() && is_dead && blocked == Blocked::Empty {
                 break;
             }
-            let tail_before = ring.state().producer.tail.load(Relaxed);
-            match c.try_recover(&mut alive).unwrap() {
+            // SAFETY: a load only.
+            let tail_before = unsafe { ring.state() }.producer.tail.load(Relaxed);
+            // SAFETY: the oracle says false only of PID[0], and only once
+            // its thread has set `dead`, after the last thing it does to
+            // the ring (its claim); the Release/Acquire pair orders that
+            // claim before the oracle's answer.
+            match unsafe { c.try_recover(&mut alive) }.unwrap() {
                 Recovery::Recovered { pid, size } => {
                     assert!(
                         pid.is_none() || pid == Some(PID[0]),
@@ -699,7 +803,8 @@ fn recovery_of_a_dead_unmarked_claim_before_a_live_one() {
                     if blocked == Blocked::Unmarked
                         && index != 0
                         && tail_before.wrapping_sub(end) as i64 > 0
-                        && c.view().region().atomic_u64(index).load(Relaxed) == 0
+                        // SAFETY: a load only.
+                        && unsafe { c.view().region().shared_word(index) }.load(Relaxed) == 0
                     {
                         COVERAGE.hit(2);
                     }
@@ -730,10 +835,13 @@ fn recovery_of_a_dead_unmarked_claim_before_a_live_one() {
         assert_eq!(recovered, dead_claim, "recovered bytes (dead {dead_r:?})");
         let final_tail = dead_r.end.max(live_r.end);
         assert_eq!(final_tail, START + 16 + dead_claim);
-        check_drained(&ring, &mut c, final_tail);
+        // SAFETY: both producer threads have been joined.
+        unsafe { check_drained(&ring, &mut c, final_tail) };
         // The dead producer's slot is taken over: its claim is behind head.
         let mut dead_oracle = |pid: u32| pid != PID[0];
-        let slot = mpsc::take_slot(&ring.view(), 30, &mut dead_oracle);
+        // SAFETY: the oracle says false only of PID[0], whose thread has
+        // ended (joined above).
+        let slot = unsafe { mpsc::take_slot(&ring.view(), 30, &mut dead_oracle) };
         assert_eq!(slot, Some(dead_slot), "the dead producer's slot");
     });
     COVERAGE.check();

@@ -11,8 +11,8 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use shmchan::ring::spsc::{Consumer, Producer};
-use shmchan::ring::HeapRing;
+use shmchan::internals::spsc::{Consumer, Producer};
+use shmchan::internals::HeapRing;
 
 const OLD: [&[u8]; 2] = [&[1; 24], &[2; 24]];
 const NEW: &[u8] = &[3; 24];
@@ -23,17 +23,22 @@ fn restarted_producer_reuses_space_after_the_consumer() {
         let ring = Arc::new(HeapRing::new(64, 56));
         {
             // The earlier producer fills the ring (2 x 32 bytes) and exits.
-            let mut p = Producer::new(ring.view()).unwrap();
+            // SAFETY: the ring's only producer until the end of this block,
+            // where it is dropped (before the new one is made).
+            let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
             for m in OLD {
                 p.try_push(m).unwrap();
             }
         }
-        let mut c = Consumer::new(ring.view()).unwrap();
+        // SAFETY: the only consumer of this ring in the model.
+        let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
 
         let producer = {
             let ring = ring.clone();
             thread::spawn(move || {
-                let mut p = Producer::new(ring.view()).unwrap();
+                // SAFETY: the ring's only producer now: the earlier one was
+                // dropped before this thread was spawned.
+                let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
                 loom_tests::retry_full("the new message", || p.try_push(NEW));
             })
         };
@@ -41,9 +46,12 @@ fn restarted_producer_reuses_space_after_the_consumer() {
         for want in OLD.iter().chain([&NEW]) {
             let (r, _) = loom_tests::peek_spinning(&mut c, "a message");
             let mut got = vec![0u8; r.len];
-            c.view().region().read(r.data_offset, &mut got);
+            // SAFETY: r is the record this consumer's try_peek returned
+            // last, not yet consumed: committed, so no producer writes it.
+            unsafe { c.view().region().read(r.data_offset, &mut got) };
             assert_eq!(&got[..], *want);
-            c.consume(r);
+            // SAFETY: as above.
+            unsafe { c.consume(r) };
         }
         producer.join().unwrap();
     });

@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use loom::sync::Arc;
 use loom::thread;
-use shmchan::ring::spsc::{Consumer, Producer};
-use shmchan::ring::HeapRing;
-use shmchan::sync::Ordering as MemOrdering;
+use shmchan::internals::spsc::{Consumer, Producer};
+use shmchan::internals::sync::Ordering as MemOrdering;
+use shmchan::internals::HeapRing;
 
 /// Payload lengths. In a 64-byte ring (record = 8-byte header + payload
 /// rounded up to 8) they occupy, as positions:
@@ -60,7 +60,8 @@ fn records_cross_the_wrap_in_order() {
         let producer = {
             let ring = ring.clone();
             thread::spawn(move || {
-                let mut p = Producer::new(ring.view()).unwrap();
+                // SAFETY: the only producer of this ring in the model.
+                let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
                 for i in 0..LENS.len() {
                     let msg = message(i);
                     let what = format!("message {i}");
@@ -68,28 +69,34 @@ fn records_cross_the_wrap_in_order() {
                     PRODUCER_FULL.fetch_add(full, Relaxed);
                 }
                 // Nobody sleeps in this model, so no publish claimed a waiter.
-                assert_eq!(p.take_wakeups(), 0);
+                assert_eq!(p.wakeups().take(), 0);
             })
         };
 
-        let mut c = Consumer::new(ring.view()).unwrap();
+        // SAFETY: the only consumer of this ring in the model.
+        let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
         for (i, &len) in LENS.iter().enumerate() {
             let (r, empty) = loom_tests::peek_spinning(&mut c, &format!("message {i}"));
             CONSUMER_EMPTY.fetch_add(empty, Relaxed);
             assert_eq!(r.len, len, "length of message {i}");
             let mut got = vec![0u8; r.len];
-            c.view().region().read(r.data_offset, &mut got);
+            // SAFETY: r is the record this consumer's try_peek returned
+            // last, not yet consumed: committed, so the producer writes it
+            // no more.
+            unsafe { c.view().region().read(r.data_offset, &mut got) };
             assert_eq!(got, message(i), "payload of message {i}");
-            c.consume(r);
+            // SAFETY: as above.
+            unsafe { c.consume(r) };
         }
-        assert_eq!(c.take_wakeups(), 0);
+        assert_eq!(c.wakeups().take(), 0);
 
         producer.join().unwrap();
         assert!(
             c.try_peek().unwrap().is_none(),
             "a record after the last message"
         );
-        let st = ring.state();
+        // SAFETY: loads only.
+        let st = unsafe { ring.state() };
         assert_eq!(
             st.producer.tail.load(MemOrdering::Relaxed),
             FINAL_TAIL,

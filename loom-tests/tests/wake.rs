@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::Semaphore;
-use shmchan::ring::spsc::{Consumer, Producer};
-use shmchan::ring::{HeapRing, ReserveError};
-use shmchan::wait::{sleep_once, Bell};
+use shmchan::internals::spsc::{Consumer, Producer};
+use shmchan::internals::wait::{sleep_once, Bell};
+use shmchan::internals::{HeapRing, ReserveError};
 
 const MESSAGE: &[u8] = b"wake up";
 /// `sleep_once` rounds the consumer may need: a correct run needs at most
@@ -47,9 +47,10 @@ fn model(consumer_yields_first: bool) {
             let ring = ring.clone();
             let bell = bell.clone();
             thread::spawn(move || {
-                let mut p = Producer::new(ring.view()).unwrap();
+                // SAFETY: the only producer of this ring in the model.
+                let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
                 p.try_push(MESSAGE).unwrap();
-                let n = p.take_wakeups();
+                let n = p.wakeups().take();
                 assert!(n <= 1, "claimed {n} waiters, only one consumer exists");
                 if n > 0 {
                     bell.ring(n).unwrap();
@@ -61,7 +62,8 @@ fn model(consumer_yields_first: bool) {
         if consumer_yields_first {
             thread::yield_now();
         }
-        let mut c = Consumer::new(ring.view()).unwrap();
+        // SAFETY: the only consumer of this ring in the model.
+        let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
         let mut sleeps = 0;
         let r = loop {
             if let Some(r) = c.try_peek().unwrap() {
@@ -72,13 +74,16 @@ fn model(consumer_yields_first: bool) {
                 "woken {sleeps} times without a message"
             );
             sleeps += 1;
-            let waiters = &ring.state().wake.recv_waiters;
+            let waiters = &ring.view().wake_line().recv_waiters;
             sleep_once(waiters, &*bell, &mut || c.has_data().unwrap(), None).unwrap();
         };
         let mut got = vec![0u8; r.len];
-        c.view().region().read(r.data_offset, &mut got);
+        // SAFETY: r is the record this consumer's try_peek returned last,
+        // not yet consumed: committed, so the producer writes it no more.
+        unsafe { c.view().region().read(r.data_offset, &mut got) };
         assert_eq!(got, MESSAGE);
-        c.consume(r);
+        // SAFETY: as above.
+        unsafe { c.consume(r) };
 
         let posted = producer.join().unwrap();
         let value = bell.value();
@@ -111,6 +116,10 @@ fn consumer_sleeping_on_recv_waiters_is_woken() {
 /// 64-byte ring), the producer sleeps on `send_waiters` until the consumer
 /// frees the space and posts for the waiter its release claimed.
 ///
+/// The producer runs on the model's main thread and the consumer on a
+/// spawned one: the producer fills the ring before the consumer starts,
+/// and an endpoint borrows its ring, so it cannot move into a thread.
+///
 /// Accepted outcome: the producer's second message goes in and the
 /// consumer reads both, in order; the semaphore never exceeds 1 and ends
 /// at 0. A lost wake-up leaves the producer blocked: loom reports a
@@ -123,49 +132,55 @@ fn producer_sleeping_on_send_waiters_is_woken() {
         let bell = Arc::new(Semaphore::new(1));
         let first = [1u8; 56];
         let second = [2u8; 10];
-        let mut p = Producer::new(ring.view()).unwrap();
+        // SAFETY: the only producer of this ring in the model.
+        let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
         p.try_push(&first).unwrap();
-        assert_eq!(p.take_wakeups(), 0);
+        assert_eq!(p.wakeups().take(), 0);
 
-        let producer = {
+        let consumer = {
             let ring = ring.clone();
             let bell = bell.clone();
             thread::spawn(move || {
-                let mut sleeps = 0;
-                loop {
-                    match p.try_push(&second) {
-                        Ok(()) => break,
-                        Err(ReserveError::Full) => {}
-                        Err(e) => panic!("{e:?}"),
+                // SAFETY: the only consumer of this ring in the model.
+                let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
+                for want in [&first[..], &second[..]] {
+                    let (r, _) = loom_tests::peek_spinning(&mut c, "a message");
+                    let mut got = vec![0u8; r.len];
+                    // SAFETY: r is the record this consumer's try_peek
+                    // returned last, not yet consumed: committed, so the
+                    // producer writes it no more.
+                    unsafe { c.view().region().read(r.data_offset, &mut got) };
+                    assert_eq!(got, want);
+                    // SAFETY: as above.
+                    unsafe { c.consume(r) };
+                    let n = c.wakeups().take();
+                    assert!(n <= 1, "claimed {n} waiters, only one producer exists");
+                    if n > 0 {
+                        bell.ring(n).unwrap();
                     }
-                    assert!(sleeps < MAX_SLEEPS, "woken {sleeps} times without space");
-                    sleeps += 1;
-                    let waiters = &ring.state().wake.send_waiters;
-                    let mut ready = || p.has_space(second.len()).unwrap();
-                    sleep_once(waiters, &*bell, &mut ready, None).unwrap();
                 }
-                if sleeps > 0 {
-                    SLEPT.fetch_add(1, Relaxed);
-                }
-                // Nobody sleeps on data here.
-                assert_eq!(p.take_wakeups(), 0);
             })
         };
 
-        let mut c = Consumer::new(ring.view()).unwrap();
-        for want in [&first[..], &second[..]] {
-            let (r, _) = loom_tests::peek_spinning(&mut c, "a message");
-            let mut got = vec![0u8; r.len];
-            c.view().region().read(r.data_offset, &mut got);
-            assert_eq!(got, want);
-            c.consume(r);
-            let n = c.take_wakeups();
-            assert!(n <= 1, "claimed {n} waiters, only one producer exists");
-            if n > 0 {
-                bell.ring(n).unwrap();
+        let mut sleeps = 0;
+        loop {
+            match p.try_push(&second) {
+                Ok(()) => break,
+                Err(ReserveError::Full) => {}
+                Err(e) => panic!("{e:?}"),
             }
+            assert!(sleeps < MAX_SLEEPS, "woken {sleeps} times without space");
+            sleeps += 1;
+            let waiters = &ring.view().wake_line().send_waiters;
+            let mut ready = || p.has_space(second.len()).unwrap();
+            sleep_once(waiters, &*bell, &mut ready, None).unwrap();
         }
-        producer.join().unwrap();
+        if sleeps > 0 {
+            SLEPT.fetch_add(1, Relaxed);
+        }
+        // Nobody sleeps on data here.
+        assert_eq!(p.wakeups().take(), 0);
+        consumer.join().unwrap();
         assert_eq!(bell.value(), 0, "a post was left unconsumed");
     });
     assert!(

@@ -14,9 +14,9 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use shmchan::ring::spsc::{Consumer, Producer};
-use shmchan::ring::HeapRing;
-use shmchan::sync::Ordering as MemOrdering;
+use shmchan::internals::spsc::{Consumer, Producer};
+use shmchan::internals::sync::Ordering as MemOrdering;
+use shmchan::internals::HeapRing;
 
 /// (payload length, committed?). In a 64-byte ring:
 ///
@@ -40,21 +40,28 @@ fn byte(i: usize, j: usize) -> u8 {
 fn reserve_commit_abort_and_batched_release() {
     loom_tests::builder().check(|| {
         let ring = Arc::new(HeapRing::new(64, 56));
-        let mut p = Producer::new(ring.view()).unwrap();
+        // SAFETY: the only producer of this ring in the model.
+        let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
 
         let consumer = {
             let ring = ring.clone();
             thread::spawn(move || {
-                let mut c = Consumer::new(ring.view()).unwrap();
+                // SAFETY: the only consumer of this ring in the model.
+                let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
                 let committed: Vec<usize> = (0..PLAN.len()).filter(|&i| PLAN[i].1).collect();
                 for (n, &i) in committed.iter().enumerate() {
                     let (r, _) = loom_tests::peek_spinning(&mut c, &format!("message {i}"));
                     assert_eq!(r.len, PLAN[i].0, "length of message {i}");
                     let mut got = vec![0u8; r.len];
-                    c.view().region().read(r.data_offset, &mut got);
+                    // SAFETY: r is the record this consumer's try_peek
+                    // returned last, not yet released: committed, so the
+                    // producer writes it no more.
+                    unsafe { c.view().region().read(r.data_offset, &mut got) };
                     let want: Vec<u8> = (0..r.len).map(|j| byte(i, j)).collect();
                     assert_eq!(got, want, "payload of message {i}");
-                    c.advance(r);
+                    // SAFETY: r is the record try_peek returned last, not yet
+                    // advanced past.
+                    unsafe { c.advance(r) };
                     if (n + 1) % BATCH == 0 {
                         c.release();
                     }
@@ -64,22 +71,27 @@ fn reserve_commit_abort_and_batched_release() {
                     c.try_peek().unwrap().is_none(),
                     "an aborted record was published"
                 );
-                assert_eq!(c.take_wakeups(), 0);
+                assert_eq!(c.wakeups().take(), 0);
             })
         };
 
         for (i, &(len, commit)) in PLAN.iter().enumerate() {
             let (r, _) = loom_tests::retry_full(&format!("message {i}"), || p.try_reserve(len));
             let payload: Vec<u8> = (0..len).map(|j| byte(i, j)).collect();
-            p.view().region().write(r.data_offset, &payload);
+            // SAFETY: r is the reservation try_reserve just returned: free,
+            // unpublished space, this producer's alone until it commits.
+            unsafe { p.view().region().write(r.data_offset, &payload) };
             if commit {
-                p.commit(r);
+                // SAFETY: r is the reservation this producer's try_reserve
+                // returned last, not yet committed.
+                unsafe { p.commit(r) };
             }
             // else: the reservation is dropped, as a dropped Grant is.
         }
-        assert_eq!(p.take_wakeups(), 0);
+        assert_eq!(p.wakeups().take(), 0);
         consumer.join().unwrap();
-        let st = ring.state();
+        // SAFETY: loads only.
+        let st = unsafe { ring.state() };
         assert_eq!(st.producer.tail.load(MemOrdering::Relaxed), FINAL_TAIL);
         assert_eq!(st.consumer.head.load(MemOrdering::Relaxed), FINAL_TAIL);
     });
