@@ -475,3 +475,41 @@ fn four_producers_per_producer_fifo() {
     assert_eq!(next, [PER; 4]);
 }
 
+/// A producer that gives up grant after grant (each becomes padding) while
+/// the consumer reads: one look may skip more padding than the ring holds,
+/// as long as each stretch came with a new tail. Never `Corrupted`.
+#[test]
+fn padding_from_many_aborts_is_not_corruption() {
+    const ABORTS: u64 = 200_000;
+    let ring = Arc::new(HeapRing::with_senders(64, 56, 2));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let ring = ring.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let s = slot(&ring.view(), 1, &mut |_| true).unwrap();
+            let mut p = producer(ring.view(), s, 1);
+            let mut aborted = 0;
+            while aborted < ABORTS {
+                if let Ok(r) = p.try_reserve(0) {
+                    // SAFETY: see the module docs.
+                    unsafe { p.abort(r) };
+                    aborted += 1;
+                }
+            }
+            while p.try_push(b"last").is_err() {}
+            done.store(true, std::sync::atomic::Ordering::Release);
+        })
+    };
+    let mut c = consumer(ring.view());
+    let got = loop {
+        match c.try_peek() {
+            Ok(Some(_)) => break pop(&mut c).unwrap(),
+            Ok(None) => std::hint::spin_loop(),
+            Err(e) => panic!("a healthy ring read as corrupted: {e}"),
+        }
+    };
+    assert_eq!(got, b"last");
+    producer.join().unwrap();
+    assert!(done.load(std::sync::atomic::Ordering::Acquire));
+}
