@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, clippy, unit, integration
-# and doc tests, a build of the peers benchmark, the loom models (and proof
-# that they can fail), a short cargo-fuzz smoke run of every fuzz target,
-# and the fault and hostile-writer tests again under AddressSanitizer.
+# and doc tests of every workspace crate (the library, cli/, bench/, and the
+# fuzz corpora replayed by fuzz/support/), a build of the peers benchmark,
+# the loom models (and proof that they can fail), a short cargo-fuzz smoke
+# run of every fuzz target, and the fault and hostile-writer tests again
+# under AddressSanitizer.
 #
 #   scripts/test.sh              everything
 #   FUZZ_SECS=60 scripts/test.sh longer fuzz runs (default 20 s per target)
@@ -29,7 +31,9 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
-cargo clippy --all-targets -- -D warnings
+# The library, the CLI, the bench harness and the fuzz support (peers is
+# linted in its own step below, the loom models under their cfg).
+cargo clippy --workspace --exclude peers --all-targets -- -D warnings
 RUSTFLAGS="--cfg shmchan_loom" cargo clippy -p loom-tests --all-targets \
     --target-dir target/loom -- -D warnings
 
@@ -47,8 +51,8 @@ cargo clippy -p peers --all-targets -- -D warnings
 step "loom models (--cfg shmchan_loom, LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS)"
 RUSTFLAGS="--cfg shmchan_loom" LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS \
     cargo test --release -p loom-tests --target-dir target/loom
-# The models are small enough to go deeper (bound 4: about 30 s of CPU,
-# nearly all of it the MPSC models; ~1 s at bound 2).
+# The models are small enough to go deeper (bound 4: about two minutes of
+# CPU, nearly all of it the MPSC models; a few seconds at bound 2).
 step "loom models, deeper (LOOM_MAX_PREEMPTIONS=$LOOM_DEEP)"
 RUSTFLAGS="--cfg shmchan_loom" LOOM_MAX_PREEMPTIONS=$LOOM_DEEP \
     cargo test --release -p loom-tests --target-dir target/loom
