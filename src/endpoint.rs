@@ -131,13 +131,15 @@ impl Drop for Registration {
         while let Err(IpcError::Interrupted) = self.seg.sems.op(&op) {}
         // Wake the peer so that it sees the disconnect now, not at its next
         // poll. The semop above is a full barrier; `claim` fences again.
+        // One receiver sleeps at most; senders, one per sender slot (MPSC).
         let wake = &self.seg.ring_state().wake;
-        let (waiters, bell) = if self.num == SEM_SENDERS {
-            (&wake.recv_waiters, SEM_DATA)
+        let (waiters, bell, max) = if self.num == SEM_SENDERS {
+            (&wake.recv_waiters, SEM_DATA, 1)
         } else {
-            (&wake.send_waiters, SEM_SPACE)
+            let senders = self.seg.layout().sender_slots.max(1) as u32;
+            (&wake.send_waiters, SEM_SPACE, senders)
         };
-        wait::leave(waiters, &self.seg.bell(bell));
+        wait::leave(waiters, &self.seg.bell(bell), max);
     }
 }
 

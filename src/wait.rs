@@ -293,9 +293,11 @@ pub fn block_on_polling<T, E: From<Stop>, B: Bell + ?Sized>(
 /// The leaving side's half of disconnection: after the caller has made its
 /// departure visible (in a channel, the `semop` that drops its liveness
 /// count, a full barrier), wakes every peer that announced itself asleep,
-/// so it sees the departure now rather than at its next poll.
-pub fn leave<B: Bell + ?Sized>(waiters: &AtomicU32, bell: &B) {
-    let n = wake::claim(waiters);
+/// so it sees the departure now rather than at its next poll: at most
+/// `max` of them (the most sleepers the side can have; a larger count in
+/// the segment is forged).
+pub fn leave<B: Bell + ?Sized>(waiters: &AtomicU32, bell: &B, max: u32) {
+    let n = wake::claim(waiters).min(max);
     if n > 0 {
         let _ = bell.ring(n);
     }

@@ -166,3 +166,33 @@ fn random_bytes_into_a_running_mpsc_channel() {
 fn bad_values_into_a_running_mpsc_channel() {
     attack(Flavor::Mpsc, true);
 }
+
+/// A forged count of sleepers is never posted in full: a release wakes at
+/// most one sender per sender slot (MPSC) and a leaving sender at most the
+/// one receiver, so the doorbells stay far below the semaphore maximum
+/// (32,767, past which every post fails) whatever the segment says.
+#[test]
+fn forged_sleeper_counts_are_clamped() {
+    let (ch, guard) = fresh(
+        Options::default()
+            .flavor(Flavor::Mpsc)
+            .max_senders(2)
+            .capacity(4096),
+    );
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    tx.send(b"m").unwrap();
+    let forge = |at: usize, n: u32| {
+        with_raw_segment(ch.key(), |b| b[at..at + 4].copy_from_slice(&n.to_ne_bytes()))
+    };
+    forge(offset::SEND_WAITERS, 60_000);
+    drop(rx.recv().unwrap()); // the release claims the "sleepers"
+    let space = common::sem_val(ch.sem_id(), common::SEM_SPACE);
+    assert_eq!(space, 2, "posts for 60,000 forged sleeping senders");
+    forge(offset::RECV_WAITERS, 1000);
+    drop(tx); // the sender leaves and wakes the "sleeping receivers"
+    let data = common::sem_val(ch.sem_id(), common::SEM_DATA);
+    assert_eq!(data, 1, "posts for 1000 forged sleeping receivers");
+    drop(rx);
+    common::finish(ch, guard);
+}

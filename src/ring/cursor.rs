@@ -21,9 +21,11 @@ use super::{Corrupted, Record, RingView};
 use crate::layout::{kind, record_header, RECORD_HEADER};
 use crate::sync::Ordering;
 
-/// The most sleeping senders one release wakes (a forged count in the
-/// segment must not turn into a storm of posts).
-pub const MAX_WAKEUPS: u32 = 1 << 16;
+/// The most sleeping senders one release wakes: one per sender slot (each
+/// sleeper is a sender holding one), so a forged count in the segment
+/// cannot turn into a storm of posts, and below the semaphore maximum
+/// (SEMVMX, 32,767: a post past it fails with `ERANGE`).
+pub const MAX_WAKEUPS: u32 = crate::layout::MAX_SENDER_SLOTS as u32;
 
 /// A consumer's positions and owed wake-ups (see the module docs).
 #[derive(Debug)]
@@ -34,7 +36,8 @@ pub struct Cursor<'a> {
     cached_tail: u64,
     wake: Wakeups,
     /// The most posts one release may owe: 1 for SPSC (one sender at
-    /// most), [`MAX_WAKEUPS`] for MPSC.
+    /// most), the number of sender slots for MPSC (at most
+    /// [`MAX_WAKEUPS`]).
     max_wakeups: u32,
     /// MPSC: zero what is released.
     zero_released: bool,
@@ -50,7 +53,12 @@ impl<'a> Cursor<'a> {
             head,
             cached_tail: tail,
             wake: Wakeups::default(),
-            max_wakeups: if mpsc { MAX_WAKEUPS } else { 1 },
+            // MPSC: one sleeper per sender slot at most.
+            max_wakeups: if mpsc {
+                (view.sender_slots() as u32).clamp(1, MAX_WAKEUPS)
+            } else {
+                1
+            },
             zero_released: mpsc,
         }
     }
