@@ -280,14 +280,22 @@ impl Receiver {
         Ok(Message { rx: self, rec: r })
     }
 
-    /// Messages as owned vectors, blocking, until disconnected (or an error).
+    /// Messages as owned vectors, blocking, until disconnected or an error
+    /// ([`Iter::ended_by`] tells which).
     pub fn iter(&mut self) -> Iter<'_> {
-        Iter { rx: self }
+        Iter {
+            rx: self,
+            ended_by: None,
+        }
     }
 
-    /// Messages as owned vectors, until none is waiting.
+    /// Messages as owned vectors, until none is waiting (or an error:
+    /// [`TryIter::ended_by`] tells which).
     pub fn try_iter(&mut self) -> TryIter<'_> {
-        TryIter { rx: self }
+        TryIter {
+            rx: self,
+            ended_by: None,
+        }
     }
 
     /// Receives a batch: waits while the channel is empty, then passes up
@@ -308,6 +316,14 @@ impl Receiver {
     /// # Ok(()) }
     /// ```
     pub fn recv_batch(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> Result<usize, RecvError> {
+        if max == 0 {
+            // Like a read of zero bytes: no wait, nothing taken.
+            return if self.reg.forked() {
+                Err(RecvError::Forked)
+            } else {
+                Ok(0)
+            };
+        }
         let mut r = self.next_inner(true, None).map_err(RecvError::from)?;
         let mut n = 0;
         loop {
@@ -378,12 +394,38 @@ impl Drop for Message<'_> {
 #[derive(Debug)]
 pub struct Iter<'a> {
     rx: &'a mut Receiver,
+    ended_by: Option<RecvError>,
+}
+
+impl Iter<'_> {
+    /// Why the last call of `next` returned `None` (`None` if none did):
+    /// [`RecvError::Disconnected`] at the end of the stream, or the error
+    /// that stopped it ([`RecvError::Corrupted`], [`RecvError::Forked`]).
+    ///
+    /// ```no_run
+    /// # fn f(rx: &mut shmchan::Receiver) {
+    /// let mut it = rx.iter();
+    /// let n = it.by_ref().count();
+    /// if let Some(e) = it.ended_by().filter(|e| **e != shmchan::RecvError::Disconnected) {
+    ///     eprintln!("stopped after {n} messages: {e}");
+    /// }
+    /// # }
+    /// ```
+    pub fn ended_by(&self) -> Option<&RecvError> {
+        self.ended_by.as_ref()
+    }
 }
 
 impl Iterator for Iter<'_> {
     type Item = Vec<u8>;
     fn next(&mut self) -> Option<Vec<u8>> {
-        self.rx.recv().ok().map(|m| m.to_vec())
+        match self.rx.recv() {
+            Ok(m) => Some(m.to_vec()),
+            Err(e) => {
+                self.ended_by = Some(e);
+                None
+            }
+        }
     }
 }
 
@@ -391,11 +433,29 @@ impl Iterator for Iter<'_> {
 #[derive(Debug)]
 pub struct TryIter<'a> {
     rx: &'a mut Receiver,
+    ended_by: Option<TryRecvError>,
+}
+
+impl TryIter<'_> {
+    /// Why the last call of `next` returned `None` (`None` if none did):
+    /// [`TryRecvError::Empty`] when nothing more was waiting,
+    /// [`TryRecvError::Disconnected`] at the end of the stream, or the
+    /// error that stopped it ([`TryRecvError::Corrupted`],
+    /// [`TryRecvError::Forked`]).
+    pub fn ended_by(&self) -> Option<&TryRecvError> {
+        self.ended_by.as_ref()
+    }
 }
 
 impl Iterator for TryIter<'_> {
     type Item = Vec<u8>;
     fn next(&mut self) -> Option<Vec<u8>> {
-        self.rx.try_recv().ok().map(|m| m.to_vec())
+        match self.rx.try_recv() {
+            Ok(m) => Some(m.to_vec()),
+            Err(e) => {
+                self.ended_by = Some(e);
+                None
+            }
+        }
     }
 }

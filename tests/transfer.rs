@@ -197,3 +197,68 @@ fn recv_batch_reads_in_order_and_releases_at_the_end() {
         assert!(rx.recv_batch(8, |_| panic!("nothing is left")).is_err());
     }
 }
+
+/// `recv_batch` of at most zero messages is a read of zero bytes: `Ok(0)`,
+/// `f` never called, the waiting message still there.
+#[test]
+fn recv_batch_of_zero_takes_nothing() {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    tx.send(b"kept").unwrap();
+    let mut called = 0;
+    assert_eq!(rx.recv_batch(0, |_| called += 1), Ok(0));
+    assert_eq!(called, 0);
+    assert_eq!(&*rx.try_recv().unwrap(), b"kept");
+    drop((tx, rx));
+    finish(ch, guard);
+}
+
+/// The iterators tell the end of the stream from an error that stopped
+/// them: `Disconnected` after the last message; `Forked` for an inherited
+/// receiver in a child; `Corrupted` for a forged tail; `Empty` for a
+/// drained `try_iter`.
+#[test]
+fn iterators_say_why_they_ended() {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    for m in [&b"a"[..], b"b"] {
+        tx.send(m).unwrap();
+    }
+    let mut it = rx.try_iter();
+    assert_eq!(it.ended_by(), None);
+    assert_eq!(it.by_ref().count(), 2);
+    assert_eq!(it.ended_by(), Some(&TryRecvError::Empty));
+    tx.send(b"c").unwrap();
+    // An inherited receiver: the child's iteration ends at once, Forked.
+    let mut child = spawn(|| {
+        let mut it = rx.iter();
+        let none = it.next().is_none();
+        i32::from(!(none && it.ended_by() == Some(&shmchan::RecvError::Forked)))
+    });
+    assert_eq!(child.wait(), 0, "the child's iteration did not end Forked");
+    drop(tx);
+    let mut it = rx.iter();
+    assert_eq!(it.by_ref().collect::<Vec<_>>(), vec![b"c".to_vec()]);
+    assert_eq!(it.ended_by(), Some(&shmchan::RecvError::Disconnected));
+    // A forged, misaligned tail: the iteration stops on Corrupted.
+    let (ch2, guard2) = fresh(Options::default().capacity(4096));
+    let mut tx2 = ch2.sender().unwrap();
+    let mut rx2 = ch2.receiver().unwrap();
+    tx2.send(b"x").unwrap();
+    with_raw_segment(ch2.key(), |b| {
+        let at = shmchan::layout::offset::TAIL;
+        b[at..at + 8].copy_from_slice(&12u64.to_ne_bytes());
+    });
+    let mut it = rx2.try_iter();
+    assert_eq!(it.by_ref().count(), 0);
+    assert!(
+        matches!(it.ended_by(), Some(TryRecvError::Corrupted(_))),
+        "{:?}",
+        it.ended_by()
+    );
+    drop((tx2, rx2, rx));
+    finish(ch2, guard2);
+    finish(ch, guard);
+}
