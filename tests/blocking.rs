@@ -470,3 +470,50 @@ fn endless_spin_sender_sees_receiver_killed() {
     assert_eq!(sender.wait_timeout(Duration::from_secs(30)), 0);
     finish(ch, guard);
 }
+
+/// A sleeper in a process that may not call `membarrier` (a seccomp
+/// filter: even the query fails) cannot know whether wakers in other
+/// processes use the light fence, so it must sleep at most 1 ms at a time
+/// (`UNFENCED_POLL`), never the 100 ms poll: otherwise a wake-up lost to
+/// the missing barrier costs up to 100 ms. The confined receiver is this
+/// test binary run again (a fresh process, which has asked the kernel
+/// nothing yet), filtered before it opens the channel.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_sleeper_denied_membarrier_polls_every_millisecond() {
+    const NAME: &str = "a_sleeper_denied_membarrier_polls_every_millisecond";
+    const CHILD: &str = "SHMCHAN_TEST_CONFINED_KEY";
+    const WAIT: Duration = Duration::from_millis(300);
+    if let Ok(raw) = std::env::var(CHILD) {
+        deny_membarrier();
+        let ch = Channel::open(shmchan::Key::raw(raw.parse().unwrap())).unwrap();
+        let mut rx = ch.receiver().unwrap();
+        rx.set_spin_limit(0);
+        assert_eq!(
+            rx.recv_timeout(WAIT).unwrap_err(),
+            RecvTimeoutError::Timeout
+        );
+        return;
+    }
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    // A sender is connected: the receiver waits rather than see the end.
+    let tx = ch.sender().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+        .env(CHILD, ch.key().as_raw().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the confined receiver failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let sleeps = ch.stats().unwrap().counters.receiver_sleeps;
+    // About 300 sleeps of 1 ms; 3 of 100 ms if the failed query is trusted.
+    assert!(
+        sleeps >= 50,
+        "{sleeps} semaphore waits in {WAIT:?}: the sleeper trusted a failed membarrier query"
+    );
+    drop(tx);
+    finish(ch, guard);
+}

@@ -183,7 +183,9 @@ fn forged_sleeper_counts_are_clamped() {
     let mut rx = ch.receiver().unwrap();
     tx.send(b"m").unwrap();
     let forge = |at: usize, n: u32| {
-        with_raw_segment(ch.key(), |b| b[at..at + 4].copy_from_slice(&n.to_ne_bytes()))
+        with_raw_segment(ch.key(), |b| {
+            b[at..at + 4].copy_from_slice(&n.to_ne_bytes())
+        })
     };
     forge(offset::SEND_WAITERS, 60_000);
     drop(rx.recv().unwrap()); // the release claims the "sleepers"

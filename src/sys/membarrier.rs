@@ -14,6 +14,29 @@ fn membarrier(cmd: libc::c_long) -> libc::c_long {
     unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long) }
 }
 
+/// What the kernel said of global expedited barriers, asked once per
+/// process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Support {
+    /// Offered: processes may register, wakers may use the light fence.
+    Offered,
+    /// Not offered (the query answered without the command): no process
+    /// can have registered, so every waker keeps the full fence.
+    Absent,
+    /// The query failed (a seccomp filter, or a kernel before 4.3): other
+    /// processes may well have registered, and we cannot issue barriers.
+    Unknown,
+}
+
+fn support() -> Support {
+    static SUPPORT: std::sync::OnceLock<Support> = std::sync::OnceLock::new();
+    *SUPPORT.get_or_init(|| match membarrier(MEMBARRIER_CMD_QUERY) {
+        q if q < 0 => Support::Unknown,
+        q if q & MEMBARRIER_CMD_GLOBAL_EXPEDITED != 0 => Support::Offered,
+        _ => Support::Absent,
+    })
+}
+
 /// Registers the calling process for `membarrier`'s global expedited
 /// barriers, once per process (a forked child registers again); returns
 /// whether it is registered. False on kernels before 4.16 or where a
@@ -29,7 +52,7 @@ pub fn membarrier_register() -> bool {
     if REGISTERED.load(Ordering::Relaxed) == pid {
         return true;
     }
-    if !membarrier_supported() {
+    if support() != Support::Offered {
         return false;
     }
     if membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0 {
@@ -39,27 +62,21 @@ pub fn membarrier_register() -> bool {
     true
 }
 
-/// Whether the kernel offers global expedited barriers (asked once per
-/// process). Where it does not, no process can register for them, so no
-/// waker uses the light fence.
-fn membarrier_supported() -> bool {
-    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SUPPORTED.get_or_init(|| {
-        let q = membarrier(MEMBARRIER_CMD_QUERY);
-        q >= 0 && q & MEMBARRIER_CMD_GLOBAL_EXPEDITED != 0
-    })
-}
-
 /// Issues a global expedited memory barrier: on return, every thread of
 /// every process registered with [`membarrier_register`] that was running
 /// has executed a full memory barrier (and the others will at their next
 /// context switch), after this thread's preceding memory accesses.
 ///
-/// Returns false only when a light-fenced waker may exist and the barrier
-/// could not be issued (the kernel offers it, but the call failed here, as
-/// under a seccomp filter that refuses it). On a kernel without it there is
-/// nothing to issue: no process can have registered, so every waker keeps
-/// the full fence, and this returns true.
+/// Returns false when a light-fenced waker may exist and the barrier was
+/// not issued: the call failed, or the query of what the kernel offers
+/// failed (as under a seccomp filter that refuses `membarrier`; another
+/// process, unconfined, may have registered). Only where the kernel
+/// answered that it does not offer the barrier is there nothing to issue
+/// (no process can have registered): true.
 pub fn membarrier_global() -> bool {
-    !membarrier_supported() || membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
+    match support() {
+        Support::Absent => true,
+        Support::Unknown => false,
+        Support::Offered => membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0,
+    }
 }

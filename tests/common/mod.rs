@@ -577,3 +577,54 @@ impl SharedWords {
         unsafe { &*self.0.as_ptr().cast::<AtomicU64>().add(i) }
     }
 }
+
+/// Installs a seccomp filter in this process that makes `membarrier(2)`
+/// fail with `EPERM` (x86-64 syscall numbers; the filter is inherited by
+/// children and cannot be removed). For a process that must start
+/// confined: call it before anything asks the kernel about membarrier.
+#[cfg(target_arch = "x86_64")]
+pub fn deny_membarrier() {
+    const NR_OFFSET: u32 = 0; // seccomp_data.nr
+    let ins = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let mut filter = [
+        ins(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, NR_OFFSET),
+        ins(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            1,
+            libc::SYS_membarrier as u32,
+        ),
+        ins(
+            libc::BPF_RET | libc::BPF_K,
+            0,
+            0,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        ins(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_mut_ptr(),
+    };
+    // SAFETY: prctl with integer arguments, then with a pointer to a valid
+    // sock_fprog whose filter outlives the call (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let r = libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        );
+        assert_eq!(r, 0, "seccomp: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            libc::syscall(libc::SYS_membarrier, 0, 0),
+            -1,
+            "membarrier still allowed"
+        );
+    }
+}
