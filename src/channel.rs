@@ -16,6 +16,9 @@ use crate::sys::{self, IpcError, Key, SemSet, Shm};
 
 /// How long `open` waits for a creator to finish initialising.
 const OPEN_WAIT: Duration = Duration::from_secs(1);
+/// How many times `open` looks the two objects up again when it found
+/// them mismatched by a removal in between.
+const OPEN_TRIES: usize = 8;
 
 /// A channel: a shared-memory segment with a ring, and a semaphore set,
 /// under one System V key. `Send + Sync`; clones share one attachment.
@@ -108,8 +111,30 @@ impl Channel {
     /// never written to. If the creator has not finished, waits up to a
     /// second, then gives [`OpenError::NotInitialized`].
     pub fn open(key: Key) -> Result<Channel, OpenError> {
+        // The segment and the set are looked up one after the other: a
+        // channel removed and created again in between gives a pair that
+        // does not belong together. Look again, a few times.
+        for _ in 0..OPEN_TRIES {
+            if let Some(ch) = Channel::open_pair(key)? {
+                return Ok(ch);
+            }
+        }
+        Err(OpenError::NotFound)
+    }
+
+    /// One attempt of `open`: `None` when the segment and the set found
+    /// at `key` are not one channel's because the channel was removed (and
+    /// perhaps created again) meanwhile.
+    fn open_pair(key: Key) -> Result<Option<Channel>, OpenError> {
+        // Gone between two calls (EINVAL, EIDRM): the channel was removed
+        // meanwhile; `open` looks again.
+        let gone = |e: IpcError| matches!(e, IpcError::InvalidArgument | IpcError::Removed);
         let shm = Shm::open(key).map_err(|e| open_err("shmget", e))?;
-        let stat = shm.stat().map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
+        let stat = match shm.stat() {
+            Ok(s) => s,
+            Err(e) if gone(e) => return Ok(None),
+            Err(e) => return Err(open_err("shmctl(IPC_STAT)", e)),
+        };
         if stat.size < crate::layout::HEADER_SIZE {
             return Err(OpenError::NotAChannel);
         }
@@ -121,9 +146,14 @@ impl Channel {
         match sems.stat() {
             Ok(s) if s.nsems == u64::from(NSEMS) => {}
             Ok(_) => return Err(OpenError::NotAChannel),
+            Err(e) if gone(e) => return Ok(None),
             Err(e) => return Err(open_err("semctl(IPC_STAT)", e)),
         }
-        let map = Mapping::new(shm.attach().map_err(|e| open_err("shmat", e))?)?;
+        let map = match shm.attach() {
+            Ok(att) => Mapping::new(att)?,
+            Err(e) if gone(e) => return Ok(None),
+            Err(e) => return Err(open_err("shmat", e)),
+        };
         let deadline = Instant::now() + OPEN_WAIT;
         // Acquire: pairs with the Release store of the state word in `create`.
         while map.state_word().load(Ordering::Acquire) != STATE_READY {
@@ -138,7 +168,23 @@ impl Channel {
         }
         let mapped = map.validate(stat.size)?;
         check_key_path(key, mapped.layout())?;
-        Ok(Channel {
+        // The creator records its set's id: the pair is one channel's only
+        // if that is the set we found, and the segment is still the one at
+        // the key (not marked for removal).
+        let removed = shm.stat().map_or(true, |s| s.removed);
+        if removed || mapped.layout().sem_id != sems.id() {
+            let now = (
+                Shm::open(key).ok().map(|s| s.id()),
+                SemSet::open(key).ok().map(|s| s.id()),
+            );
+            if removed || now != (Some(shm.id()), Some(sems.id())) {
+                return Ok(None);
+            }
+            // Both still at the key and not a pair: this set is not the
+            // segment's (another program's, or a channel's set replaced).
+            return Err(OpenError::NotAChannel);
+        }
+        Ok(Some(Channel {
             seg: Arc::new(Segment {
                 key,
                 shm,
@@ -146,7 +192,7 @@ impl Channel {
                 mapped,
                 remove_on_drop_pid: 0,
             }),
-        })
+        }))
     }
 
     /// Removes the channel's segment and semaphore set. Endpoints asleep on

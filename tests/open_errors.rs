@@ -863,3 +863,26 @@ fn the_mode_is_honoured_for_another_user() {
     }
     assert_eq!(as_user(NOBODY, NOBODY, attempt(ch.key())), DENIED);
 }
+
+/// A segment whose semaphore set was replaced (removed, and a new set of
+/// four made at the key) is not opened with the stranger: the header
+/// records its set's id. `NotAChannel`, nothing written; before, the
+/// opener registered in the new set while reading the old segment.
+#[test]
+fn a_segment_is_not_paired_with_a_set_that_is_not_its_own() {
+    let (ch, guard) = fresh(Options::default().capacity(4096));
+    let key = ch.key();
+    // SAFETY: removes the channel's set by id (no memory involved).
+    assert_eq!(unsafe { libc::semctl(ch.sem_id(), 0, libc::IPC_RMID) }, 0);
+    let stranger = plain_semset(key, 4);
+    let before = segment_bytes(key);
+    match Channel::open(key) {
+        Err(OpenError::NotAChannel) => {}
+        r => panic!("opened with a set that is not the segment's: {r:?}"),
+    }
+    assert_eq!(segment_bytes(key), before, "the segment was written");
+    assert_eq!(sem_val(stranger, SEM_RECEIVERS), 0);
+    drop(ch);
+    drop(guard);
+    assert!(!key_in_use(key));
+}
