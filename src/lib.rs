@@ -96,8 +96,10 @@
 //! does not copy `SEM_UNDO` adjustments), so every operation on it returns
 //! the `Forked` error of the operation (e.g. [`SendError::Forked`]) and
 //! changes nothing; the child takes its own endpoint from the [`Channel`]
-//! (which may be inherited). Dropping an inherited endpoint, or a `Message`
-//! received before the fork, in a child leaves the channel alone. (The fork
+//! (which may be inherited). Dropping an inherited endpoint in a child
+//! leaves the channel alone; a [`Grant`] or a [`Message`] held across the
+//! fork has no bytes in the child, and committing or dropping it there
+//! does nothing (the parent's stays the parent's). (The fork
 //! is seen through a `pthread_atfork` handler: a child made by a raw `clone`
 //! system call is not detected.)
 

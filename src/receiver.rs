@@ -352,6 +352,11 @@ impl Receiver {
 /// A received message, borrowed from the ring. Derefs to its bytes; its
 /// space is released when it is dropped. If this process dies while holding
 /// it, the next receiver gets it again (at-least-once for the one in hand).
+///
+/// A message belongs to the process that received it: in a child forked
+/// while it was held, it derefs to no bytes (the parent may release the
+/// space and a sender reuse it at any time) and dropping it releases
+/// nothing.
 #[derive(Debug)]
 pub struct Message<'a> {
     rx: &'a mut Receiver,
@@ -361,6 +366,9 @@ pub struct Message<'a> {
 impl Deref for Message<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        if self.rx.reg.forked() {
+            return &[];
+        }
         // SAFETY: the record is committed (published by the producer's
         // Release store, of tail or of its header, which our Acquire load
         // saw) and not yet released, so no producer writes it while we

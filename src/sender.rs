@@ -399,6 +399,12 @@ impl Sender {
 /// message's bytes (initially whatever the ring held there). Dropped
 /// without [`Grant::commit`], it publishes nothing (MPSC: it becomes
 /// padding that the receiver skips).
+///
+/// A grant belongs to the process that reserved it. In a child forked
+/// while it was held, it derefs to no bytes, and committing or dropping it
+/// does nothing: the parent's grant, and the parent's commit, are
+/// unaffected (an inherited endpoint changes nothing, see
+/// [`SendError::Forked`]).
 #[derive(Debug)]
 pub struct Grant<'a> {
     tx: &'a mut Sender,
@@ -406,11 +412,15 @@ pub struct Grant<'a> {
 }
 
 impl Grant<'_> {
-    /// Publishes the message.
+    /// Publishes the message. (In a child forked while the grant was held,
+    /// it publishes nothing: see [`Grant`].)
     pub fn commit(self) {
         let mut me = ManuallyDrop::new(self);
         let res = me.res;
         let tx = &mut *me.tx;
+        if tx.reg.forked() {
+            return;
+        }
         tx.tally.add(res.len, &tx.reg.segment().mapped);
         // SAFETY: the grant's reservation came from this sender's producer
         // and is committed once: the grant is consumed (not dropped).
@@ -421,6 +431,10 @@ impl Grant<'_> {
 
 impl Drop for Grant<'_> {
     fn drop(&mut self) {
+        // A grant inherited through fork stays the parent's to finish.
+        if self.tx.reg.forked() {
+            return;
+        }
         // SAFETY: the grant's reservation came from this sender's producer;
         // dropped without commit, it is given up once.
         unsafe { self.tx.producer.abort(self.res) };
@@ -431,6 +445,9 @@ impl Drop for Grant<'_> {
 impl Deref for Grant<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
+        if self.tx.reg.forked() {
+            return &[];
+        }
         // SAFETY: the reservation is unpublished space that only this
         // producer may touch until it commits; the grant borrows the sender.
         unsafe {
@@ -445,6 +462,9 @@ impl Deref for Grant<'_> {
 
 impl DerefMut for Grant<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
+        if self.tx.reg.forked() {
+            return &mut [];
+        }
         // SAFETY: as in deref; &mut self makes this the only view.
         unsafe {
             self.tx

@@ -592,3 +592,51 @@ fn inherited_endpoints_are_refused_in_a_forked_child() {
     assert_eq!(&*rx.recv().unwrap(), b"from the child");
     assert_eq!(&*rx.recv().unwrap(), b"still mine");
 }
+
+/// A grant held across `fork` stays the parent's: in the child it has no
+/// bytes, and committing it there publishes nothing, dropping it aborts
+/// nothing; the parent's commit then delivers its message, once. A message
+/// held across `fork` has no bytes in the child either (the parent may
+/// release it, and a sender reuse the space, at any time).
+#[test]
+fn grants_and_messages_held_across_fork_stay_the_parents() {
+    for flavor in [Flavor::Spsc, Flavor::Mpsc] {
+        let (ch, _guard) = fresh(Options::default().flavor(flavor).capacity(4096));
+        let mut tx = ch.sender().unwrap();
+        let mut rx = ch.receiver().unwrap();
+        let mut grant = tx.reserve(5).unwrap();
+        grant.copy_from_slice(b"hello");
+        for commit in [true, false] {
+            let mut child = spawn(|| {
+                // SAFETY: the child's own copy of the parent's grant (fork
+                // copied the memory), used once; the parent's is untouched.
+                let mut g = unsafe { std::ptr::read(&grant) };
+                let empty = g.is_empty() && g.iter_mut().next().is_none();
+                if commit {
+                    g.commit();
+                } else {
+                    drop(g);
+                }
+                i32::from(!empty)
+            });
+            assert_eq!(child.wait(), 0, "{flavor}: the child saw the grant's bytes");
+            assert!(
+                matches!(rx.try_recv(), Err(TryRecvError::Empty)),
+                "{flavor}: the child's commit={commit} published or aborted the grant"
+            );
+        }
+        grant.commit();
+        let m = rx.recv().unwrap();
+        assert_eq!(&*m, b"hello", "{flavor}");
+        let mut child = spawn(|| i32::from(!m.is_empty()));
+        assert_eq!(child.wait(), 0, "{flavor}: the child read a held message");
+        assert_eq!(&*m, b"hello");
+        drop(m);
+        assert!(
+            matches!(rx.try_recv(), Err(TryRecvError::Empty)),
+            "{flavor}"
+        );
+        tx.send(b"after").unwrap();
+        assert_eq!(&*rx.recv().unwrap(), b"after", "{flavor}");
+    }
+}
