@@ -669,3 +669,42 @@ fn sender_whose_main_thread_exited_is_alive() {
     ch.remove().unwrap();
     drop(guard);
 }
+
+/// Every allowed `max_message` can be sent into an empty MPSC ring,
+/// wherever its position: 64-byte ring, messages up to 56 bytes, the
+/// receiver a process that sleeps between messages. (Before, a record
+/// longer than the ring less the gap before its end could never be claimed:
+/// after 8 bytes, a 56-byte send waited for ever.)
+#[test]
+fn the_largest_message_is_sent_into_an_empty_ring_at_any_position() {
+    let (ch, _guard) = fresh(
+        Options::default()
+            .flavor(Flavor::Mpsc)
+            .capacity(64)
+            .max_message(56),
+    );
+    let lens: Vec<usize> = (0..40)
+        .map(|i| if i % 2 == 0 { i % 7 * 8 } else { 56 })
+        .collect();
+    let key = ch.key();
+    let expect = lens.clone();
+    let mut child = spawn(move || {
+        let ch = Channel::open(key).unwrap();
+        let mut rx = ch.receiver().unwrap();
+        rx.set_spin_limit(0);
+        for (i, &len) in expect.iter().enumerate() {
+            let m = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(m.len(), len, "message {i}");
+            assert!(m.iter().all(|&b| b == i as u8), "message {i}");
+        }
+        assert_eq!(rx.recv().unwrap_err(), RecvError::Disconnected);
+        0
+    });
+    let mut tx = ch.sender().unwrap();
+    for (i, &len) in lens.iter().enumerate() {
+        tx.send_timeout(&vec![i as u8; len], Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("message {i} of {len} bytes: {e:?}"));
+    }
+    drop(tx);
+    assert_eq!(child.wait(), 0);
+}

@@ -66,7 +66,7 @@ fn receiver_drains_then_sees_disconnected() {
                 // Release: stands for the semop (the kernel's lock); pairs with
                 // the Acquire load in the receiver's liveness check.
                 senders.fetch_sub(1, Release);
-                wait::leave(&ring.view().wake_line().recv_waiters, &*bell);
+                wait::leave(&ring.view().wake_line().recv_waiters, &*bell, 1);
             })
         };
 

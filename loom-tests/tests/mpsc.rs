@@ -846,3 +846,51 @@ fn recovery_of_a_dead_unmarked_claim_before_a_live_one() {
     });
     COVERAGE.check();
 }
+
+/// A record longer than the ring less the gap before its end (a 56-byte
+/// record at position 16 of a 64-byte ring: gap and record together are
+/// 104 bytes) claims the gap alone first and publishes it as padding; the
+/// record is claimed at index 0 once the consumer has skipped (zeroed,
+/// released) the padding:
+///
+/// ```text
+/// gap claim     [16, 64)   padding at once
+/// record claim  [64, 120)  after the consumer released the gap
+/// ```
+///
+/// Accepted outcome: the message arrives intact; the final tail is 120;
+/// all of the region is zero again. A producer that reuses the gap before
+/// the consumer's release (a missing Acquire of head), a padding header
+/// the consumer reads before it is written, or a payload read before its
+/// commit (the mutant) fails the model.
+#[test]
+fn a_record_longer_than_the_ring_less_the_gap_claims_the_gap_alone() {
+    const LEN: usize = 48;
+    const FINAL_TAIL: u64 = 120;
+    loom_tests::builder().check(|| {
+        let ring = new_ring();
+        let (slots, mut c) = setup(&ring, 16, None);
+        let [slot, _] = slots;
+        let producer = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let mut prod = slot.producer(ring.view());
+                let (r, _) = loom_tests::retry_full("the long record", || prod.try_reserve(LEN));
+                assert_eq!(r.start, 64, "the record starts at index 0");
+                // SAFETY: r is the reservation try_reserve just returned:
+                // claimed space, this producer's alone until it commits.
+                unsafe {
+                    prod.view()
+                        .region()
+                        .write(r.data_offset, &message(0, 0, LEN));
+                    prod.commit(r);
+                }
+            })
+        };
+        let got = pop_spinning(&mut c, "the long record", |_| {});
+        assert_eq!(got, message(0, 0, LEN));
+        producer.join().unwrap();
+        // SAFETY: the producer thread has been joined.
+        unsafe { check_drained(&ring, &mut c, FINAL_TAIL) };
+    });
+}

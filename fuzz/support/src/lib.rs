@@ -1108,8 +1108,11 @@ impl MpscModel {
     /// with `pid`) that gets as far as `stage`: the record's start, or why
     /// it failed. A record that does not fit before the end of the region
     /// also claims the gap up to the end; the claim fails unless both fit
-    /// in the free space. The slot names the claim's start (gap included)
-    /// while the claim is not fully marked, and nothing after `Full`.
+    /// in the free space. When gap and record together are more than the
+    /// ring, the gap is claimed alone first (padding at once), and the
+    /// record then from index 0. The slot names the claim's start (gap
+    /// included) while the claim is not fully marked, and nothing after
+    /// `Full`.
     fn claim(
         &mut self,
         slot: usize,
@@ -1122,7 +1125,19 @@ impl MpscModel {
             return Err(Reserve::TooLarge);
         }
         let rec = shmchan::layout::record_size(len) as u64;
-        let contiguous = self.capacity - self.tail % self.capacity;
+        let mut contiguous = self.capacity - self.tail % self.capacity;
+        if rec > contiguous && contiguous + rec > self.capacity {
+            // The gap alone, published as padding, if it fits.
+            if self.capacity - (self.tail - self.head) < contiguous {
+                self.slots[slot].1 = shmchan::layout::NO_CLAIM;
+                return Err(Reserve::Full);
+            }
+            self.claims
+                .push_back((self.tail, contiguous, Claim::Padding));
+            self.tail += contiguous;
+            self.slots[slot].1 = shmchan::layout::NO_CLAIM;
+            contiguous = self.capacity;
+        }
         let pad = if rec <= contiguous { 0 } else { contiguous };
         let free = self.capacity - (self.tail - self.head);
         if free < pad + rec {
@@ -1216,8 +1231,10 @@ impl MpscModel {
         let contiguous = self.capacity - self.tail % self.capacity;
         let need = if rec <= contiguous {
             rec
-        } else {
+        } else if contiguous + rec <= self.capacity {
             contiguous + rec
+        } else {
+            contiguous
         };
         self.capacity - (self.tail - self.head) >= need
     }

@@ -6,7 +6,11 @@
 //!   each claim attempt it stores the tail value it claims from in its
 //!   slot's `claim`; then it claims `[t, t + need)` with a CAS of `tail`.
 //!   When its record does not fit before the end of the region, the claim
-//!   also covers the gap, which it fills with a padding record.
+//!   also covers the gap, which it fills with a padding record; when the
+//!   two together are more than the ring (a record longer than the ring
+//!   less the gap), the gap is claimed alone first, published as padding at
+//!   once, and the record claimed at index 0 (so any allowed size fits an
+//!   empty ring).
 //! - It marks its record as in progress (the header's high half is
 //!   [`CLAIM_BIT`] | its pid), writes the payload, and commits with one
 //!   Release store of the header (`kind::MESSAGE`). An aborted reservation

@@ -16,6 +16,24 @@ const COMMIT: Ordering = Ordering::Release;
 #[cfg(all(shmchan_loom, shmchan_mutant))]
 const COMMIT: Ordering = Ordering::Relaxed;
 
+/// What a claim at a tail with `contiguous` bytes before the end of a
+/// `cap`-byte region covers for a record of `rec` bytes: `(gap, claimed)`.
+/// A record that fits before the end: no gap. One that does not: the gap
+/// (padding) and the record, in one claim, when both fit in the ring; the
+/// gap alone when they cannot (a record longer than the ring less the
+/// gap), so that a record of any allowed size can be sent into an empty
+/// ring: its own claim then starts at index 0.
+#[inline]
+fn claim_size(rec: u64, contiguous: u64, cap: u64) -> (u64, u64) {
+    if rec <= contiguous {
+        (0, rec)
+    } else if contiguous + rec <= cap {
+        (contiguous, contiguous + rec)
+    } else {
+        (contiguous, contiguous)
+    }
+}
+
 /// Takes a slot of the sender table for a producer of process `pid`
 /// (non-zero): a free one, or else one whose owner `alive` says is dead
 /// and whose last claim the consumer has released. `None` when every slot
@@ -200,12 +218,7 @@ impl<'a> Producer<'a> {
         }
         let rec = record_size(len.min(self.view.max_message())) as u64;
         let contiguous = cap - self.view.index(tail) as u64;
-        let need = if rec <= contiguous {
-            rec
-        } else {
-            contiguous + rec
-        };
-        Ok(cap - used >= need)
+        Ok(cap - used >= claim_size(rec, contiguous, cap).1)
     }
 
     /// Claims space for a record of `len` payload bytes and marks it in
@@ -252,11 +265,7 @@ impl<'a> Producer<'a> {
                 )));
             }
             let contiguous = cap - self.view.index(tail) as u64;
-            let (pad, need) = if rec <= contiguous {
-                (0, rec)
-            } else {
-                (contiguous, contiguous + rec)
-            };
+            let (pad, need) = claim_size(rec, contiguous, cap);
             let used = tail.wrapping_sub(self.cached_head);
             if used > cap || cap - used < need {
                 // Acquire: pairs with the Release store of head in
@@ -301,6 +310,23 @@ impl<'a> Producer<'a> {
                 Ordering::Release,
                 Ordering::Acquire,
             ) {
+                Ok(_) if need == pad => {
+                    // The gap alone (the record and the gap do not fit in
+                    // the ring together): it is padding at once, and the
+                    // record is claimed at index 0 next. Release: pairs
+                    // with the consumer's Acquire load of the header.
+                    self.view.region().atomic_u64(self.view.index(tail)).store(
+                        record_header(kind::PADDING, (pad - 8) as u32),
+                        Ordering::Release,
+                    );
+                    // Release: pairs with the Acquire load of claim in
+                    // try_recover, which then sees the padding.
+                    slot.claim.store(NO_CLAIM, Ordering::Release);
+                    // The receiver must skip it to free the space (it may
+                    // be asleep on an empty ring).
+                    self.claim_receiver();
+                    tail = tail.wrapping_add(pad);
+                }
                 Ok(_) => break (tail.wrapping_add(pad), pad),
                 Err(now) => tail = now,
             }

@@ -513,3 +513,34 @@ fn padding_from_many_aborts_is_not_corruption() {
     producer.join().unwrap();
     assert!(done.load(std::sync::atomic::Ordering::Acquire));
 }
+
+/// Every allowed message size can be sent whenever the ring is empty, at
+/// any position: a record longer than the ring less the gap before the end
+/// claims the gap alone first, and once the consumer has skipped that
+/// padding (as in SPSC, one `Full` in between), the record at index 0.
+/// (Before, the claim of gap and record needed more than the whole ring,
+/// and the producer found it full for ever.)
+#[test]
+fn the_largest_message_fits_an_empty_ring_at_every_position() {
+    for (cap, max) in [(64, 56), (128, 120), (128, 64), (4096, 4088)] {
+        let ring = HeapRing::with_senders(cap, max, 2);
+        let (mut ps, mut c) = setup(&ring, 1);
+        let p = &mut ps[0];
+        for step in 0..(2 * cap / 8) {
+            // Move the empty ring's position on by 8 bytes (an empty message).
+            p.try_push(b"").unwrap();
+            assert_eq!(pop(&mut c).unwrap(), b"");
+            let big = vec![step as u8; max];
+            assert!(p.has_space(max).unwrap(), "cap {cap} max {max} step {step}");
+            let mut fulls = 0;
+            while let Err(e) = p.try_push(&big) {
+                assert_eq!(e, ReserveError::Full, "cap {cap} max {max} step {step}");
+                fulls += 1;
+                assert_eq!(fulls, 1, "cap {cap} max {max} step {step}: full for ever");
+                assert_eq!(c.try_peek().unwrap(), None, "only the gap's padding");
+            }
+            assert_eq!(pop(&mut c).unwrap(), big);
+            assert_eq!(c.try_peek().unwrap(), None);
+        }
+    }
+}
