@@ -28,13 +28,27 @@ enum Support {
     Unknown,
 }
 
+/// Not a `OnceLock`: a child forked while another thread of its parent
+/// was asking would wait for ever for an answer no thread of its own gives.
+/// Threads that race ask the kernel twice and store the same answer.
 fn support() -> Support {
-    static SUPPORT: std::sync::OnceLock<Support> = std::sync::OnceLock::new();
-    *SUPPORT.get_or_init(|| match membarrier(MEMBARRIER_CMD_QUERY) {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    // 0: not asked yet; else 1 + the answer's index.
+    static SUPPORT: AtomicU8 = AtomicU8::new(0);
+    const ANSWERS: [Support; 3] = [Support::Offered, Support::Absent, Support::Unknown];
+    // Relaxed: a cache of a fact about the kernel and this process's
+    // filters, the same for every thread.
+    if let Some(&s) = ANSWERS.get(usize::from(SUPPORT.load(Ordering::Relaxed)).wrapping_sub(1)) {
+        return s;
+    }
+    let s = match membarrier(MEMBARRIER_CMD_QUERY) {
         q if q < 0 => Support::Unknown,
         q if q & MEMBARRIER_CMD_GLOBAL_EXPEDITED != 0 => Support::Offered,
         _ => Support::Absent,
-    })
+    };
+    let code = 1 + ANSWERS.iter().position(|&a| a == s).unwrap_or(2) as u8;
+    SUPPORT.store(code, Ordering::Relaxed);
+    s
 }
 
 /// Registers the calling process for `membarrier`'s global expedited

@@ -20,13 +20,47 @@ extern "C" fn count_fork_in_child() {
 /// `fork`, which runs `pthread_atfork` handlers; a raw `clone` system call
 /// is not seen). An endpoint records it when made and compares it on each
 /// operation: a relaxed load instead of a `getpid` system call.
+///
+/// The handler is registered on the first call, without a lock that a
+/// fork could leave held: a `Once` taken by another thread at the moment
+/// of a fork stays "running" in the child for ever, and the child's first
+/// endpoint would wait for it for ever.
 pub fn fork_generation() -> u64 {
-    static REGISTER: std::sync::Once = std::sync::Once::new();
-    REGISTER.call_once(|| {
-        // SAFETY: registers a child handler that only increments a static
-        // atomic (async-signal-safe); no prepare or parent handler.
-        unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
-    });
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // 0: not registered; -pid: process pid is registering; +pid: process
+    // pid registered (and so did, for its handlers, every child it forked
+    // after: fork copies the registration).
+    static REGISTRATION: AtomicI64 = AtomicI64::new(0);
+    loop {
+        // Acquire: pairs with the Release store of +pid below: the
+        // handler is registered before an endpoint relies on it.
+        let state = REGISTRATION.load(Ordering::Acquire);
+        if state > 0 {
+            break;
+        }
+        let me = i64::from(current_pid());
+        if state == -me {
+            // Another thread of this process is registering: a moment.
+            std::thread::yield_now();
+            continue;
+        }
+        // Nobody yet, or a parent was registering when it forked us (it
+        // will not finish here, and its handler may or may not be in our
+        // image: a second registration only counts our forks twice).
+        // AcqRel: one thread of this process wins the right to register.
+        if REGISTRATION
+            .compare_exchange(state, -me, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: registers a child handler that only increments a
+            // static atomic (async-signal-safe); no prepare or parent
+            // handler.
+            unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+            // Release: pairs with the Acquire load above.
+            REGISTRATION.store(me, Ordering::Release);
+            break;
+        }
+    }
     forks_seen()
 }
 
