@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use crate::error::{open_err, OpenError};
+use crate::layout::lines::RingState;
 use crate::layout::{SEM_DATA, SEM_RECEIVERS, SEM_SENDERS, SEM_SPACE};
 use crate::segment::Segment;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -141,6 +142,31 @@ impl Drop for Registration {
         };
         wait::leave(waiters, &self.seg.bell(bell), max);
     }
+}
+
+/// Messages a sender sends between two looks at the receivers' liveness
+/// count (a system call): a killed receiver (which cannot say it left) is
+/// seen within this many messages, not only when the ring is full.
+pub(crate) const LIVENESS_EVERY: u32 = 1024;
+
+/// Whether the receiver left cleanly (it says so in the producer line,
+/// which a sender holds anyway): one load, for every send.
+#[inline]
+pub(crate) fn receiver_left(state: &RingState) -> bool {
+    // Relaxed: a flag, ordered with nothing: it only decides whether this
+    // send reports Disconnected; a stale 0 is caught by the next send.
+    state.producer.receiver_gone.load(Ordering::Relaxed) != 0
+}
+
+/// A receiver says whether it is leaving cleanly (`gone`, in its drop) or
+/// has connected (not `gone`): see [`receiver_left`].
+pub(crate) fn set_receiver_gone(seg: &Segment, gone: bool) {
+    // Relaxed: see receiver_left; the semop that follows a departure, or
+    // preceded a connect, is a full barrier besides.
+    seg.ring_state()
+        .producer
+        .receiver_gone
+        .store(u64::from(gone), Ordering::Relaxed);
 }
 
 /// Whether every receiver is gone (having connected once), or the channel

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::counters::{Counted, Tally};
-use crate::endpoint::{senders_gone, Registration};
+use crate::endpoint::{senders_gone, set_receiver_gone, Registration};
 use crate::error::{
     bad_positions, OpenError, RecvError, RecvTimeoutError, TryRecvError, WaitError,
 };
@@ -115,6 +115,8 @@ impl Drop for Receiver {
         // new receiver can register and continue them.
         if self.reg.owned_here() {
             self.side.tally.store(&self.reg.segment().mapped);
+            // Senders see it at their next send.
+            set_receiver_gone(self.reg.segment(), true);
         }
     }
 }
@@ -123,6 +125,7 @@ impl Receiver {
     /// The receiver of `seg` (see [`Channel::receiver`]).
     pub(crate) fn new(seg: &Arc<Segment>) -> Result<Receiver, OpenError> {
         let reg = Registration::new(seg, SEM_RECEIVERS, true)?;
+        set_receiver_gone(seg, false);
         reg.clear_stale_wake();
         // SAFETY: the view lives as long as the consumer made from it,
         // which the Receiver keeps beside its registration, holding `seg`'s

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::counters::{Counted, Tally};
-use crate::endpoint::{receiver_gone, Registration};
+use crate::endpoint::{receiver_gone, receiver_left, Registration, LIVENESS_EVERY};
 use crate::error::{
     bad_positions, OpenError, SendError, SendTimeoutError, TrySendError, WaitError,
 };
@@ -110,6 +110,8 @@ pub struct Sender {
     producer: Prod,
     tally: Tally,
     spin_limit: u32,
+    /// Sends left before the next look at the receivers' liveness count.
+    until_look: u32,
     reg: Registration,
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -202,6 +204,7 @@ impl Sender {
             producer,
             tally,
             spin_limit: DEFAULT_SPIN,
+            until_look: LIVENESS_EVERY,
             reg,
             _not_sync: PhantomData,
         })
@@ -242,6 +245,21 @@ impl Sender {
     ) -> Result<Reservation, WaitError> {
         if self.reg.forked() {
             return Err(WaitError::Forked);
+        }
+        // A receiver that left cleanly said so in the line we hold; one
+        // that was killed cannot, and is looked for every LIVENESS_EVERY
+        // sends (a system call).
+        if receiver_left(self.producer.view().state()) {
+            return Err(WaitError::Disconnected);
+        }
+        self.until_look -= 1;
+        if self.until_look == 0 {
+            if receiver_gone(self.reg.segment()) {
+                // Look again at the next send, until a receiver is back.
+                self.until_look = 1;
+                return Err(WaitError::Disconnected);
+            }
+            self.until_look = LIVENESS_EVERY;
         }
         // Fast path: no syscall.
         match self.producer.try_reserve(len) {
@@ -325,10 +343,14 @@ impl Sender {
     /// Sends `msg`, waiting while the channel is full.
     ///
     /// Returns [`SendError::Disconnected`] when the receiver that had
-    /// connected is gone (a sender notices that on its slow path: at the
-    /// latest when the ring is full; messages already in the ring stay for
-    /// a receiver that opens the channel again). Before any receiver has
-    /// ever connected, a full channel simply waits, like a pipe's writer.
+    /// connected is gone: at the very next send after a receiver dropped
+    /// (it says so in the line the sender holds; no system call), and
+    /// within 1,024 sends after one was killed (a look at its liveness
+    /// count every 1,024 sends), or when the ring is full, whichever comes
+    /// first. The message is not sent then; the messages already in the
+    /// ring stay for a receiver that opens the channel again, and once one
+    /// has, sending works again. Before any receiver has ever connected, a
+    /// full channel simply waits, like a pipe's writer.
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.send_inner(msg, true, None).map_err(SendError::from)
     }

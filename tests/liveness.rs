@@ -318,3 +318,73 @@ fn new_receiver_clears_what_a_receiver_killed_asleep_left() {
     drop((rx, tx));
     finish(ch, guard);
 }
+
+/// A receiver that drops is seen by the sender's very next send
+/// (`Disconnected`, the message not sent), in both flavors; the messages
+/// sent before stay for the next receiver, after which sending works again.
+/// (Before, the sender went on filling a 1 MiB ring for thousands of
+/// messages.)
+#[test]
+fn a_receiver_that_left_is_seen_at_the_next_send() {
+    for flavor in [shmchan::Flavor::Spsc, shmchan::Flavor::Mpsc] {
+        let (ch, guard) = fresh(Options::default().flavor(flavor).capacity(1 << 20));
+        let key = ch.key();
+        let mut child = spawn(move || {
+            let ch = Channel::open(key).unwrap();
+            let mut rx = ch.receiver().unwrap();
+            let m = rx.recv_timeout(T).unwrap();
+            assert_eq!(&*m, b"0");
+            0 // the receiver drops here, cleanly
+        });
+        let mut tx = ch.sender().unwrap();
+        for m in [&b"0"[..], b"1", b"2"] {
+            tx.send(m).unwrap();
+        }
+        assert_eq!(child.wait(), 0);
+        assert_eq!(
+            tx.try_send(b"3"),
+            Err(TrySendError::Disconnected),
+            "{flavor}"
+        );
+        assert_eq!(tx.send(b"3"), Err(SendError::Disconnected), "{flavor}");
+        // A new receiver: what was sent before is there, and sending works.
+        let mut rx = ch.receiver().unwrap();
+        tx.send(b"4").unwrap();
+        for want in [&b"1"[..], b"2", b"4"] {
+            assert_eq!(&*rx.recv_timeout(T).unwrap(), want, "{flavor}");
+        }
+        drop((tx, rx));
+        finish(ch, guard);
+    }
+}
+
+/// A receiver killed (it cannot say it left) is seen within 1,024 sends,
+/// long before a 1 MiB ring is full.
+#[test]
+fn a_killed_receiver_is_seen_within_1024_sends() {
+    for flavor in [shmchan::Flavor::Spsc, shmchan::Flavor::Mpsc] {
+        let (ch, guard) = fresh(Options::default().flavor(flavor).capacity(1 << 20));
+        let key = ch.key();
+        let ready = Notify::new();
+        let mut child = spawn(|| {
+            let ch = Channel::open(key).unwrap();
+            let _rx = ch.receiver().unwrap();
+            ready.notify();
+            sleep_forever()
+        });
+        assert!(ready.wait(T), "the receiver never started");
+        let mut tx = ch.sender().unwrap();
+        child.kill();
+        let sent = (0..2000)
+            .take_while(|_| tx.try_send(b"12345678").is_ok())
+            .count();
+        assert!(sent <= 1024, "{flavor}: {sent} sends to a killed receiver");
+        assert_eq!(
+            tx.try_send(b"x"),
+            Err(TrySendError::Disconnected),
+            "{flavor}"
+        );
+        drop(tx);
+        finish(ch, guard);
+    }
+}

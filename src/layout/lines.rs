@@ -25,14 +25,22 @@ pub struct ProducerLine {
     /// `{ position: u64 }`: the end of the committed records; the producer
     /// stores it with Release after writing them.
     pub tail: AtomicU64,
-    /// Keeps the counters off `tail`'s 64-byte coherence unit, which the
-    /// consumer reads: they cost the producer an L1 store, no transfer.
     _pad: [u64; 7],
     /// `{ count: u64 }`: SPSC messages committed, ever (statistics only;
     /// MPSC senders count in their sender slots).
     pub sent_messages: AtomicU64,
     /// `{ count: u64 }`: SPSC payload bytes committed, ever.
     pub sent_bytes: AtomicU64,
+    /// `{ flag: u64 }`: non-zero once a receiver has left cleanly (its
+    /// drop stores 1), 0 again when the next receiver connects. The one
+    /// word of this line the consumer writes, at departure and connect
+    /// only. A sender loads it on every send and says `Disconnected` at
+    /// once instead of filling a ring nobody reads; it lies in the half
+    /// of the line the consumer does not poll (beside `tail` it cost a
+    /// round trip a quarter slower: the load waited on the line the
+    /// consumer reads `tail` from).
+    pub receiver_gone: AtomicU64,
+    _pad_end: [u64; 5],
 }
 
 /// The consumer's line.
@@ -125,6 +133,12 @@ mod asserts {
     const_assert_eq!(
         offset::RING_STATE + offset_of!(RingState, consumer) + offset_of!(ConsumerLine, head),
         offset::HEAD
+    );
+    const_assert_eq!(
+        offset::RING_STATE
+            + offset_of!(RingState, producer)
+            + offset_of!(ProducerLine, receiver_gone),
+        offset::RECEIVER_GONE
     );
     const_assert_eq!(
         offset::RING_STATE + offset_of!(RingState, wake) + offset_of!(WakeLine, recv_waiters),

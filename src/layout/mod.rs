@@ -21,6 +21,7 @@
 //!     128     8     1  tail             producer: end of committed records
 //!     192     8     1  sent_messages    SPSC producer: messages committed
 //!     200     8     1  sent_bytes       SPSC producer: payload bytes committed
+//!     208     8     1  receiver_gone    receiver: 1 on a clean drop, 0 on connect
 //!     256     8     2  head             consumer: start of unreleased records
 //!     320     8     2  received_messages consumer: messages released
 //!     328     8     2  received_bytes   consumer: payload bytes released
@@ -154,6 +155,8 @@ pub mod offset {
     pub const SENT_MESSAGES: usize = 192;
     /// `sent_bytes` (SPSC)
     pub const SENT_BYTES: usize = 200;
+    /// `receiver_gone`
+    pub const RECEIVER_GONE: usize = 208;
     /// `received_messages`
     pub const RECEIVED_MESSAGES: usize = 320;
     /// `received_bytes`
