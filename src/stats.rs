@@ -1,8 +1,9 @@
 //! Looking at channels without joining them: one channel's header,
 //! positions, counters and endpoints ([`Channel::inspect`],
 //! [`Channel::stats`]), every channel on the machine ([`Channel::list`]),
-//! and the removal of what nobody uses ([`Listing::is_garbage`],
-//! [`Listing::remove`]).
+//! the removal of what nobody uses ([`Listing::is_garbage`],
+//! [`Listing::remove`]), and the signs of a channel whose header was
+//! overwritten ([`Listing::looks_damaged`]).
 //!
 //! Inspection attaches the segment read-only and never registers: it
 //! changes nothing in the channel, and works on a channel whose endpoints
@@ -15,7 +16,10 @@ use std::io;
 use crate::channel::Channel;
 use crate::counters::Counters;
 use crate::error::{open_err, OpenError};
-use crate::layout::{Layout, MAGIC, NSEMS, SEM_RECEIVERS, SEM_SENDERS, STATE_READY};
+use crate::layout::{
+    data_offset_for, Layout, LINE, MAGIC, MAX_CAPACITY, MAX_SENDER_SLOTS, MIN_CAPACITY, NSEMS,
+    SEM_RECEIVERS, SEM_SENDERS, STATE_READY,
+};
 use crate::segment::{check_key_path, remove_objects, Mapped, Mapping};
 use crate::sync::Ordering;
 use crate::sys::{self, Key, SemSet, Shm};
@@ -129,6 +133,20 @@ impl Listing {
         self.is_ours() && attached_now == 0 && !self.creator_alive()
     }
 
+    /// Whether this foreign segment looks like a shmchan channel whose
+    /// header was overwritten (its magic word, say): a set of [`NSEMS`]
+    /// semaphores is at its key (asked now), and its size is one a
+    /// channel's segment can have (a power-of-two capacity and the header
+    /// with 0 to [`MAX_SENDER_SLOTS`] sender slots, in whole pages).
+    ///
+    /// Only ever true for [`Found::Foreign`]. A guess: another program's
+    /// segment of such a size beside four semaphores looks the same. It
+    /// changes nothing about [`Listing::is_ours`], [`Listing::is_garbage`]
+    /// and [`Listing::remove`], which still refuse the segment.
+    pub fn looks_damaged(&self) -> bool {
+        matches!(self.found, Found::Foreign) && channel_shaped(self.key, self.size)
+    }
+
     /// Whether a process with the creator's pid (`creator_pid`) exists,
     /// possibly another user's (a pid can be reused: true may be another
     /// program). False for a pid of 0 or less.
@@ -153,6 +171,37 @@ impl Listing {
         };
         remove_objects(Shm::from_id(self.shm_id), sems)
     }
+}
+
+/// Whether `size` is the length of some channel's segment: the header
+/// with `slots` sender slots (0 to [`MAX_SENDER_SLOTS`]; SPSC has 0) and a
+/// power-of-two capacity in [`MIN_CAPACITY`]`..=`[`MAX_CAPACITY`], rounded
+/// up to whole pages of `page` bytes (as `Layout::with_sender_slots` does).
+fn channel_size(size: usize, page: usize) -> bool {
+    if size == 0 || !size.is_multiple_of(page) {
+        return false;
+    }
+    let (lo, hi) = (data_offset_for(0), MAX_SENDER_SLOTS);
+    (MIN_CAPACITY.trailing_zeros()..=MAX_CAPACITY.trailing_zeros())
+        .filter_map(|bit| size.checked_sub(1 << bit))
+        .any(|rest| {
+            // `size` is whole pages, so the header (data_offset_for(slots))
+            // rounds up to it iff rest - page < header <= rest; headers are
+            // lo + k * LINE for k in 0..=hi: the largest not above `rest`
+            // decides.
+            rest >= lo && lo + ((rest - lo) / LINE).min(hi) * LINE + page > rest
+        })
+}
+
+/// Whether a segment of `size` bytes at `key` has a channel's shape: a
+/// channel's size ([`channel_size`]) and a set of [`NSEMS`] semaphores at
+/// the key.
+fn channel_shaped(key: Key, size: usize) -> bool {
+    !key.is_private()
+        && channel_size(size, sys::page_size())
+        && SemSet::open(key)
+            .and_then(|s| s.stat())
+            .is_ok_and(|st| st.nsems == u64::from(NSEMS))
 }
 
 /// The semaphore set of a channel at `key`, or (private key) the one its
@@ -304,5 +353,61 @@ impl Channel {
         }
         out.sort_by_key(|l| l.shm_id);
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every segment length a channel can have with a capacity up to
+    /// `2^max_bit`, by trying every sender slot count.
+    fn sizes_by_brute_force(max_bit: u32, page: usize) -> std::collections::HashSet<usize> {
+        let mut all = std::collections::HashSet::new();
+        for bit in MIN_CAPACITY.trailing_zeros()..=max_bit {
+            for slots in 0..=MAX_SENDER_SLOTS {
+                all.insert((data_offset_for(slots) + (1 << bit)).div_ceil(page) * page);
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn channel_size_is_what_a_layout_can_be() {
+        for page in [4096, 16384, 65536] {
+            // Capacities up to 2^22 make every length below 2^22 + 512.
+            let all = sizes_by_brute_force(22, page);
+            for size in (0..=(1 << 22) + 512).step_by(page) {
+                assert_eq!(
+                    channel_size(size, page),
+                    all.contains(&size),
+                    "size {size}, page {page}"
+                );
+            }
+            assert!(!channel_size(page + 1, page));
+            assert!(!channel_size(5000, page));
+        }
+        let page = 4096;
+        assert!(channel_size(page, page));
+        assert!(!channel_size(3 << 20, page));
+        assert!(channel_size(MAX_CAPACITY + page, page));
+        assert!(channel_size(
+            (data_offset_for(MAX_SENDER_SLOTS) + MAX_CAPACITY).div_ceil(page) * page,
+            page
+        ));
+        assert!(!channel_size(MAX_CAPACITY + (1 << 20), page));
+        assert!(!channel_size(2 * MAX_CAPACITY, page));
+        // The real layouts, SPSC and MPSC.
+        for cap in [64, 4096, 1 << 20, 1 << 30] {
+            let l = Layout::new(crate::Flavor::Spsc, cap, None).unwrap();
+            assert!(channel_size(l.segment_len, sys::page_size()), "{l:?}");
+            for slots in [1, 64, MAX_SENDER_SLOTS] {
+                let l = Layout::new(crate::Flavor::Mpsc, cap, None)
+                    .unwrap()
+                    .with_sender_slots(slots)
+                    .unwrap();
+                assert!(channel_size(l.segment_len, sys::page_size()), "{l:?}");
+            }
+        }
     }
 }
