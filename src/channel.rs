@@ -24,8 +24,9 @@ const OPEN_TRIES: usize = 8;
 /// under one System V key. `Send + Sync`; clones share one attachment.
 ///
 /// Who removes what: the IPC objects live until [`Channel::remove`],
-/// [`Channel::remove_key`], `shmchan rm`, `ipcrm`, or the drop of the
-/// creating handle when it was created with
+/// [`Channel::remove_key`], [`Channel::remove_key_forced`] (whatever is
+/// at a key, a damaged channel's objects among them), `shmchan rm`,
+/// `ipcrm`, or the drop of the creating handle when it was created with
 /// [`Options::remove_on_drop`]. Endpoints never remove anything.
 #[derive(Debug, Clone)]
 pub struct Channel {
@@ -203,8 +204,9 @@ impl Channel {
     }
 
     /// Removes the channel at `key` without opening it as an endpoint.
-    /// Refuses ([`OpenError::NotAChannel`]) a segment that is not ours; a
-    /// channel whose creator died while initialising it is removed.
+    /// Refuses ([`OpenError::NotAChannel`]) a segment that is not ours
+    /// (which [`Channel::remove_key_forced`] removes); a channel whose
+    /// creator died while initialising it is removed.
     pub fn remove_key(key: Key) -> Result<(), OpenError> {
         let sems = match SemSet::open(key) {
             Ok(s)

@@ -158,7 +158,7 @@ pub use ring::Corrupted;
 #[cfg(not(shmchan_loom))]
 pub use sender::{Grant, Sender};
 #[cfg(not(shmchan_loom))]
-pub use stats::{Found, Listing, Stats};
+pub use stats::{ForcedRemoval, Found, Listing, RemovedSegment, RemovedSems, SegmentKind, Stats};
 #[cfg(not(shmchan_loom))]
 pub use sys::Key;
 
