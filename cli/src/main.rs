@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use shmchan::{Channel, Flavor, Key, OpenError, Options};
+use shmchan::{Channel, Flavor, Key, OpenError, Options, SegmentKind};
 use shmchan_bench as bench;
 
 use args::KeyArg;
@@ -124,13 +124,25 @@ enum Command {
         watch: bool,
     },
     /// Remove channels (segment and semaphore set). Refuses segments that
-    /// are not shmchan channels.
+    /// are not shmchan channels, unless --force.
     ///
     /// Example: shmchan rm 0x1234 /tmp/k
+    ///
+    /// With --force, removes whatever segment and semaphore set are at each
+    /// key, and says what they were: a channel whose header was overwritten
+    /// (`ls --all` shows it as damaged?), or another program's objects.
+    /// Processes still attached keep the memory until they detach; the key
+    /// is free at once.
+    ///
+    /// Example: shmchan rm --force 0x1234
     Rm {
         /// Keys: existing paths (ftok with --proj) or numbers (0x1234).
         #[arg(required = true, value_parser = args::key)]
         keys: Vec<KeyArg>,
+        /// Remove whatever segment and semaphore set are at each key,
+        /// shmchan channel or not (another program's too), even attached.
+        #[arg(long)]
+        force: bool,
         /// Project id for path keys.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
         proj: u8,
@@ -235,14 +247,94 @@ fn create(
     Ok(())
 }
 
-fn rm(keys: &[KeyArg], proj: u8) -> Result<(), Fail> {
+/// Whether the segment at `key` is foreign but looks like a damaged
+/// channel (`Listing::looks_damaged`).
+fn looks_damaged(key: Key) -> bool {
+    Channel::list().is_ok_and(|list| list.iter().any(|l| l.key == key && l.looks_damaged()))
+}
+
+/// `rm` without --force: the channel at `k`, or a line saying why not.
+fn rm_channel(k: Key, at: &str, proj: u8) -> Result<(), Fail> {
+    match Channel::remove_key(k) {
+        Ok(()) => {
+            println!("removed {at} (key {k})");
+            Ok(())
+        }
+        Err(OpenError::NotAChannel) if looks_damaged(k) => {
+            let proj = if proj == 1 || at == k.to_string() {
+                String::new()
+            } else {
+                format!(" --proj {proj}")
+            };
+            Err(format!(
+                "{at} looks like a damaged shmchan channel (not our magic word, but a channel's size and 4 semaphores at its key); left untouched; `shmchan rm --force{proj} {at}` removes both"
+            ))
+        }
+        Err(e) => Err(open_failure(&e, at, "endpoint")),
+    }
+}
+
+/// `rm --force`: whatever is at `k`, said in one line.
+fn rm_forced(k: Key, at: &str) -> Result<(), Fail> {
+    let at = if at == k.to_string() {
+        format!("key {k}")
+    } else {
+        format!("{at} (key {k})")
+    };
+    let r = Channel::remove_key_forced(k).map_err(|e| match e {
+        OpenError::NotFound => format!("nothing at {at}: no segment and no semaphore set"),
+        OpenError::PermissionDenied => {
+            format!("permission denied removing what is at {at}; run as its owner or creator")
+        }
+        e => format!("{at}: {e}"),
+    })?;
+    let seg = r.segment.map(|s| {
+        let magic = s.magic.map_or_else(String::new, magic_word);
+        let kind = match s.kind {
+            SegmentKind::Channel => "channel".to_string(),
+            SegmentKind::Initializing => "half-created channel".to_string(),
+            SegmentKind::Damaged => format!("damaged channel{magic}"),
+            SegmentKind::Foreign => format!("foreign{magic}"),
+            SegmentKind::Unreadable => "unreadable".to_string(),
+        };
+        format!(
+            "segment {} ({} bytes, {kind}, {} attached)",
+            s.shm_id, s.size, s.attached
+        )
+    });
+    let set = r.sems.map(|s| {
+        let plural = if s.nsems == 1 { "" } else { "s" };
+        format!("semaphore set {} ({} semaphore{plural})", s.sem_id, s.nsems)
+    });
+    match (seg, set) {
+        (Some(seg), Some(set)) => println!("removed {seg} and {set} at {at}"),
+        (Some(seg), None) => println!("removed {seg} at {at}; no semaphore set there"),
+        (None, Some(set)) => println!("removed {set} at {at}; no segment there"),
+        (None, None) => println!("removed nothing at {at}"),
+    }
+    Ok(())
+}
+
+/// `: magic 0x…`, and the eight bytes as text when they are printable.
+fn magic_word(m: u64) -> String {
+    let b = m.to_ne_bytes();
+    if b.iter().all(|c| c.is_ascii_graphic() || *c == b' ') {
+        format!(": magic {m:#018x} ({:?})", String::from_utf8_lossy(&b))
+    } else {
+        format!(": magic {m:#018x}")
+    }
+}
+
+fn rm(keys: &[KeyArg], force: bool, proj: u8) -> Result<(), Fail> {
     let mut failures = Vec::new();
     for key in keys {
         let at = key.to_string();
         let r = key.resolve(proj).and_then(|k| {
-            Channel::remove_key(k)
-                .map(|()| println!("removed {at} (key {k})"))
-                .map_err(|e| open_failure(&e, &at, "endpoint"))
+            if force {
+                rm_forced(k, &at)
+            } else {
+                rm_channel(k, &at, proj)
+            }
         });
         if let Err(e) = r {
             failures.push(e);
@@ -315,7 +407,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
         } => stream::recv(&key, framed, count, timeout),
         Command::Ls { all } => show::ls(all),
         Command::Stat { key, watch } => show::stat(&key, watch),
-        Command::Rm { keys, proj } => rm(&keys, proj),
+        Command::Rm { keys, force, proj } => rm(&keys, force, proj),
         Command::Gc {
             dry_run,
             keys,

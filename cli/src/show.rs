@@ -82,6 +82,7 @@ fn row(l: &Listing) -> [String; 12] {
         other => {
             let what = match other {
                 Found::Initializing => "half-created".to_string(),
+                Found::Foreign if l.looks_damaged() => "damaged?".to_string(),
                 Found::Foreign => "foreign".to_string(),
                 _ => "unreadable".to_string(),
             };
@@ -117,6 +118,7 @@ pub fn ls(all: bool) -> Result<(), Fail> {
         .filter(|l| all || l.is_ours())
         .map(row)
         .collect();
+    let damaged = all && listing.iter().any(Listing::looks_damaged);
     if rows.is_empty() {
         println!(
             "no shmchan channels{}",
@@ -140,6 +142,13 @@ pub fn ls(all: bool) -> Result<(), Fail> {
             }
         }
         println!("{line}");
+    }
+    if damaged {
+        println!(
+            "damaged?: a foreign segment with a channel's size and 4 semaphores at its key, \
+             likely a channel whose header was overwritten; `shmchan rm --force KEY` \
+             removes both (another program's objects too, if it is one)"
+        );
     }
     Ok(())
 }

@@ -655,3 +655,156 @@ fn permission_denied_follows_the_mode() {
         }
     }
 }
+
+/// The line of `shmchan ls --all` for `key` (panics if it is not listed).
+fn ls_all_line(key: Key) -> String {
+    let o = run(&["ls", "--all"]);
+    ok(&o);
+    let text = stdout(&o);
+    text.lines()
+        .find(|l| l.starts_with(&format!("{key}")))
+        .unwrap_or_else(|| panic!("{key} not in ls --all:\n{text}"))
+        .to_string()
+}
+
+/// A channel whose magic word another process overwrote: `ls --all` says
+/// it looks damaged, `rm` refuses it and points at `--force`, `gc` leaves
+/// it, `rm --force` removes the segment and the semaphore set and says
+/// what they were.
+#[test]
+fn rm_force_removes_a_channel_whose_magic_was_overwritten() {
+    let (key, k, _guard) = fresh_key();
+    // A healthy channel beside it, which nothing here may touch.
+    let (other, _o, _g2) = fresh_key();
+    let _neighbour = Channel::create(other, Options::default()).unwrap();
+    ok(&run(&["create", &k, "--capacity", "64K"]));
+    let shm = shm_at(key).expect("the segment");
+    let sem = sem_at(key).expect("the semaphore set");
+    with_raw_segment(key, |b| b[..8].copy_from_slice(b"NOTOURS!"));
+
+    let line = ls_all_line(key);
+    assert!(line.contains("damaged?"), "{line}");
+    assert!(!line.contains("foreign"), "{line}");
+    fails_with(&run(&["rm", &k]), 1, "--force");
+    let o = run(&["gc", &k]);
+    ok(&o);
+    assert!(stdout(&o).contains("nothing to remove"), "{}", stdout(&o));
+    assert_eq!((shm_at(key), sem_at(key)), (Some(shm), Some(sem)));
+
+    let o = run(&["rm", "--force", &k]);
+    ok(&o);
+    let text = stdout(&o);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    for want in [
+        format!("removed segment {shm} ("),
+        "damaged channel: magic ".to_string(),
+        "(\"NOTOURS!\")".to_string(),
+        "0 attached".to_string(),
+        format!("and semaphore set {sem} (4 semaphores)"),
+        format!("at key {key}"),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in {text}");
+    }
+    assert!(!common::key_in_use(key), "something left at {key}");
+    assert!(shm_at(other).is_some() && sem_at(other).is_some());
+    fails_with(&run(&["rm", "--force", &k]), 1, "nothing at");
+}
+
+/// Another program's segment, still attached, and a set of one semaphore
+/// at one key: `rm --force` removes both and says they were foreign and
+/// attached.
+#[test]
+fn rm_force_removes_a_foreign_segment_and_set_even_attached() {
+    let (key, k, _guard) = fresh_key();
+    let shm = plain_segment(key, 8192);
+    let sem = common::plain_semset(key, 1);
+    fails_with(&run(&["rm", &k]), 1, "not a shmchan channel");
+    let o = with_raw_segment(key, |b| {
+        b.fill(0x5a);
+        run(&["rm", "--force", &k])
+    });
+    ok(&o);
+    let text = stdout(&o);
+    for want in [
+        format!(
+            "removed segment {shm} (8192 bytes, foreign: magic 0x5a5a5a5a5a5a5a5a (\"ZZZZZZZZ\"), 1 attached)"
+        ),
+        format!("and semaphore set {sem} (1 semaphore)"),
+        format!("at key {key}"),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in {text}");
+    }
+    assert!(!common::key_in_use(key), "something left at {key}");
+
+    // A set alone, and a segment alone.
+    let sem = common::plain_semset(key, 3);
+    let o = run(&["rm", "--force", &k]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains(&format!(
+            "removed semaphore set {sem} (3 semaphores) at key {key}"
+        )),
+        "{}",
+        stdout(&o)
+    );
+    let shm = plain_segment(key, 4096);
+    let o = run(&["rm", "--force", &k]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains(&format!("removed segment {shm} (4096 bytes, foreign: magic 0x0000000000000000, 0 attached) at key {key}")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!common::key_in_use(key));
+}
+
+/// `ls --all` calls a foreign segment damaged only when it has a channel's
+/// size and a set of four semaphores at its key.
+#[test]
+fn ls_all_calls_damaged_only_a_channel_shaped_foreign_segment() {
+    // Non-zero bytes: a zeroed segment beside four semaphores is a
+    // half-created channel, not a foreign segment.
+    let foreign = |key: Key, size: usize, nsems: Option<i32>| {
+        plain_segment(key, size);
+        with_raw_segment(key, |b| b.fill(0xa5));
+        if let Some(n) = nsems {
+            common::plain_semset(key, n);
+        }
+    };
+    // A channel's size (8 KiB: capacity 4096, SPSC) with four semaphores.
+    let (a, ka, _ga) = fresh_key();
+    foreign(a, 8192, Some(4));
+    // The same size, no set; and with a set of one.
+    let (b, kb, _gb) = fresh_key();
+    foreign(b, 8192, None);
+    let (c, kc, _gc) = fresh_key();
+    foreign(c, 8192, Some(1));
+    // Four semaphores, but no channel has this size (not whole pages, or
+    // 3 MiB: too far above any power of two).
+    let (d, kd, _gd) = fresh_key();
+    foreign(d, 5000, Some(4));
+    let (e, ke, _ge) = fresh_key();
+    foreign(e, 3 << 20, Some(4));
+
+    let line = ls_all_line(a);
+    assert!(line.contains("damaged?"), "{line}");
+    for key in [b, c, d, e] {
+        let line = ls_all_line(key);
+        assert!(
+            line.contains("foreign") && !line.contains("damaged"),
+            "{line}"
+        );
+    }
+    // `ls` without --all lists none of them, and gc removes none.
+    let o = run(&["ls"]);
+    ok(&o);
+    for key in [a, b, c, d, e] {
+        assert!(!stdout(&o).contains(&format!("{key}")), "{}", stdout(&o));
+    }
+    let o = run(&["gc", &ka, &kb, &kc, &kd, &ke]);
+    ok(&o);
+    assert!(stdout(&o).contains("nothing to remove"), "{}", stdout(&o));
+    for key in [a, b, c, d, e] {
+        assert!(shm_at(key).is_some());
+    }
+}
