@@ -132,6 +132,8 @@ mod options;
 #[cfg(not(shmchan_loom))]
 mod receiver;
 #[cfg(not(shmchan_loom))]
+mod removal;
+#[cfg(not(shmchan_loom))]
 mod segment;
 #[cfg(not(shmchan_loom))]
 mod sender;
@@ -153,12 +155,14 @@ pub use layout::{Flavor, HeaderError, Layout};
 pub use options::Options;
 #[cfg(not(shmchan_loom))]
 pub use receiver::{Iter, Message, Receiver, TryIter};
+#[cfg(not(shmchan_loom))]
+pub use removal::{ForcedRemoval, RemovedSegment, RemovedSems, SegmentKind};
 pub use ring::mpsc::DEFAULT_RECOVERY_TIMEOUT;
 pub use ring::Corrupted;
 #[cfg(not(shmchan_loom))]
 pub use sender::{Grant, Sender};
 #[cfg(not(shmchan_loom))]
-pub use stats::{ForcedRemoval, Found, Listing, RemovedSegment, RemovedSems, SegmentKind, Stats};
+pub use stats::{Found, Listing, Stats};
 #[cfg(not(shmchan_loom))]
 pub use sys::Key;
 
