@@ -210,14 +210,19 @@ fn framed_records_of_random_bytes_round_trip() {
         "framed records differ"
     );
 
+    // From here a receiver of this process reads: once a receiver has left
+    // (the `recv` above), a sender is told the channel is disconnected,
+    // and a `recv` started after every sender left drains and exits.
+    let ch = Channel::open(key).unwrap();
+    let mut rx = ch.receiver().unwrap();
+
     // --file: a whole file is one message.
     let file = TempFile::new("file", &rng.bytes(5000));
     ok(&run(&["send", &k, "--file", file.path()]));
-    let got = run(&["recv", &k, "--framed", "--count", "1"]);
-    ok(&got);
     let body = std::fs::read(&file.0).unwrap();
-    assert_eq!(&got.stdout[..4], &5000u32.to_le_bytes());
-    assert!(got.stdout[4..] == body[..], "--file content differs");
+    let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(got[..] == body[..], "--file content differs");
+    drop(got);
 
     // A truncated frame is an error, and nothing of it is sent.
     let mut cut = 100u32.to_le_bytes().to_vec();
@@ -229,6 +234,7 @@ fn framed_records_of_random_bytes_round_trip() {
         .output()
         .unwrap();
     fails_with(&o, 1, "input ends inside record 1");
+    drop(rx); // stores its counts
     let st = Channel::inspect(key).unwrap();
     assert_eq!(st.counters.waiting(), 0, "a torn record was sent");
 }
@@ -531,13 +537,18 @@ fn every_command_has_help_with_an_example() {
 
 #[test]
 fn recv_honours_count_and_timeout() {
-    let (_key, k, _guard) = fresh_key();
-    ok(&run(&["create", &k]));
+    // --timeout on a channel nobody sends to.
+    let (_key0, k0, _guard0) = fresh_key();
+    ok(&run(&["create", &k0]));
     let start = Instant::now();
-    let o = run(&["recv", &k, "--timeout", "300ms"]);
+    let o = run(&["recv", &k0, "--timeout", "300ms"]);
     let took = start.elapsed();
     fails_with(&o, 1, "no message came");
     assert!(took >= Duration::from_millis(300), "gave up after {took:?}");
+    // --count on one a sender filled before any receiver came (once a
+    // receiver has left, senders are told the channel is disconnected).
+    let (_key, k, _guard) = fresh_key();
+    ok(&run(&["create", &k]));
     let mut send = shmchan()
         .args(["send", &k])
         .stdin(Stdio::piped())
