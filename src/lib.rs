@@ -102,6 +102,16 @@
 //! does nothing (the parent's stays the parent's). (The fork
 //! is seen through a `pthread_atfork` handler: a child made by a raw `clone`
 //! system call is not detected.)
+//!
+//! # Not across `exec`
+//!
+//! The kernel keeps a process's `SEM_UNDO` adjustments across `execve`: a
+//! process that execs while it holds an endpoint stays registered until it
+//! exits, so its peer does not see it gone (and a new endpoint of its side
+//! gets [`OpenError::Busy`] in an SPSC channel). Drop endpoints before
+//! calling `exec` in the process that made them. `std::process::Command`
+//! is unaffected: its `exec` runs in a forked child, which never
+//! registered.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
