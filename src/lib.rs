@@ -103,6 +103,34 @@
 //! is seen through a `pthread_atfork` handler: a child made by a raw `clone`
 //! system call is not detected.)
 //!
+//! # Trust
+//!
+//! Every process that may write the segment (its mode decides which) can
+//! write any byte of it at any time. The crate trusts nothing it reads
+//! there: the header is copied and validated, positions, lengths and kinds
+//! are checked before use (a broken invariant is `Corrupted`, never a
+//! panic or an access outside the ring), and the shared state is reached
+//! only through atomics.
+//!
+//! The payload is another matter, and the API gives the choice:
+//!
+//! - **Copies are sound whatever others write.**
+//!   [`Receiver::recv_into`], [`Receiver::try_recv_into`] and the
+//!   iterators copy a message out with atomic loads and never form a
+//!   reference into the segment: a hostile or buggy writer can change the
+//!   bytes you get, not break your program. [`Sender::send`] copies in.
+//! - **The borrowed views assume well-behaved peers.** A [`Message`] (and
+//!   the slices [`Receiver::recv_batch`] passes) is a `&[u8]`, a [`Grant`]
+//!   a `&mut [u8]`, into shared memory. They are sound as long as no
+//!   process writes those bytes while the view lives, which holds when
+//!   every process that can write the segment runs this crate (or another
+//!   correct implementation of `docs/FORMAT.md`) on its own endpoints: the
+//!   ring protocol gives the bytes to one side at a time. A process that
+//!   writes the segment outside the protocol (one that moves `head` so the
+//!   honest producer overwrites a message still held, say) makes them a data
+//!   race in yours. Use them for speed between processes you trust (same
+//!   program, same user, mode `0600`); use the copies when a peer may not be.
+//!
 //! # Not across `exec`
 //!
 //! The kernel keeps a process's `SEM_UNDO` adjustments across `execve`: a

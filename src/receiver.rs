@@ -274,6 +274,61 @@ impl Receiver {
         Ok(Message { rx: self, rec: r })
     }
 
+    /// Receives the next message into `buf` (replacing its contents),
+    /// waiting while the channel is empty; returns its length. The copy is
+    /// made with atomic loads and no reference into the segment is ever
+    /// formed, so this is sound whatever other processes write there (see
+    /// the crate docs, "Trust"): a hostile writer can change the bytes you
+    /// get, not break your program. The message's space is released
+    /// before this returns.
+    ///
+    /// ```no_run
+    /// # fn f(rx: &mut shmchan::Receiver) -> Result<(), shmchan::RecvError> {
+    /// let mut buf = Vec::new();
+    /// let n = rx.recv_into(&mut buf)?;
+    /// assert_eq!(n, buf.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, RecvError> {
+        let r = self.next_inner(true, None).map_err(RecvError::from)?;
+        Ok(self.copy_out(r, buf))
+    }
+
+    /// [`Receiver::recv_into`] if a message is waiting.
+    pub fn try_recv_into(&mut self, buf: &mut Vec<u8>) -> Result<usize, TryRecvError> {
+        let r = self.next_inner(false, None).map_err(TryRecvError::from)?;
+        Ok(self.copy_out(r, buf))
+    }
+
+    /// [`Receiver::recv_into`], waiting at most `timeout`.
+    pub fn recv_timeout_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, RecvTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let r = self
+            .next_inner(true, deadline)
+            .map_err(RecvTimeoutError::from)?;
+        Ok(self.copy_out(r, buf))
+    }
+
+    /// Copies `r` (the record our consumer returned last) into `buf` and
+    /// releases it.
+    fn copy_out(&mut self, r: Record, buf: &mut Vec<u8>) -> usize {
+        buf.clear();
+        self.side
+            .view()
+            .region()
+            .copy_out(r.data_offset, r.len, buf);
+        self.side.tally.add(r.len, &self.reg.segment().mapped);
+        // SAFETY: `r` is the record our consumer returned last, released
+        // once, here.
+        unsafe { self.side.cursor().consume(r) };
+        self.flush();
+        r.len
+    }
+
     /// Receives the next message, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
@@ -283,8 +338,9 @@ impl Receiver {
         Ok(Message { rx: self, rec: r })
     }
 
-    /// Messages as owned vectors, blocking, until disconnected or an error
-    /// ([`Iter::ended_by`] tells which).
+    /// Messages as owned vectors (copied as [`Receiver::recv_into`] does),
+    /// blocking, until disconnected or an error ([`Iter::ended_by`] tells
+    /// which).
     pub fn iter(&mut self) -> Iter<'_> {
         Iter {
             rx: self,
@@ -352,7 +408,9 @@ impl Receiver {
     }
 }
 
-/// A received message, borrowed from the ring. Derefs to its bytes; its
+/// A received message, borrowed from the ring. Derefs to its bytes (a
+/// `&[u8]` into shared memory: see the crate docs, "Trust", for what that
+/// assumes of other processes; [`Receiver::recv_into`] copies instead); its
 /// space is released when it is dropped. If this process dies while holding
 /// it, the next receiver gets it again (at-least-once for the one in hand).
 ///
@@ -430,8 +488,9 @@ impl Iter<'_> {
 impl Iterator for Iter<'_> {
     type Item = Vec<u8>;
     fn next(&mut self) -> Option<Vec<u8>> {
-        match self.rx.recv() {
-            Ok(m) => Some(m.to_vec()),
+        let mut v = Vec::new();
+        match self.rx.recv_into(&mut v) {
+            Ok(_) => Some(v),
             Err(e) => {
                 self.ended_by = Some(e);
                 None
@@ -461,8 +520,9 @@ impl TryIter<'_> {
 impl Iterator for TryIter<'_> {
     type Item = Vec<u8>;
     fn next(&mut self) -> Option<Vec<u8>> {
-        match self.rx.try_recv() {
-            Ok(m) => Some(m.to_vec()),
+        let mut v = Vec::new();
+        match self.rx.try_recv_into(&mut v) {
+            Ok(_) => Some(v),
             Err(e) => {
                 self.ended_by = Some(e);
                 None

@@ -418,7 +418,8 @@ impl Sender {
 }
 
 /// Space reserved in the ring by [`Sender::reserve`]; derefs to the
-/// message's bytes (initially whatever the ring held there). Dropped
+/// message's bytes (initially whatever the ring held there; a `&mut [u8]`
+/// into shared memory: see the crate docs, "Trust"). Dropped
 /// without [`Grant::commit`], it publishes nothing (MPSC: it becomes
 /// padding that the receiver skips).
 ///

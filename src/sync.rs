@@ -122,6 +122,25 @@ mod region {
             unsafe { &*self.base.add(off).cast::<super::AtomicU64>() }
         }
 
+        /// Appends the `len` bytes at `off` (a multiple of 8) to `out`,
+        /// read word by word with Relaxed atomic loads: never a reference
+        /// to, nor a plain read of, memory that another process may write,
+        /// so a peer writing the range meanwhile changes what is copied and
+        /// nothing else (safe whatever the ring protocol's state).
+        pub(crate) fn copy_out(&self, off: usize, len: usize, out: &mut Vec<u8>) {
+            let words = len.div_ceil(8);
+            self.check(off, words * 8);
+            assert_eq!(off % 8, 0, "unaligned copy {off}");
+            out.reserve(len);
+            for w in 0..words {
+                // Relaxed: the record was published by the Acquire load
+                // that found it; this only copies its words.
+                let word = self.atomic_u64(off + 8 * w).load(super::Ordering::Relaxed);
+                let n = (len - 8 * w).min(8);
+                out.extend_from_slice(&word.to_ne_bytes()[..n]);
+            }
+        }
+
         /// Writes zeros to `n` bytes at `off`.
         ///
         /// # Safety

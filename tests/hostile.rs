@@ -115,12 +115,18 @@ fn attack(flavor: Flavor, targeted: bool) {
         0
     });
     let (mut got, mut corrupted) = (0u64, 0u64);
+    let mut buf = Vec::new();
     while Instant::now() < end + Duration::from_millis(200) {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(m) => {
-                // Whatever the bytes are, they are in the segment: read
-                // them all (ASan checks each access).
-                std::hint::black_box(m.iter().fold(0u8, |a, &b| a ^ b));
+        // The copy that is sound whatever the attacker writes (atomic loads,
+        // no reference into the segment; ASan checks each access).
+        match rx.recv_timeout_into(&mut buf, Duration::from_millis(20)) {
+            Ok(n) => {
+                assert!(
+                    n <= 1024 && n == buf.len(),
+                    "{n} bytes, {} copied",
+                    buf.len()
+                );
+                std::hint::black_box(buf.iter().fold(0u8, |a, &b| a ^ b));
                 got += 1;
             }
             Err(RecvTimeoutError::Timeout) => {}

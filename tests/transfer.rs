@@ -262,3 +262,38 @@ fn iterators_say_why_they_ended() {
     finish(ch2, guard2);
     finish(ch, guard);
 }
+
+/// `recv_into`, `try_recv_into` and `recv_timeout_into` copy each message
+/// out whole (every length up to the maximum, across many wraps) and
+/// release its space at once; the iterators copy the same way.
+#[test]
+fn the_copying_receives_deliver_every_byte_and_release_the_space() {
+    let (ch, guard) = fresh(Options::default().capacity(1024).max_message(255));
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let mut buf = vec![9u8; 3]; // replaced, not appended to
+    for seq in 0..3000u64 {
+        let want = payload(seq, 255);
+        tx.send(&want).unwrap();
+        let n = match seq % 3 {
+            0 => rx.recv_into(&mut buf).unwrap(),
+            1 => rx.try_recv_into(&mut buf).unwrap(),
+            _ => rx
+                .recv_timeout_into(&mut buf, Duration::from_secs(5))
+                .unwrap(),
+        };
+        assert_eq!(n, want.len(), "message {seq}");
+        assert_eq!(buf, want, "message {seq}");
+    }
+    assert!(matches!(
+        rx.try_recv_into(&mut buf),
+        Err(TryRecvError::Empty)
+    ));
+    for seq in 0..3 {
+        tx.send(&payload(seq, 255)).unwrap();
+    }
+    let got: Vec<_> = rx.try_iter().collect();
+    assert_eq!(got, (0..3).map(|s| payload(s, 255)).collect::<Vec<_>>());
+    drop((tx, rx));
+    finish(ch, guard);
+}

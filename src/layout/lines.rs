@@ -1,6 +1,7 @@
 //! The shared, changing lines of the header and the MPSC sender table, as
-//! `#[repr(C)]` structs of atomics: the only way the crate reads or writes
-//! them. Their offsets are the constants of [`super::offset`], checked
+//! `#[repr(C)]` structs of atomics only (the padding too: another process
+//! may write any byte of them while this one holds a reference): the only
+//! way the crate reads or writes them. Their offsets are the constants of [`super::offset`], checked
 //! below at compile time.
 
 use super::NO_CLAIM;
@@ -25,7 +26,7 @@ pub struct ProducerLine {
     /// `{ position: u64 }`: the end of the committed records; the producer
     /// stores it with Release after writing them.
     pub tail: AtomicU64,
-    _pad: [u64; 7],
+    _pad: [AtomicU64; 7],
     /// `{ count: u64 }`: SPSC messages committed, ever (statistics only;
     /// MPSC senders count in their sender slots).
     pub sent_messages: AtomicU64,
@@ -40,7 +41,7 @@ pub struct ProducerLine {
     /// round trip a quarter slower: the load waited on the line the
     /// consumer reads `tail` from).
     pub receiver_gone: AtomicU64,
-    _pad_end: [u64; 5],
+    _pad_end: [AtomicU64; 5],
 }
 
 /// The consumer's line.
@@ -53,7 +54,7 @@ pub struct ConsumerLine {
     pub head: AtomicU64,
     /// Keeps the counters off `head`'s 64-byte coherence unit, which the
     /// producer reads.
-    _pad: [u64; 7],
+    _pad: [AtomicU64; 7],
     /// `{ count: u64 }`: messages released, ever (statistics only).
     pub received_messages: AtomicU64,
     /// `{ count: u64 }`: payload bytes released, ever.
