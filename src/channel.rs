@@ -68,6 +68,7 @@ impl Channel {
         layout.creator_uid = sys::current_uid();
         layout.sem_id = sems.id();
         layout.key_path = key.path_identity().unwrap_or((0, 0));
+        layout.pid_ns = sys::pid_namespace();
         layout.created_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -144,6 +144,23 @@ impl Drop for Registration {
     }
 }
 
+/// MPSC: refuses an endpoint in another pid namespace than the channel's
+/// creator (its pids would not mean the same to the receiver's recovery).
+/// A channel that records none (0: an older creator, or unknown) is not
+/// checked.
+pub(crate) fn check_pid_namespace(seg: &Segment) -> Result<(), OpenError> {
+    let channel = seg.layout().pid_ns;
+    if seg.layout().flavor != crate::layout::Flavor::Mpsc || channel == 0 {
+        return Ok(());
+    }
+    match sys::pid_namespace() {
+        ours if ours != 0 && ours != channel => {
+            Err(OpenError::ForeignPidNamespace { channel, ours })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Messages a sender sends between two looks at the receivers' liveness
 /// count (a system call): a killed receiver (which cannot say it left) is
 /// seen within this many messages, not only when the ring is full.

@@ -39,6 +39,16 @@ pub enum OpenError {
         /// The channel's number of sender slots.
         slots: usize,
     },
+    /// MPSC: this process is in another pid namespace than the channel's
+    /// creator. The receiver tells a dead sender from a live one by its
+    /// pid, which means the same only within one namespace: such an
+    /// endpoint could have its live claims skipped (or skip others').
+    ForeignPidNamespace {
+        /// The creator's pid namespace (the inode of its `/proc/self/ns/pid`).
+        channel: u64,
+        /// This process's.
+        ours: u64,
+    },
     /// The key came from `ftok` of a path, and the channel at it was
     /// created from another path that `ftok` maps to the same key (an ftok
     /// collision); nothing was touched.
@@ -71,6 +81,10 @@ impl fmt::Display for OpenError {
             OpenError::TooManySenders { slots } => write!(
                 f,
                 "all {slots} sender slots of the channel are in use by live senders"
+            ),
+            OpenError::ForeignPidNamespace { channel, ours } => write!(
+                f,
+                "this process is in pid namespace {ours}, the MPSC channel's creator in {channel}: pids would not mean the same to its endpoints"
             ),
             OpenError::KeyCollision { dev, ino } => write!(
                 f,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::counters::{Counted, Tally};
-use crate::endpoint::{senders_gone, set_receiver_gone, Registration};
+use crate::endpoint::{check_pid_namespace, senders_gone, set_receiver_gone, Registration};
 use crate::error::{
     bad_positions, OpenError, RecvError, RecvTimeoutError, TryRecvError, WaitError,
 };
@@ -124,6 +124,7 @@ impl Drop for Receiver {
 impl Receiver {
     /// The receiver of `seg` (see [`Channel::receiver`]).
     pub(crate) fn new(seg: &Arc<Segment>) -> Result<Receiver, OpenError> {
+        check_pid_namespace(seg)?;
         let reg = Registration::new(seg, SEM_RECEIVERS, true)?;
         set_receiver_gone(seg, false);
         reg.clear_stale_wake();

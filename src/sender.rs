@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::counters::{Counted, Tally};
-use crate::endpoint::{receiver_gone, receiver_left, Registration, LIVENESS_EVERY};
+use crate::endpoint::{
+    check_pid_namespace, receiver_gone, receiver_left, Registration, LIVENESS_EVERY,
+};
 use crate::error::{
     bad_positions, OpenError, SendError, SendTimeoutError, TrySendError, WaitError,
 };
@@ -169,6 +171,7 @@ impl Sender {
                 // Other senders may be asleep: no clearing of the space
                 // doorbell here (a dead sender's stale announcement costs
                 // one spurious wake-up at most).
+                check_pid_namespace(seg)?;
                 let reg = Registration::new(seg, SEM_SENDERS, false)?;
                 let pid = sys::current_pid() as u32;
                 let shm_id = seg.shm.id();

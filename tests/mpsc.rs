@@ -708,3 +708,78 @@ fn the_largest_message_is_sent_into_an_empty_ring_at_any_position() {
     drop(tx);
     assert_eq!(child.wait(), 0);
 }
+
+/// An MPSC endpoint in another pid namespace than the channel's creator is
+/// refused (`ForeignPidNamespace`): the receiver tells dead senders from
+/// live ones by pid, and a pid means the same only within one namespace
+/// (a live sender there would look dead, and its claim be skipped). The
+/// namespace is a real one: a child unshares `CLONE_NEWPID`, and its own
+/// child (pid 1 there, in the same IPC namespace) tries. SPSC, which
+/// compares no pids, is not refused.
+#[test]
+fn an_mpsc_endpoint_in_another_pid_namespace_is_refused() {
+    let (mpsc, _g1) = fresh(Options::default().flavor(Flavor::Mpsc).capacity(4096));
+    let (spsc, _g2) = fresh(Options::default().capacity(4096));
+    assert_ne!(mpsc.layout().pid_ns, 0, "the creator records its namespace");
+    let (km, ks) = (mpsc.key(), spsc.key());
+    let mut child = spawn(move || {
+        // SAFETY: unshare with a flag: this process's next children start
+        // a new pid namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            eprintln!("unshare: {}", std::io::Error::last_os_error());
+            return 2;
+        }
+        // SAFETY: this child is single-threaded; the grandchild only opens
+        // channels and _exits.
+        match unsafe { libc::fork() } {
+            0 => {
+                let code = || {
+                    assert_eq!(std::process::id(), 1, "pid 1 of a new namespace");
+                    let ch = Channel::open(km).unwrap();
+                    assert!(matches!(
+                        ch.sender(),
+                        Err(OpenError::ForeignPidNamespace { .. })
+                    ));
+                    assert!(matches!(
+                        ch.receiver(),
+                        Err(OpenError::ForeignPidNamespace { .. })
+                    ));
+                    let sp = Channel::open(ks).unwrap();
+                    sp.sender()
+                        .unwrap()
+                        .send(b"from another namespace")
+                        .unwrap();
+                    0
+                };
+                let code = std::panic::catch_unwind(code).unwrap_or(3);
+                // SAFETY: ends the grandchild without the test harness.
+                unsafe { libc::_exit(code) }
+            }
+            pid if pid > 0 => {
+                match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => c,
+                    other => {
+                        eprintln!("grandchild: {other:?}");
+                        4
+                    }
+                }
+            }
+            _ => 5,
+        }
+    });
+    assert_eq!(
+        child.wait(),
+        0,
+        "the other namespace's endpoints were not refused as they should be"
+    );
+    // Nothing registered from there; the SPSC message arrived.
+    let st = mpsc.stats().unwrap();
+    assert_eq!(
+        (st.senders, st.receivers, st.sender_connects),
+        (Some(0), Some(0), 0)
+    );
+    assert_eq!(
+        &*spsc.receiver().unwrap().recv().unwrap(),
+        b"from another namespace"
+    );
+}

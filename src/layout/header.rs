@@ -37,6 +37,10 @@ pub struct Layout {
     /// For a channel created with an `ftok` key: the device and inode of
     /// the path (0, 0 otherwise). Tells a colliding path from the real one.
     pub key_path: (u64, u64),
+    /// The inode of the creator's pid namespace (`/proc/self/ns/pid`), or 0
+    /// when unknown. MPSC recovery compares pids, so every endpoint of an
+    /// MPSC channel must share it.
+    pub pid_ns: u64,
 }
 
 impl Layout {
@@ -70,6 +74,7 @@ impl Layout {
             created_at: 0,
             sem_id: 0,
             key_path: (0, 0),
+            pid_ns: 0,
         };
         let slots = match flavor {
             Flavor::Spsc => 0,
@@ -134,6 +139,7 @@ impl Layout {
         put(&mut b, offset::SEM_ID, &self.sem_id.to_ne_bytes());
         put(&mut b, offset::KEY_DEV, &self.key_path.0.to_ne_bytes());
         put(&mut b, offset::KEY_INO, &self.key_path.1.to_ne_bytes());
+        put(&mut b, offset::PID_NS, &self.pid_ns.to_ne_bytes());
         b
     }
 }
@@ -405,6 +411,7 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
             get_u64(bytes, offset::KEY_DEV),
             get_u64(bytes, offset::KEY_INO),
         ),
+        pid_ns: get_u64(bytes, offset::PID_NS),
     })
 }
 

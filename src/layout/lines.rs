@@ -184,7 +184,8 @@ mod asserts {
     const_assert_eq!(offset_of!(SenderSlot, sent_messages), 16);
     const_assert_eq!(offset_of!(SenderSlot, sent_bytes), 24);
     const_assert!(offset::SEM_ID + 4 <= offset::KEY_DEV);
-    const_assert!(offset::KEY_INO + 8 <= LINE);
+    const_assert!(offset::KEY_INO + 8 <= offset::PID_NS);
+    const_assert!(offset::PID_NS + 8 <= LINE);
     const_assert_eq!(offset::RING_STATE + size_of::<RingState>(), HEADER_SIZE);
     const_assert_eq!(size_of::<AtomicU64>(), 8);
     const_assert_eq!(size_of::<AtomicU32>(), 4);

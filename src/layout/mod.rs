@@ -18,6 +18,7 @@
 //!      72     4     0  sem_id           creator, once (the semaphore set's id)
 //!      80     8     0  key_dev          creator, once (ftok key: the path's device)
 //!      88     8     0  key_ino          creator, once (ftok key: the path's inode)
+//!      96     8     0  pid_ns           creator, once (its pid namespace's inode, or 0)
 //!     128     8     1  tail             producer: end of committed records
 //!     192     8     1  sent_messages    SPSC producer: messages committed
 //!     200     8     1  sent_bytes       SPSC producer: payload bytes committed
@@ -135,6 +136,8 @@ pub mod offset {
     pub const KEY_DEV: usize = 80;
     /// `key_ino`
     pub const KEY_INO: usize = 88;
+    /// `pid_ns`
+    pub const PID_NS: usize = 96;
     /// The first sender slot (MPSC).
     pub const SENDER_TABLE: usize = super::HEADER_SIZE;
     /// The ring's shared state (the producer, consumer and wake lines).

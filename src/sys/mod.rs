@@ -18,7 +18,8 @@ pub use error::IpcError;
 pub use key::Key;
 pub use membarrier::{membarrier_global, membarrier_register};
 pub use process::{
-    current_pid, current_uid, fork_generation, forks_seen, process_attached, process_exists,
+    current_pid, current_uid, fork_generation, forks_seen, pid_namespace, process_attached,
+    process_exists,
 };
 pub use sem::{SemOp, SemSet};
 pub use shm::{page_size, Attachment, Shm};

@@ -72,6 +72,13 @@ pub fn forks_seen() -> u64 {
     FORKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The inode of the calling process's pid namespace (`/proc/self/ns/pid`),
+/// or 0 when it cannot be read: pids mean the same only within one.
+pub fn pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
 /// The calling process's effective user id.
 pub fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

@@ -303,6 +303,7 @@ pub fn consumer(data: &[u8]) {
         created_at: 0,
         sem_id: 0,
         key_path: (0, 0),
+        pid_ns: 0,
     };
     let mut image = segment_image(&layout, head, tail);
     {
@@ -432,6 +433,7 @@ fn consumer_mpsc(
         created_at: 0,
         sem_id: 0,
         key_path: (0, 0),
+        pid_ns: 0,
     };
     let mut image = segment_image(&layout, head, tail);
     {

@@ -98,6 +98,7 @@ fn layout(flavor: Flavor, capacity: usize, max_message: usize, segment_len: usiz
         created_at: 1_700_000_000,
         sem_id: 0,
         key_path: (0, 0),
+        pid_ns: 0,
     }
 }
 
