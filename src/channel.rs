@@ -128,13 +128,12 @@ impl Channel {
     /// at `key` are not one channel's because the channel was removed (and
     /// perhaps created again) meanwhile.
     fn open_pair(key: Key) -> Result<Option<Channel>, OpenError> {
-        // Gone between two calls (EINVAL, EIDRM): the channel was removed
-        // meanwhile; `open` looks again.
-        let gone = |e: IpcError| matches!(e, IpcError::InvalidArgument | IpcError::Removed);
+        // An object gone between two calls (IpcError::is_gone): the channel
+        // was removed meanwhile; `open` looks again.
         let shm = Shm::open(key).map_err(|e| open_err("shmget", e))?;
         let stat = match shm.stat() {
             Ok(s) => s,
-            Err(e) if gone(e) => return Ok(None),
+            Err(e) if e.is_gone() => return Ok(None),
             Err(e) => return Err(open_err("shmctl(IPC_STAT)", e)),
         };
         if stat.size < crate::layout::HEADER_SIZE {
@@ -148,12 +147,12 @@ impl Channel {
         match sems.stat() {
             Ok(s) if s.nsems == u64::from(NSEMS) => {}
             Ok(_) => return Err(OpenError::NotAChannel),
-            Err(e) if gone(e) => return Ok(None),
+            Err(e) if e.is_gone() => return Ok(None),
             Err(e) => return Err(open_err("semctl(IPC_STAT)", e)),
         }
         let map = match shm.attach() {
             Ok(att) => Mapping::new(att)?,
-            Err(e) if gone(e) => return Ok(None),
+            Err(e) if e.is_gone() => return Ok(None),
             Err(e) => return Err(open_err("shmat", e)),
         };
         let deadline = Instant::now() + OPEN_WAIT;

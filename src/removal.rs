@@ -87,7 +87,7 @@ impl Channel {
                 sem_id: s.id(),
                 nsems: st.nsems,
             }),
-            Some((_, Err(e))) if gone(e) => None,
+            Some((_, Err(e))) if e.is_gone() => None,
             Some((_, Err(e))) => return Err(open_err("semctl(IPC_STAT)", e)),
             None => None,
         };
@@ -95,14 +95,14 @@ impl Channel {
         if let Some(seg) = segment {
             match Shm::from_id(seg.shm_id).remove() {
                 Ok(()) => {}
-                Err(e) if gone(e) => segment = None,
+                Err(e) if e.is_gone() => segment = None,
                 Err(e) => failed = Some(open_err("shmctl(IPC_RMID)", e)),
             }
         }
         if let Some(s) = set {
             match SemSet::from_id(s.sem_id).remove() {
                 Ok(()) => {}
-                Err(e) if gone(e) => set = None,
+                Err(e) if e.is_gone() => set = None,
                 Err(e) => failed = failed.or(Some(open_err("semctl(IPC_RMID)", e))),
             }
         }
@@ -180,18 +180,12 @@ pub struct ForcedRemoval {
     pub sems: Option<RemovedSems>,
 }
 
-/// An object that went away between two calls (`EINVAL`, `EIDRM`):
-/// removed meanwhile.
-fn gone(e: IpcError) -> bool {
-    matches!(e, IpcError::InvalidArgument | IpcError::Removed)
-}
-
 /// What the segment `shm` at `key` is, before [`Channel::remove_key_forced`]
 /// removes it; `None` if it went away meanwhile.
 fn look_at_segment(key: Key, shm: Shm) -> Result<Option<RemovedSegment>, OpenError> {
     let st = match shm.stat() {
         Ok(st) => st,
-        Err(e) if gone(e) => return Ok(None),
+        Err(e) if e.is_gone() => return Ok(None),
         Err(e) => return Err(open_err("shmctl(IPC_STAT)", e)),
     };
     let kind = match inspect_segment(key, shm.id()) {

@@ -626,7 +626,8 @@ fn grants_and_messages_held_across_fork_stay_the_parents() {
             );
         }
         grant.commit();
-        let m = rx.recv().unwrap();
+        // Bounded: a message lost to the child's abort must fail, not hang.
+        let m = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(&*m, b"hello", "{flavor}");
         let mut child = spawn(|| i32::from(!m.is_empty()));
         assert_eq!(child.wait(), 0, "{flavor}: the child read a held message");

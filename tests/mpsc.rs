@@ -779,7 +779,11 @@ fn an_mpsc_endpoint_in_another_pid_namespace_is_refused() {
         (Some(0), Some(0), 0)
     );
     assert_eq!(
-        &*spsc.receiver().unwrap().recv().unwrap(),
+        &*spsc
+            .receiver()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap(),
         b"from another namespace"
     );
 }

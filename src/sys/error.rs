@@ -54,6 +54,12 @@ impl IpcError {
         }
     }
 
+    /// Whether the object went away (`EINVAL`: no such id any more;
+    /// `EIDRM`: removed): between two calls, it was removed meanwhile.
+    pub fn is_gone(self) -> bool {
+        matches!(self, IpcError::InvalidArgument | IpcError::Removed)
+    }
+
     /// The error of the last failed libc call on this thread.
     pub fn last() -> IpcError {
         IpcError::from_errno(io::Error::last_os_error().raw_os_error().unwrap_or(0))

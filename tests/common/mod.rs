@@ -204,13 +204,12 @@ pub fn payload(seq: u64, max: usize) -> Vec<u8> {
 // open_errors).
 // ---------------------------------------------------------------------------
 
-/// Semaphore numbers of a channel's set (see `src/channel.rs`): the data
-/// doorbell (receivers sleep on it), the space doorbell (senders sleep on
-/// it), live senders, live receivers.
-pub const SEM_DATA: u16 = 0;
-pub const SEM_SPACE: u16 = 1;
-pub const SEM_SENDERS: u16 = 2;
-pub const SEM_RECEIVERS: u16 = 3;
+/// Semaphore numbers of a channel's set (the format's, `shmchan::layout`):
+/// the data doorbell (receivers sleep on it), the space doorbell (senders
+/// sleep on it), live senders, live receivers.
+/// (Each test binary uses some of them, as of the helpers here.)
+#[allow(unused_imports)]
+pub use shmchan::layout::{SEM_DATA, SEM_RECEIVERS, SEM_SENDERS, SEM_SPACE};
 
 /// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes.
 pub fn mono_ns() -> u64 {
