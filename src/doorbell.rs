@@ -1,17 +1,20 @@
-//! The doorbells: the wake protocol's glue to the semaphore set. Semaphore
-//! [`SEM_DATA`] is posted for a sleeping receiver, [`SEM_SPACE`] for
-//! sleeping senders; the sleeper's heavy fence is `membarrier` (see
-//! `ring::wake` for the shared-memory half and `wait` for the sleeping).
+//! The doorbells: the wake protocol's glue to the kernel. Semaphore
+//! [`SEM_DATA`] is posted for a sleeping receiver, [`SEM_SPACE`] for a
+//! sleeping SPSC sender; an MPSC sender sleeps on a futex on its sender
+//! slot's `sleeping` flag ([`SlotFutex`]). The sleeper's heavy fence is
+//! `membarrier` (see `ring::wake` for the shared-memory half and `wait`
+//! for the sleeping).
 
 use std::time::Duration;
 
 use crate::layout::SEM_DATA;
 #[cfg(doc)]
 use crate::layout::SEM_SPACE;
+use crate::ring::mpsc;
 use crate::segment::Segment;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::{self, IpcError, SemOp, SemSet};
-use crate::wait::{Bell, Removed};
+use crate::wait::{Bell, Futex, Removed};
 
 /// The semaphore of one doorbell.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +49,60 @@ impl Segment {
             let _ = self.bell(num).ring(n);
         }
     }
+
+    /// The futex doorbell of MPSC senders.
+    pub(crate) fn slot_futex(&self) -> SlotFutex<'_> {
+        SlotFutex {
+            sleeps: &self.ring_state().wake.sender_sleeps,
+        }
+    }
+
+    /// MPSC: wakes the sleeping senders of the slots whose bits a release
+    /// claimed (`groups`, from `Wakeups::take_groups`; nothing when 0).
+    #[inline]
+    pub(crate) fn wake_senders(&self, groups: u64) {
+        if groups != 0 {
+            // SAFETY: the view lives as long as `self`'s mapping, which
+            // outlives this call.
+            let view = unsafe { self.mapped.ring() };
+            let futex = self.slot_futex();
+            mpsc::claim_sleepers(&view, groups, &mut |flag| futex.wake(flag));
+        }
+    }
+
+    /// MPSC: wakes every sender asleep on a full ring (a receiver that
+    /// leaves, a channel being removed); nothing for SPSC.
+    pub(crate) fn wake_all_senders(&self) {
+        if self.layout().flavor == crate::layout::Flavor::Mpsc {
+            // SAFETY: as in wake_senders.
+            let view = unsafe { self.mapped.ring() };
+            let futex = self.slot_futex();
+            mpsc::claim_all_sleepers(&view, &mut |flag| futex.wake(flag));
+        }
+    }
+}
+
+/// The futex an MPSC sender sleeps on: its slot's `sleeping` flag.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotFutex<'a> {
+    /// The header counter of senders' sleeps.
+    sleeps: &'a AtomicU64,
+}
+
+impl Futex for SlotFutex<'_> {
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        // Relaxed: a statistic, read by nobody for synchronisation.
+        self.sleeps.fetch_add(1, Ordering::Relaxed);
+        sys::futex_wait(word, expected, timeout);
+    }
+
+    fn wake(&self, word: &AtomicU32) {
+        sys::futex_wake(word);
+    }
+
+    fn barrier(&self) -> bool {
+        sys::membarrier_global()
+    }
 }
 
 impl Bell for SemBell<'_> {
@@ -55,6 +112,9 @@ impl Bell for SemBell<'_> {
             match self.sems.op(&[SemOp::post(self.num, k as i16)]) {
                 Ok(()) => n -= k,
                 Err(IpcError::Interrupted) => {}
+                // At the semaphore's maximum (only a forged or foreign
+                // value gets there): every sleeper has a unit already.
+                Err(IpcError::OutOfRange) => return Ok(()),
                 Err(_) => return Err(Removed),
             }
         }

@@ -141,6 +141,10 @@ impl Drop for Registration {
             (&wake.send_waiters, SEM_SPACE, senders)
         };
         wait::leave(waiters, &self.seg.bell(bell), max);
+        if self.num == SEM_RECEIVERS {
+            // MPSC senders sleep in their slots, not on the counter.
+            self.seg.wake_all_senders();
+        }
     }
 }
 

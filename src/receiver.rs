@@ -18,7 +18,7 @@ use crate::ring::mpsc::{self, DEFAULT_RECOVERY_TIMEOUT};
 use crate::ring::{spsc, Corrupted, Record, RingView};
 use crate::segment::Segment;
 use crate::sys;
-use crate::wait::{self, DEFAULT_SPIN};
+use crate::wait::{self, CounterSleeper, DEFAULT_SPIN};
 #[cfg(doc)]
 use crate::Channel;
 
@@ -193,8 +193,11 @@ impl Receiver {
 
     #[inline]
     fn flush(&mut self) {
-        let n = self.side.cursor().wakeups().take();
-        self.reg.segment().ring_bell(SEM_SPACE, n);
+        let wakeups = self.side.cursor().wakeups();
+        let (n, groups) = (wakeups.take(), wakeups.take_groups());
+        let seg = self.reg.segment();
+        seg.ring_bell(SEM_SPACE, n);
+        seg.wake_senders(groups);
     }
 
     /// One look at the ring. Skipping padding can release space and claim a
@@ -230,14 +233,20 @@ impl Receiver {
         let with = |f: &mut dyn FnMut(&mut ReadSide) -> Result<Option<Record>, WaitError>| {
             let s = side.take().expect("consumer in use");
             let r = f(s);
-            let n = s.cursor().wakeups().take();
+            let wakeups = s.cursor().wakeups();
+            let (n, groups) = (wakeups.take(), wakeups.take_groups());
             side.set(Some(s));
             seg.ring_bell(SEM_SPACE, n);
+            seg.wake_senders(groups);
             r
         };
+        let bell = seg.bell(SEM_DATA);
+        let sleeper = CounterSleeper {
+            waiters: &seg.ring_state().wake.recv_waiters,
+            bell: &bell,
+        };
         let r = wait::block_on_polling(
-            &seg.ring_state().wake.recv_waiters,
-            &seg.bell(SEM_DATA),
+            &sleeper,
             self.spin_limit,
             deadline,
             poll,

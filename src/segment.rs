@@ -237,6 +237,9 @@ impl Segment {
     pub(crate) fn remove(&self) -> Result<(), OpenError> {
         let a = self.shm.remove().map_err(|e| open_err("remove", e));
         let b = self.sems.remove().map_err(|e| open_err("remove", e));
+        // Semaphore sleepers woke with EIDRM; MPSC senders asleep on their
+        // slots' futexes are woken here, and see the set gone.
+        self.wake_all_senders();
         a.and(b)
     }
 }

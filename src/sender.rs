@@ -21,7 +21,7 @@ use crate::ring::{mpsc, spsc, Corrupted, Reservation, ReserveError, RingView};
 use crate::segment::Segment;
 use crate::sync::Ordering;
 use crate::sys;
-use crate::wait::{self, DEFAULT_SPIN};
+use crate::wait::{self, CounterSleeper, Sleeper, SlotSleeper, DEFAULT_SPIN};
 #[cfg(doc)]
 use crate::Channel;
 
@@ -168,9 +168,9 @@ impl Sender {
                 (reg, Prod::Spsc(p), Counted::SpscSender)
             }
             Flavor::Mpsc => {
-                // Other senders may be asleep: no clearing of the space
-                // doorbell here (a dead sender's stale announcement costs
-                // one spurious wake-up at most).
+                // Senders sleep in their own slots: what a predecessor in
+                // ours killed asleep left (a flag) wakes nobody, and the
+                // next claim clears it.
                 check_pid_namespace(seg)?;
                 let reg = Registration::new(seg, SEM_SENDERS, false)?;
                 let pid = sys::current_pid() as u32;
@@ -288,6 +288,11 @@ impl Sender {
                 WaitError::Full
             });
         }
+        // MPSC senders sleep in their own slot (ring::mpsc::sleepers).
+        let slot = match &self.producer {
+            Prod::Spsc(_) => None,
+            Prod::Mpsc(p) => Some(p.slot()),
+        };
         let producer = Cell::new(Some(&mut self.producer));
         let with = |f: &mut dyn FnMut(&mut Prod) -> Result<Option<Reservation>, WaitError>| {
             let p = producer.take().expect("producer in use");
@@ -297,9 +302,30 @@ impl Sender {
             seg.ring_bell(SEM_DATA, n);
             r
         };
+        let bell = seg.bell(SEM_SPACE);
+        let futex = seg.slot_futex();
+        let counted;
+        let in_slot;
+        let sleeper: &dyn Sleeper = match slot {
+            None => {
+                counted = CounterSleeper {
+                    waiters: &seg.ring_state().wake.send_waiters,
+                    bell: &bell,
+                };
+                &counted
+            }
+            Some(slot) => {
+                in_slot = SlotSleeper {
+                    flag: &seg.mapped.sender_slot(slot).sleeping,
+                    mask: &seg.ring_state().wake.sleeping_senders,
+                    slot,
+                    futex: &futex,
+                };
+                &in_slot
+            }
+        };
         wait::block_on(
-            &seg.ring_state().wake.send_waiters,
-            &seg.bell(SEM_SPACE),
+            sleeper,
             self.spin_limit,
             deadline,
             || {

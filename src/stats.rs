@@ -48,7 +48,8 @@ pub struct Stats {
     pub receiver_connects: u64,
     /// Receivers announced as asleep.
     pub recv_waiters: u32,
-    /// Senders announced as asleep.
+    /// Senders announced as asleep (MPSC: the sender slots that say so,
+    /// plus any counted in `send_waiters`).
     pub send_waiters: u32,
     /// Processes attached to the segment (not counting an inspection's own
     /// temporary attachment).
@@ -209,7 +210,11 @@ fn read_stats(
         sender_connects: rs.wake.sender_connects.load(Ordering::Relaxed),
         receiver_connects: rs.wake.receiver_connects.load(Ordering::Relaxed),
         recv_waiters: rs.wake.recv_waiters.load(Ordering::Relaxed),
-        send_waiters: rs.wake.send_waiters.load(Ordering::Relaxed),
+        send_waiters: rs.wake.send_waiters.load(Ordering::Relaxed).saturating_add(
+            (0..layout.sender_slots)
+                .filter(|&i| mapped.sender_slot(i).sleeping.load(Ordering::Relaxed) != 0)
+                .count() as u32,
+        ),
         attached: st.nattch.saturating_sub(u64::from(temporary)),
         mode: st.mode,
         uid: st.uid,

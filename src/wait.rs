@@ -1,13 +1,17 @@
 //! Blocking: spin with backoff, then announce, re-check and sleep on a
-//! doorbell (a System V semaphore in a channel, a loom mock in the models).
+//! doorbell (a System V semaphore or a futex in a channel, loom mocks in
+//! the models).
 //!
 //! See [`crate::ring::wake`] for the shared-memory half of the protocol and
-//! why no wake-up is lost.
+//! why no wake-up is lost. Two kinds of [`Sleeper`]: [`CounterSleeper`] (a waiter
+//! counter and a counting semaphore: the SPSC endpoints and every
+//! receiver, one sleeper per counter) and [`SlotSleeper`] (an MPSC
+//! sender: a flag in its own sender slot, and a futex on it).
 
 use std::time::{Duration, Instant};
 
 use crate::ring::wake;
-use crate::sync::AtomicU32;
+use crate::sync::{AtomicU32, AtomicU64};
 
 /// Default spin budget (steps of [`Spinner`]) before sleeping.
 /// About 40 µs of polling on the machines we measure: twice what a kernel
@@ -46,6 +50,94 @@ pub trait Bell {
 
 /// How long a sleeper whose [`Bell::barrier`] failed sleeps at most.
 pub const UNFENCED_POLL: Duration = Duration::from_millis(1);
+
+/// The sleeper's half of the wake protocol: where it announces itself and
+/// what it sleeps on.
+pub trait Sleeper {
+    /// One round: announce, re-check `ready`, sleep for at most `timeout`
+    /// unless ready, and return with no announcement and no unit of ours
+    /// left behind (see [`sleep_once`]). Returns when the condition may
+    /// have changed; the caller re-checks everything and loops.
+    fn sleep_once(
+        &self,
+        ready: &mut dyn FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), Removed>;
+}
+
+/// A sleeper that counts itself in a waiter counter and sleeps on a
+/// counting semaphore: the only sleeper on that counter (an SPSC endpoint,
+/// an MPSC receiver).
+#[derive(Debug)]
+pub struct CounterSleeper<'a, B: ?Sized> {
+    /// The waiter counter (`recv_waiters`, `send_waiters`).
+    pub waiters: &'a AtomicU32,
+    /// The doorbell.
+    pub bell: &'a B,
+}
+
+impl<B: Bell + ?Sized> Sleeper for CounterSleeper<'_, B> {
+    fn sleep_once(
+        &self,
+        ready: &mut dyn FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), Removed> {
+        sleep_once(self.waiters, self.bell, ready, timeout)
+    }
+}
+
+/// A doorbell without a count: sleep while a word of shared memory holds
+/// a value (a futex in a channel).
+pub trait Futex {
+    /// Sleeps while `word` holds `expected`, at most `timeout` (`None`: no
+    /// limit); returns at once if it does not. A wake after the word
+    /// changed cannot be missed. Spurious returns are allowed.
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
+    /// Wakes whoever sleeps on `word` (the caller changed it first).
+    fn wake(&self, word: &AtomicU32);
+    /// As [`Bell::barrier`].
+    fn barrier(&self) -> bool {
+        true
+    }
+}
+
+/// An MPSC sender's sleeper: the `sleeping` flag of its sender slot, its
+/// bit in the `sleeping_senders` mask, and a futex on the flag.
+#[derive(Debug)]
+pub struct SlotSleeper<'a, F: ?Sized> {
+    /// The slot's `sleeping` flag.
+    pub flag: &'a AtomicU32,
+    /// The wake line's `sleeping_senders`.
+    pub mask: &'a AtomicU64,
+    /// The slot's index.
+    pub slot: usize,
+    /// The doorbell.
+    pub futex: &'a F,
+}
+
+impl<F: Futex + ?Sized> Sleeper for SlotSleeper<'_, F> {
+    /// Announce in the slot, barrier, re-check, sleep while the flag says
+    /// asleep (a waker clears it, then wakes the futex), then clear the
+    /// flag. Nothing to absorb: a futex wake is not counted, and a wake
+    /// that comes late finds nobody or ends a later sleep early once.
+    fn sleep_once(
+        &self,
+        ready: &mut dyn FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), Removed> {
+        wake::announce_slot(self.flag, self.mask, self.slot);
+        let timeout = if self.futex.barrier() {
+            timeout
+        } else {
+            Some(timeout.map_or(UNFENCED_POLL, |t| t.min(UNFENCED_POLL)))
+        };
+        if !ready() {
+            self.futex.wait(self.flag, 1, timeout);
+        }
+        wake::retract_slot(self.flag);
+        Ok(())
+    }
+}
 
 /// Spins, then polls, for a bounded number of steps before the caller goes
 /// to sleep.
@@ -123,7 +215,11 @@ impl Spinner {
 /// timed out or interrupted. The caller re-checks everything and loops.
 /// Every announcement is either retracted or answered by exactly one
 /// consumed post before this returns (unless the poster died between its
-/// claim and its post), which keeps the semaphore's value bounded.
+/// claim and its post), which keeps the semaphore's value bounded. A unit
+/// taken while our announcement is still there was not posted for it (a
+/// leftover: posted for a sleeper that died, or after our absorb timed
+/// out): the announcement is then taken back, so the leftover is used up
+/// rather than passed on to every later sleep.
 pub fn sleep_once<B: Bell + ?Sized>(
     waiters: &AtomicU32,
     bell: &B,
@@ -143,7 +239,11 @@ pub fn sleep_once<B: Bell + ?Sized>(
         return Ok(());
     }
     match bell.sleep(timeout) {
-        Ok(true) => {}
+        Ok(true) => {
+            // Only this sleeper announces on `waiters` (see `CounterSleeper`): a
+            // count still there is ours, and the unit was a leftover.
+            wake::retract(waiters);
+        }
         Ok(false) => {
             if !wake::retract(waiters) {
                 absorb(bell)?;
@@ -194,8 +294,8 @@ pub enum Stop {
 }
 
 /// Waits until `attempt` yields a value: tries, spins up to `spin_limit`
-/// [`Spinner`] steps, then sleeps on `bell` in rounds of [`sleep_once`] of
-/// at most [`POLL_INTERVAL`], until `deadline`.
+/// [`Spinner`] steps, then sleeps as `sleeper` in rounds of
+/// [`Sleeper::sleep_once`] of at most [`POLL_INTERVAL`], until `deadline`.
 ///
 /// - `attempt`: the non-blocking operation (`Ok(None)`: not yet).
 /// - `ready`: a cheap check that `attempt` may now succeed (data or space),
@@ -207,9 +307,8 @@ pub enum Stop {
 ///
 /// When the peer is gone, one more attempt is made (what it did before it
 /// left counts), then [`Stop::Disconnected`].
-pub fn block_on<T, E: From<Stop>, B: Bell + ?Sized>(
-    waiters: &AtomicU32,
-    bell: &B,
+pub fn block_on<T, E: From<Stop>, S: Sleeper + ?Sized>(
+    sleeper: &S,
     spin_limit: u32,
     deadline: Option<Instant>,
     attempt: impl FnMut() -> Result<Option<T>, E>,
@@ -217,8 +316,7 @@ pub fn block_on<T, E: From<Stop>, B: Bell + ?Sized>(
     gone: impl FnMut() -> bool,
 ) -> Result<T, E> {
     block_on_polling(
-        waiters,
-        bell,
+        sleeper,
         spin_limit,
         deadline,
         POLL_INTERVAL,
@@ -232,9 +330,8 @@ pub fn block_on<T, E: From<Stop>, B: Bell + ?Sized>(
 /// (an MPSC receiver blocked on a claim looks again within a fraction of
 /// its recovery timeout).
 #[allow(clippy::too_many_arguments)]
-pub fn block_on_polling<T, E: From<Stop>, B: Bell + ?Sized>(
-    waiters: &AtomicU32,
-    bell: &B,
+pub fn block_on_polling<T, E: From<Stop>, S: Sleeper + ?Sized>(
+    sleeper: &S,
     spin_limit: u32,
     deadline: Option<Instant>,
     poll: Duration,
@@ -280,7 +377,7 @@ pub fn block_on_polling<T, E: From<Stop>, B: Bell + ?Sized>(
             }
         };
         let mut recheck = || ready() || gone();
-        if sleep_once(waiters, bell, &mut recheck, Some(timeout)).is_err() {
+        if sleeper.sleep_once(&mut recheck, Some(timeout)).is_err() {
             // The channel was removed: what was sent before still counts.
             return match attempt()? {
                 Some(v) => Ok(v),
@@ -327,9 +424,12 @@ mod tests {
         let waiters = AtomicU32::new(0);
         let sent = Cell::new(false);
         let calls = Cell::new(0);
+        let sleeper = CounterSleeper {
+            waiters: &waiters,
+            bell: &Gone,
+        };
         let r: Result<u32, Stop> = block_on(
-            &waiters,
-            &Gone,
+            &sleeper,
             0,
             None,
             || {
@@ -345,8 +445,7 @@ mod tests {
         assert_eq!(r, Ok(7));
         assert_eq!(calls.get(), 2);
         // Nothing left: removal means Disconnected.
-        let r: Result<u32, Stop> =
-            block_on(&waiters, &Gone, 0, None, || Ok(None), || false, || false);
+        let r: Result<u32, Stop> = block_on(&sleeper, 0, None, || Ok(None), || false, || false);
         assert_eq!(r, Err(Stop::Disconnected));
         assert_eq!(waiters.load(crate::sync::Ordering::Relaxed), 0);
     }
@@ -409,6 +508,52 @@ mod tests {
             // Each timed-out sleep took its announcement back.
             assert_eq!(waiters.load(crate::sync::Ordering::Relaxed), 0);
         }
+    }
+
+    /// A doorbell holding units nobody claimed for (a leftover).
+    struct Leftovers(Cell<u32>);
+
+    impl Bell for Leftovers {
+        fn ring(&self, n: u32) -> Result<(), Removed> {
+            self.0.set(self.0.get() + n);
+            Ok(())
+        }
+        fn sleep(&self, _: Option<Duration>) -> Result<bool, Removed> {
+            let n = self.0.get();
+            self.0.set(n.saturating_sub(1));
+            Ok(n > 0)
+        }
+    }
+
+    /// A leftover unit wakes the next sleeper once, and is used up: the
+    /// sleeper takes its announcement back, so no later claim posts for it
+    /// again (which would hand the leftover on to every later sleep).
+    #[test]
+    fn a_leftover_unit_is_used_up() {
+        let waiters = AtomicU32::new(0);
+        let bell = Leftovers(Cell::new(1));
+        sleep_once(&waiters, &bell, &mut || false, None).unwrap();
+        assert_eq!(bell.0.get(), 0);
+        assert_eq!(
+            waiters.load(crate::sync::Ordering::Relaxed),
+            0,
+            "the announcement stayed behind the leftover"
+        );
+        // A claimed announcement's unit is the sleeper's own: nothing to
+        // take back then.
+        sleep_once(
+            &waiters,
+            &bell,
+            &mut || {
+                let n = wake::claim(&waiters);
+                bell.ring(n).unwrap();
+                false
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(bell.0.get(), 0);
+        assert_eq!(waiters.load(crate::sync::Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -787,3 +787,177 @@ fn an_mpsc_endpoint_in_another_pid_namespace_is_refused() {
         b"from another namespace"
     );
 }
+
+/// The state letter of process `pid` in /proc (`S` while asleep in a
+/// system call), or `None` once it is gone.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) S ...": the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// 100 sender processes asleep on a full ring, SIGKILLed: what they leave
+/// behind must not make later blocked sends pay for them. Before the fix
+/// each killed sleeper left an announcement and a semaphore unit for
+/// good, and every later blocked send woke once for each (about 100
+/// semaphore waits per blocked send here).
+#[test]
+fn senders_killed_asleep_leave_nothing_behind() {
+    const KILLED: usize = 100;
+    const SENDS: u64 = 20;
+    let (ch, guard) = fresh(mpsc(4096, 1000).max_senders(KILLED + 2));
+    let key = ch.key();
+    let dog = Watchdog::new(key, Duration::from_secs(120));
+    let mut rx = ch.receiver().unwrap();
+    rx.set_spin_limit(0);
+    let mut tx = ch.sender().unwrap();
+    while tx.try_send(&[0; 1000]).is_ok() {}
+    let sleeps_before = ch.stats().unwrap().counters.sender_sleeps;
+    let mut children: Vec<Child> = (0..KILLED)
+        .map(|_| {
+            spawn(move || {
+                let ch = Channel::open(key).unwrap();
+                let mut tx = ch.sender().unwrap();
+                tx.set_spin_limit(0);
+                let r = tx.send(&[1; 1000]);
+                panic!("send returned on a ring nobody reads: {r:?}")
+            })
+        })
+        .collect();
+    let asleep = wait_until(Duration::from_secs(30), || {
+        ch.stats().unwrap().counters.sender_sleeps >= sleeps_before + KILLED as u64
+            && children
+                .iter()
+                .all(|c| proc_state(c.pid().as_raw()) == Some('S'))
+    });
+    assert!(
+        asleep,
+        "the senders never all slept on the full ring: {} sleeps, states {:?}",
+        ch.stats().unwrap().counters.sender_sleeps - sleeps_before,
+        children
+            .iter()
+            .map(|c| proc_state(c.pid().as_raw()))
+            .collect::<Vec<_>>()
+    );
+    for c in &mut children {
+        c.kill();
+    }
+    // A blocked sender in another thread, and a receiver that frees one
+    // message's worth at a time after it is asleep: every send blocks.
+    let counters = |ch: &Channel| ch.stats().unwrap().counters;
+    let before = counters(&ch);
+    let sender = std::thread::spawn(move || {
+        tx.set_spin_limit(0);
+        for _ in 0..SENDS {
+            tx.send(&[2; 1000]).unwrap();
+        }
+        tx
+    });
+    let mut got = 0;
+    while got < SENDS {
+        std::thread::sleep(Duration::from_millis(3));
+        let m = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        if m.first() == Some(&2) {
+            got += 1;
+        }
+    }
+    let tx = sender.join().unwrap();
+    let after = counters(&ch);
+    let blocked = after.full_events - before.full_events;
+    let waits = after.sender_sleeps - before.sender_sleeps;
+    let space = sem_val(ch.sem_id(), SEM_SPACE);
+    eprintln!(
+        "{waits} sleeps for {blocked} blocked sends after {KILLED} senders were killed asleep; space doorbell {space}"
+    );
+    assert!(
+        blocked >= SENDS / 2,
+        "only {blocked} of {SENDS} sends blocked"
+    );
+    assert!(
+        waits <= 2 * blocked,
+        "{waits} semaphore waits for {blocked} blocked sends after {KILLED} senders were killed asleep"
+    );
+    assert!(space <= 1, "the space doorbell holds {space} units");
+    assert!(!dog.fired());
+    drop(tx);
+    drop(rx);
+    ch.remove().unwrap();
+    drop(guard);
+}
+
+/// MPSC senders asleep on a full ring are woken at once, not at their
+/// next poll, when the receiver leaves and when the channel is removed:
+/// both clear every slot's sleeping flag (which a sender's poll would
+/// clear only up to 100 ms later) and wake its futex; every sender then
+/// reports `Disconnected`.
+#[test]
+fn sleeping_senders_are_woken_when_the_receiver_leaves_or_the_channel_goes() {
+    const SENDERS: usize = 3;
+    for remove in [false, true] {
+        let (ch, guard) = fresh(mpsc(4096, 1000).max_senders(SENDERS + 1));
+        let key = ch.key();
+        let rx = ch.receiver().unwrap();
+        let mut tx = ch.sender().unwrap();
+        while tx.try_send(&[0; 1000]).is_ok() {}
+        let mut children: Vec<Child> = (0..SENDERS)
+            .map(|_| {
+                spawn(move || {
+                    let ch = Channel::open(key).unwrap();
+                    let mut tx = ch.sender().unwrap();
+                    tx.set_spin_limit(0);
+                    match tx.send(&[1; 1000]) {
+                        Err(shmchan::SendError::Disconnected) => 0,
+                        r => panic!("send on a channel whose receiver left: {r:?}"),
+                    }
+                })
+            })
+            .collect();
+        let asleep = wait_until(Duration::from_secs(30), || {
+            ch.stats().unwrap().send_waiters == SENDERS as u32
+        });
+        assert!(asleep, "the senders never all slept on the full ring");
+        let stats_before = ch.stats().unwrap();
+        if remove {
+            ch.remove().unwrap();
+        } else {
+            drop(rx);
+        }
+        // A poll would leave most flags set for tens of milliseconds.
+        let flags = || sleeping_flags(stats_before.shm_id, SENDERS + 1);
+        assert!(
+            wait_until(Duration::from_millis(5), || flags() == 0),
+            "{} sleeping flags still set after the {}",
+            flags(),
+            if remove { "removal" } else { "receiver left" }
+        );
+        for c in &mut children {
+            assert_eq!(c.wait_timeout(Duration::from_secs(10)), 0);
+        }
+        drop(tx);
+        drop(guard);
+    }
+}
+
+/// How many of the first `slots` sender slots of segment `shm_id` say
+/// their sender is asleep (read with atomic loads: the senders write them).
+fn sleeping_flags(shm_id: i32, slots: usize) -> usize {
+    use shmchan::layout::{offset, LINE};
+    use std::sync::atomic::AtomicU32;
+    // SAFETY: attaches segment `shm_id` (still attached by this process's
+    // channel, so it exists even once marked for removal) read-only,
+    // reads words inside its sender table with atomic loads, and
+    // detaches; no reference outlives the mapping.
+    unsafe {
+        let p = libc::shmat(shm_id, std::ptr::null(), libc::SHM_RDONLY);
+        assert_ne!(p as isize, -1, "shmat: {}", std::io::Error::last_os_error());
+        let n = (0..slots)
+            .filter(|&i| {
+                let at = offset::SENDER_TABLE + i * LINE + offset::SLOT_SLEEPING;
+                let word = &*p.cast::<u8>().add(at).cast::<AtomicU32>();
+                word.load(Ordering::Relaxed) != 0
+            })
+            .count();
+        libc::shmdt(p);
+        n
+    }
+}

@@ -16,8 +16,12 @@
 //! endpoints from its own clone.
 
 #[cfg(shmchan_loom)]
+mod futex;
+#[cfg(shmchan_loom)]
 mod semaphore;
 
+#[cfg(shmchan_loom)]
+pub use futex::FutexMock;
 #[cfg(shmchan_loom)]
 pub use semaphore::Semaphore;
 

@@ -76,9 +76,12 @@ fn receiver_drains_then_sees_disconnected() {
         let waiters = &ring.view().wake_line().recv_waiters;
         let mut got = Vec::new();
         let end = loop {
-            let r = wait::block_on(
+            let sleeper = wait::CounterSleeper {
                 waiters,
-                &*bell,
+                bell: &*bell,
+            };
+            let r = wait::block_on(
+                &sleeper,
                 0,
                 None,
                 || Ok::<_, Error>(c.borrow_mut().try_peek().unwrap()),

@@ -34,11 +34,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use loom::sync::atomic::AtomicBool;
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{Semaphore, Slot};
+use loom_tests::{FutexMock, Slot};
 use shmchan::internals::mpsc::{self, Blocked, Consumer, Producer, Recovery, Stage};
 use shmchan::internals::sync::Ordering::{Acquire, Release};
-use shmchan::internals::wait::{sleep_once, Bell};
-use shmchan::internals::{HeapRing, Record, ReserveError};
+use shmchan::internals::wait::{Futex, Sleeper, SlotSleeper};
+use shmchan::internals::{wake, HeapRing, Record, ReserveError};
 
 /// Pids of the producers (any non-zero values; the alive oracles below
 /// decide who is dead).
@@ -507,52 +507,71 @@ fn abort_while_another_commits() {
     COVERAGE.check();
 }
 
-/// The wake protocol on the space side with two sleepers: the ring is full
-/// (one 64-byte record); two producers find it full, announce themselves
-/// on `send_waiters`, re-check and sleep on the (mock) semaphore. The
-/// consumer frees the record: its release claims every announcement it
-/// sees, and it posts that many times. Then it waits for both producers
-/// and reads their messages.
+/// The wake protocol on the space side with two sleepers and what a third,
+/// killed asleep, left behind: the ring is full (one 64-byte record), and
+/// sender slot 2's flag and its bit in `sleeping_senders` say asleep
+/// though nobody is (its owner died in its sleep). Two producers find the
+/// ring full, announce themselves in their own slots, re-check and sleep
+/// on their flags (a mock futex). The consumer frees the record: its
+/// release claims the mask's bits, and it clears and wakes every flag of
+/// those slots that says asleep. Then it waits for both producers and
+/// reads their messages.
 ///
 /// The re-check is `has_space`, whose error counts as "ready", as in the
 /// channel (the attempt that follows reports real damage).
 ///
 /// Accepted outcome: both producers get their message in, and the
-/// consumer reads all three, intact; the semaphore never exceeds 2 (one
-/// unit per announced waiter; the mock panics otherwise) and ends at 0,
-/// with no announcement left. A lost wake-up (a release that misses an
+/// consumer reads all three, intact; no flag is left set (the dead
+/// sleeper's was cleared by the first claim: nothing of it survives to
+/// cost a later sleeper). A lost wake-up (a release that misses an
 /// announcement whose re-check missed the release) leaves a producer
 /// blocked in the mock, which has no timeouts: loom reports a deadlock.
 #[test]
-fn two_producers_sleeping_on_send_waiters_are_woken() {
-    static COVERAGE: Coverage<5> = Coverage::new([
-        "no announcement was claimed",
-        "claimed, every post taken without blocking",
-        "claimed, one producer blocked and was woken",
-        "claimed, both producers blocked and were woken",
-        "one release claimed both announcements",
+fn two_producers_sleeping_in_their_slots_beside_a_dead_one_are_woken() {
+    static COVERAGE: Coverage<4> = Coverage::new([
+        "neither announcement was claimed by the release",
+        "a producer's re-check saw the space, it took its announcement back",
+        "a producer blocked in its futex wait and was woken",
+        "both producers blocked and were woken",
     ]);
     const FIRST: usize = 56;
     const LEN: usize = 8;
-    /// Rounds of `sleep_once` a producer may need: one (after the post it
-    /// consumed, or its re-check, the space is there); the second is slack.
+    /// The slot whose owner died asleep.
+    const DEAD: usize = 2;
+    /// Rounds of `sleep_once` a producer may need: one (after its wake,
+    /// or its re-check, the space is there); the second is slack.
     const MAX_SLEEPS: usize = 2;
 
     loom_tests::builder().check(|| {
         COVERAGE.execution();
-        let ring = new_ring();
+        let ring = Arc::new(HeapRing::with_senders(64, 56, 3));
         let (slots, mut c) = setup(&ring, 0, Some(FIRST));
-        let bell = Arc::new(Semaphore::new(2));
+        {
+            let view = ring.view();
+            // SAFETY: before the threads start; a flag and a mask bit are
+            // what a sender killed asleep leaves, which endpoints must
+            // cope with. Relaxed: the spawns below order the stores.
+            unsafe {
+                view.shared_sender_slot(DEAD).sleeping.store(1, Relaxed);
+                view.shared_state()
+                    .wake
+                    .sleeping_senders
+                    .store(wake::slot_bit(DEAD), Relaxed);
+            }
+        }
+        let futex = Arc::new(FutexMock::new());
         let threads: Vec<_> = slots
             .into_iter()
             .enumerate()
             .map(|(p, slot)| {
                 let ring = ring.clone();
-                let bell = bell.clone();
+                let futex = futex.clone();
                 thread::spawn(move || {
+                    let index = slot.index();
                     let mut prod = slot.producer(ring.view());
                     let msg = message(p, 0, LEN);
                     let mut sleeps = 0;
+                    let mut retracted = false;
                     loop {
                         match prod.try_push(&msg) {
                             Ok(()) => break,
@@ -561,43 +580,64 @@ fn two_producers_sleeping_on_send_waiters_are_woken() {
                         }
                         assert!(sleeps < MAX_SLEEPS, "producer {p} woken without space");
                         sleeps += 1;
-                        let waiters = &ring.view().wake_line().send_waiters;
-                        let mut ready = || prod.has_space(LEN).unwrap_or(true);
-                        sleep_once(waiters, &*bell, &mut ready, None).unwrap();
+                        let view = ring.view();
+                        let sleeper = SlotSleeper {
+                            // SAFETY: only loaded and stored as the
+                            // protocol says, by this slot's producer.
+                            flag: unsafe { &view.shared_sender_slot(index).sleeping },
+                            mask: &view.wake_line().sleeping_senders,
+                            slot: index,
+                            futex: &*futex,
+                        };
+                        let mut ready = || {
+                            let r = prod.has_space(LEN).unwrap_or(true);
+                            retracted |= r;
+                            r
+                        };
+                        sleeper.sleep_once(&mut ready, None).unwrap();
                     }
                     // Nobody sleeps on data here.
                     assert_eq!(prod.wakeups().take(), 0);
+                    retracted
                 })
             })
             .collect();
 
         pop_fill(&mut c, FIRST);
-        let claimed = c.wakeups().take();
+        let groups = c.wakeups().take_groups();
+        assert_ne!(groups & wake::slot_bit(DEAD), 0, "the dead sleeper's bit");
+        let view = ring.view();
+        let claimed = mpsc::claim_sleepers(&view, groups, &mut |flag| futex.wake(flag));
         assert!(
-            claimed <= 2,
-            "claimed {claimed} waiters, two producers exist"
+            claimed <= 3,
+            "claimed {claimed} sleepers, three slots exist"
         );
-        if claimed > 0 {
-            bell.ring(claimed).unwrap();
-        }
-        for t in threads {
-            t.join().unwrap();
-        }
+        let retracted: Vec<bool> = threads.into_iter().map(|t| t.join().unwrap()).collect();
         let mut got: Vec<_> = (0..2)
             .map(|n| pop_spinning(&mut c, &format!("message {n}"), |_| {}))
             .collect();
         got.sort();
         assert_eq!(got, [message(0, 0, LEN), message(1, 0, LEN)]);
-        assert_eq!(c.wakeups().take(), 0, "an announcement left behind");
-        assert_eq!(bell.value(), 0, "a post was left unconsumed");
-        COVERAGE.hit(match (claimed, bell.blocked()) {
-            (0, _) => 0,
-            (_, 0) => 1,
-            (_, 1) => 2,
-            _ => 3,
-        });
-        if claimed == 2 {
-            COVERAGE.hit(4);
+        for i in 0..3 {
+            assert_eq!(
+                // SAFETY: a load.
+                unsafe { view.shared_sender_slot(i) }.sleeping.load(Relaxed),
+                0,
+                "slot {i}'s flag left set"
+            );
+        }
+        // The dead sleeper's flag is claimed (and wakes nobody) whenever
+        // the release comes; only the live ones may have retracted.
+        if claimed == 1 {
+            COVERAGE.hit(0);
+        }
+        if retracted.iter().any(|&r| r) {
+            COVERAGE.hit(1);
+        }
+        match futex.blocked() {
+            0 => {}
+            1 => COVERAGE.hit(2),
+            _ => COVERAGE.hit(3),
         }
         // SAFETY: both producer threads have been joined.
         unsafe { check_drained(&ring, &mut c, 96) };

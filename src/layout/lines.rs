@@ -77,10 +77,16 @@ pub struct WakeLine {
     pub receiver_connects: AtomicU64,
     /// `{ count: u64 }`: times a sender found the ring full (statistics).
     pub full_events: AtomicU64,
-    /// `{ count: u64 }`: semaphore waits of senders (statistics).
+    /// `{ count: u64 }`: sleeps of senders: semaphore waits (SPSC), futex
+    /// waits (MPSC) (statistics).
     pub sender_sleeps: AtomicU64,
     /// `{ count: u64 }`: semaphore waits of receivers (statistics).
     pub receiver_sleeps: AtomicU64,
+    /// `{ mask: u64 }`, MPSC: bit `i % 64` is set by the sender in slot
+    /// `i` when it announces that it is about to sleep (on its slot's
+    /// `sleeping` word); the consumer claims the mask after each release
+    /// (swap with 0) and wakes the slots it names that say so.
+    pub sleeping_senders: AtomicU64,
 }
 
 /// One MPSC sender's line in the sender table. The sender that owns it is
@@ -101,6 +107,12 @@ pub struct SenderSlot {
     pub sent_messages: AtomicU64,
     /// `{ count: u64 }`: payload bytes committed by this slot's owners.
     pub sent_bytes: AtomicU64,
+    /// `{ flag: u32 }`: 1 while the owner has announced that it is about
+    /// to sleep on a full ring, 0 otherwise; the owner sleeps in a futex
+    /// wait on this word, and a waker stores 0 before it wakes it. A word,
+    /// not a count: whatever an owner killed asleep leaves here is cleared
+    /// by the next claim and wakes nobody.
+    pub sleeping: AtomicU32,
 }
 
 impl Default for SenderSlot {
@@ -111,6 +123,7 @@ impl Default for SenderSlot {
             claim: AtomicU64::new(NO_CLAIM),
             sent_messages: AtomicU64::new(0),
             sent_bytes: AtomicU64::new(0),
+            sleeping: AtomicU32::new(0),
         }
     }
 }
@@ -183,6 +196,11 @@ mod asserts {
     );
     const_assert_eq!(offset_of!(SenderSlot, sent_messages), 16);
     const_assert_eq!(offset_of!(SenderSlot, sent_bytes), 24);
+    const_assert_eq!(offset_of!(SenderSlot, sleeping), offset::SLOT_SLEEPING);
+    const_assert_eq!(
+        at!(wake, WakeLine, sleeping_senders),
+        offset::SLEEPING_SENDERS
+    );
     const_assert!(offset::SEM_ID + 4 <= offset::KEY_DEV);
     const_assert!(offset::KEY_INO + 8 <= offset::PID_NS);
     const_assert!(offset::PID_NS + 8 <= LINE);

@@ -31,11 +31,13 @@
 //!     392     8     3  sender_connects  every sender, on connect
 //!     400     8     3  receiver_connects every receiver, on connect
 //!     408     8     3  full_events      a sender that found the ring full
-//!     416     8     3  sender_sleeps    a sender, per semaphore wait
+//!     416     8     3  sender_sleeps    a sender, per sleep (semaphore or futex wait)
 //!     424     8     3  receiver_sleeps  a receiver, per semaphore wait
+//!     432     8     3  sleeping_senders MPSC: mask of sender slots announced asleep
 //!     512     …        sender slots     MPSC only: `sender_slots` lines of
 //!                                        `{ owner: u64, claim: u64,
-//!                                        sent_messages: u64, sent_bytes: u64 }`
+//!                                        sent_messages: u64, sent_bytes: u64,
+//!                                        sleeping: u32 }`
 //!     512 + 128 × sender_slots           data region, `capacity` bytes
 //! ```
 //!
@@ -170,6 +172,10 @@ pub mod offset {
     pub const SENDER_SLEEPS: usize = 416;
     /// `receiver_sleeps`
     pub const RECEIVER_SLEEPS: usize = 424;
+    /// `sleeping_senders` (MPSC)
+    pub const SLEEPING_SENDERS: usize = 432;
+    /// `sleeping`, in a sender slot: its offset within the slot's line.
+    pub const SLOT_SLEEPING: usize = 32;
 }
 
 /// Record kinds (the high half of a record header word).

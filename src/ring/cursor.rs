@@ -39,8 +39,8 @@ pub struct Cursor<'a> {
     /// most), the number of sender slots for MPSC (at most
     /// [`MAX_WAKEUPS`]).
     max_wakeups: u32,
-    /// MPSC: zero what is released.
-    zero_released: bool,
+    /// MPSC: zero what is released, and wake senders in their slots.
+    mpsc: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -59,7 +59,7 @@ impl<'a> Cursor<'a> {
             } else {
                 1
             },
-            zero_released: mpsc,
+            mpsc,
         }
     }
 
@@ -160,7 +160,7 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn release_to(&mut self, head: u64) {
-        if self.zero_released {
+        if self.mpsc {
             self.zero_to(head);
         }
         self.head = head;
@@ -173,8 +173,18 @@ impl<'a> Cursor<'a> {
             .consumer
             .head
             .store(head, Ordering::Release);
-        let waiters = &self.view.state().wake.send_waiters;
-        self.wake.claim_after_publish(waiters, self.max_wakeups);
+        let wake = &self.view.state().wake;
+        if self.mpsc {
+            // MPSC: senders announce in their slots (ring::mpsc::sleepers).
+            self.wake.claim_senders_after_publish(
+                &wake.send_waiters,
+                self.max_wakeups,
+                &wake.sleeping_senders,
+            );
+        } else {
+            self.wake
+                .claim_after_publish(&wake.send_waiters, self.max_wakeups);
+        }
     }
 
     /// The pieces of `[self.head, head)` in the region, each at most

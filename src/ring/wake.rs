@@ -14,8 +14,16 @@
 //! both (see [`claim_with`]). So no wake-up is
 //! lost, no syscall is made when nobody sleeps, and every post answers one
 //! announcement: the semaphore's value never exceeds the number of waiters.
+//!
+//! MPSC senders, of which many may sleep at once, do not share a counter:
+//! each announces in its own sender slot (a flag, and its bit in the
+//! `sleeping_senders` mask) and sleeps on a futex on that flag
+//! ([`announce_slot`]). A counter shared by many sleepers cannot tell a
+//! dead sleeper's announcement or unit from a live one's, so each sender
+//! killed asleep would leave one behind for good; a flag has no count, and
+//! whatever a dead owner left is cleared by the next claim.
 
-use crate::sync::{fence, AtomicU32, Ordering};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Announces one waiter. The caller must re-check its condition after this
 /// and before sleeping.
@@ -48,28 +56,36 @@ pub fn claim(waiters: &AtomicU32) -> u32 {
 /// protocol, to which this reduces).
 #[inline]
 pub fn claim_with(waiters: &AtomicU32, light: bool) -> u32 {
+    fence_after_publish(light);
+    if waiters.load(Ordering::Relaxed) == 0 {
+        return 0;
+    }
+    waiters.swap(0, Ordering::Relaxed)
+}
+
+/// The waker's store-load fence, between its publish and its loads of the
+/// announcements (see [`claim_with`] for `light`).
+#[inline]
+fn fence_after_publish(light: bool) {
     #[cfg(not(shmchan_loom))]
     if light {
-        // A compiler fence: the store above is not moved after the load
-        // below by the compiler; the CPU's store-load order comes from the
-        // sleeper's membarrier (see above).
+        // A compiler fence: the caller's store is not moved after its
+        // loads of the announcements by the compiler; the CPU's store-load
+        // order comes from the sleeper's membarrier (see claim_with).
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
     } else {
-        // SeqCst fence: pairs with the fence in `announce`; orders the
-        // caller's preceding Release store (tail or head) before the load
-        // below.
+        // SeqCst fence: pairs with the fence in `announce` and in
+        // `announce_slot`; orders the caller's preceding Release store
+        // (tail or head) before its loads of the announcements.
         fence(Ordering::SeqCst);
     }
     #[cfg(shmchan_loom)]
     {
         let _ = light;
-        // SeqCst fence: pairs with the fence in `announce` (see above).
+        // SeqCst fence: pairs with the fence in `announce` and in
+        // `announce_slot` (see above).
         fence(Ordering::SeqCst);
     }
-    if waiters.load(Ordering::Relaxed) == 0 {
-        return 0;
-    }
-    waiters.swap(0, Ordering::Relaxed)
 }
 
 /// Takes back one announcement when the waiter no longer sleeps. Returns
@@ -89,6 +105,40 @@ pub fn retract(waiters: &AtomicU32) -> bool {
     }
 }
 
+/// The bit of the `sleeping_senders` mask for sender slot `slot`: slots
+/// `slot % 64` share one (a set bit tells a waker which slots to look at).
+#[inline]
+pub const fn slot_bit(slot: usize) -> u64 {
+    1 << (slot % 64)
+}
+
+/// An MPSC sender in slot `slot` announces that it is about to sleep: its
+/// slot's `flag` (the word it will sleep on) to 1, then its bit in `mask`
+/// (`sleeping_senders`). The caller must re-check its condition after this
+/// and before sleeping, and sleep only while the flag is still 1.
+#[inline]
+pub fn announce_slot(flag: &AtomicU32, mask: &AtomicU64, slot: usize) {
+    flag.store(1, Ordering::Relaxed);
+    // Release: pairs with the Acquire swap of the mask in
+    // `Wakeups::claim_senders_after_publish` (and in a departing
+    // receiver's `mpsc::claim_all_sleepers`): a waker that takes our bit
+    // then loads our flag as 1 (or later).
+    mask.fetch_or(slot_bit(slot), Ordering::Release);
+    // SeqCst fence: pairs with the waker's fence after its publish, as in
+    // `announce`: our re-check or the waker's load of the mask sees the
+    // other's store.
+    fence(Ordering::SeqCst);
+}
+
+/// Takes back a slot announcement (after the re-check, or after the
+/// sleep). Returns whether it was still there (nobody claimed it); a claim
+/// leaves nothing to consume (a futex wake is not counted), so either way
+/// nothing is left behind.
+#[inline]
+pub fn retract_slot(flag: &AtomicU32) -> bool {
+    flag.swap(0, Ordering::Relaxed) != 0
+}
+
 /// The posts an endpoint owes after its publishes or releases: the waiters
 /// they claimed, which the caller turns into semaphore posts (nothing here
 /// makes a system call). Shared by every producer and consumer.
@@ -96,6 +146,9 @@ pub fn retract(waiters: &AtomicU32) -> bool {
 pub struct Wakeups {
     /// Claimed waiters not yet posted for.
     owed: u32,
+    /// MPSC consumer: claimed bits of `sleeping_senders` whose slots are
+    /// still to be looked at and woken.
+    groups: u64,
     /// Use the light fence after publishing (see [`claim_with`]).
     light: bool,
 }
@@ -111,6 +164,32 @@ impl Wakeups {
         if n > 0 {
             self.owed = self.owed.saturating_add(n).min(max);
         }
+    }
+
+    /// An MPSC consumer, after a release (a Release store of head): as
+    /// [`Wakeups::claim_after_publish`] for `waiters` (senders that count
+    /// themselves there: none of this crate's), and claims the bits of the
+    /// sender slots that announced themselves asleep in `mask`, after the
+    /// same fence.
+    #[inline]
+    pub fn claim_senders_after_publish(&mut self, waiters: &AtomicU32, max: u32, mask: &AtomicU64) {
+        fence_after_publish(self.light);
+        if waiters.load(Ordering::Relaxed) != 0 {
+            let n = waiters.swap(0, Ordering::Relaxed);
+            self.owed = self.owed.saturating_add(n).min(max);
+        }
+        if mask.load(Ordering::Relaxed) != 0 {
+            // Acquire: pairs with the Release fetch_or in `announce_slot`:
+            // the flags of the slots we take bits of read as announced.
+            self.groups |= mask.swap(0, Ordering::Acquire);
+        }
+    }
+
+    /// Returns, and resets, the claimed bits of `sleeping_senders`, whose
+    /// slots the caller wakes (`ring::mpsc::claim_sleepers`).
+    #[inline]
+    pub fn take_groups(&mut self) -> u64 {
+        std::mem::take(&mut self.groups)
     }
 
     /// Use the light fence after publishing (see [`claim_with`]): only in a

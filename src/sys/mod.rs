@@ -1,13 +1,14 @@
 //! Thin, safe wrappers over the system calls this crate needs, one file
 //! per OS concept: System V segments (`shm.rs`), semaphore sets (`sem.rs`)
 //! and keys (`key.rs`), processes and fork (`process.rs`), `membarrier`
-//! (`membarrier.rs`), and the one errno table (`error.rs`).
+//! (`membarrier.rs`), futexes (`futex.rs`), and the one errno table (`error.rs`).
 //!
 //! This is the only module that calls `libc` directly. Everything above it
 //! sees typed handles ([`Shm`], [`Attachment`], [`SemSet`]) and typed
 //! errors ([`IpcError`]) built from one errno table.
 
 mod error;
+mod futex;
 mod key;
 mod membarrier;
 mod process;
@@ -15,6 +16,7 @@ mod sem;
 mod shm;
 
 pub use error::IpcError;
+pub use futex::{futex_wait, futex_wake};
 pub use key::Key;
 pub use membarrier::{membarrier_global, membarrier_register};
 pub use process::{

@@ -117,6 +117,11 @@ pub fn spawn(f: impl FnOnce() -> i32) -> Child {
 }
 
 impl Child {
+    /// The child's pid.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
     /// Waits for the child and returns its exit code (128 + signal if killed).
     pub fn wait(&mut self) -> i32 {
         if let Some(c) = self.reaped {

@@ -55,17 +55,20 @@
 //!
 //! Files: `producer.rs` (slots, claim, mark, commit, abort),
 //! `consumer.rs` (reading headers in order), `recovery.rs` (turning a dead
-//! claim into padding, and the receiver's policy of when to try).
+//! claim into padding, and the receiver's policy of when to try),
+//! `sleepers.rs` (which sleeping senders a release wakes).
 
 mod consumer;
 mod producer;
 mod recovery;
+mod sleepers;
 #[cfg(all(test, not(shmchan_loom)))]
 mod tests;
 
 pub use consumer::Consumer;
 pub use producer::{free_slot, take_slot, Producer};
 pub use recovery::{Recoverer, DEFAULT_RECOVERY_TIMEOUT};
+pub use sleepers::{claim_all_sleepers, claim_sleepers};
 // For the models, the fuzz targets and the tests.
 #[cfg(any(shmchan_loom, feature = "internals", feature = "test-hooks", test))]
 pub use producer::Stage;

@@ -52,6 +52,9 @@ pub unsafe fn take_slot(
 ) -> Option<usize> {
     let me = u64::from(pid.max(1));
     let take = |s: &SenderSlot| {
+        // Relaxed: a flag a previous owner killed asleep left; it wakes
+        // nobody, and our own announcements set it again.
+        s.sleeping.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire load of claim in try_recover (a
         // consumer that reads this value sees everything the slot's
         // previous owner did before giving it up).
