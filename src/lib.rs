@@ -118,7 +118,9 @@
 //!   [`Receiver::recv_into`], [`Receiver::try_recv_into`] and the
 //!   iterators copy a message out with atomic loads and never form a
 //!   reference into the segment: a hostile or buggy writer can change the
-//!   bytes you get, not break your program. [`Sender::send`] copies in.
+//!   bytes you get, not break your program. [`Sender::send`] copies in with
+//!   atomic stores, and an MPSC receiver zeroes what it releases with
+//!   atomic stores, for the same reason.
 //! - **The borrowed views assume well-behaved peers.** A [`Message`] (and
 //!   the slices [`Receiver::recv_batch`] passes) is a `&[u8]`, a [`Grant`]
 //!   a `&mut [u8]`, into shared memory. They are sound as long as no

@@ -362,7 +362,7 @@ impl Sender {
         // SAFETY: `r` is the reservation our producer just made: space only
         // we may write until we commit it, which we do next, once.
         unsafe {
-            self.producer.view().region().write(r.data_offset, msg);
+            self.producer.view().region().copy_in(r.data_offset, msg);
             self.producer.commit(r);
         }
         self.flush();

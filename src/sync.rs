@@ -122,41 +122,91 @@ mod region {
             unsafe { &*self.base.add(off).cast::<super::AtomicU64>() }
         }
 
+        /// The `n` 8-byte words from `off` (a multiple of 8) as atomics,
+        /// bounds-checked once (the copies' loops).
+        #[inline]
+        fn atomic_words(&self, off: usize, n: usize) -> &'a [super::AtomicU64] {
+            self.check(off, n.saturating_mul(8));
+            assert_eq!(off % 8, 0, "unaligned copy {off}");
+            // SAFETY: in bounds (checked) and 8-aligned, as in atomic_u64;
+            // n words of AtomicU64 are n * 8 bytes.
+            unsafe { std::slice::from_raw_parts(self.base.add(off).cast::<super::AtomicU64>(), n) }
+        }
+
         /// Appends the `len` bytes at `off` (a multiple of 8) to `out`,
         /// read word by word with Relaxed atomic loads: never a reference
         /// to, nor a plain read of, memory that another process may write,
         /// so a peer writing the range meanwhile changes what is copied and
         /// nothing else (safe whatever the ring protocol's state).
         pub(crate) fn copy_out(&self, off: usize, len: usize, out: &mut Vec<u8>) {
-            let words = len.div_ceil(8);
-            self.check(off, words * 8);
-            assert_eq!(off % 8, 0, "unaligned copy {off}");
-            out.reserve(len);
-            for w in 0..words {
+            let words = self.atomic_words(off, len.div_ceil(8));
+            let start = out.len();
+            out.resize(start + words.len() * 8, 0);
+            for (word, dst) in words.iter().zip(out[start..].chunks_exact_mut(8)) {
                 // Relaxed: the record was published by the Acquire load
                 // that found it; this only copies its words.
-                let word = self.atomic_u64(off + 8 * w).load(super::Ordering::Relaxed);
-                let n = (len - 8 * w).min(8);
-                out.extend_from_slice(&word.to_ne_bytes()[..n]);
+                dst.copy_from_slice(&word.load(super::Ordering::Relaxed).to_ne_bytes());
+            }
+            out.truncate(start + len);
+        }
+
+        /// Copies `src` to `off` (a multiple of 8), word by word with
+        /// Relaxed atomic stores, the last word padded with zeros: never a
+        /// plain write to memory that another process may write, so a
+        /// peer writing the range meanwhile changes what is stored and
+        /// nothing else in this process.
+        ///
+        /// # Safety
+        /// `[off, off + src.len()` rounded up to 8) is the caller's: no
+        /// reference of this process (a `Message`, a `Grant`) views it,
+        /// and no endpoint of this process reads it meanwhile (a record's
+        /// space reserved and not committed yet).
+        #[inline]
+        pub(crate) unsafe fn copy_in(&self, off: usize, src: &[u8]) {
+            let words = self.atomic_words(off, src.len().div_ceil(8));
+            let chunks = src.chunks_exact(8);
+            let rest = chunks.remainder();
+            for (word, chunk) in words.iter().zip(chunks) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(chunk);
+                // Relaxed: the commit that follows (a Release store)
+                // publishes the record; this only stores its words.
+                word.store(u64::from_ne_bytes(w), super::Ordering::Relaxed);
+            }
+            if let (false, Some(word)) = (rest.is_empty(), words.last()) {
+                let mut last = [0u8; 8];
+                last[..rest.len()].copy_from_slice(rest);
+                // Relaxed: as above; the bytes past the payload are the
+                // record's padding, the caller's too.
+                word.store(u64::from_ne_bytes(last), super::Ordering::Relaxed);
             }
         }
 
-        /// Writes zeros to `n` bytes at `off`.
+        /// Writes zeros to `n` bytes at `off` (both multiples of 8), word
+        /// by word with Relaxed atomic stores: as [`Region::copy_in`], a
+        /// peer writing the range meanwhile changes what ends up there and
+        /// nothing else in this process.
         ///
         /// # Safety
-        /// No other thread or process accesses the range during the call.
+        /// The range is the caller's: no reference of this process views
+        /// it, and no endpoint of this process reads it meanwhile (for the
+        /// consumer: records it has read and not yet released).
         #[inline]
         pub unsafe fn zero(&self, off: usize, n: usize) {
-            self.check(off, n);
-            // SAFETY: the range is in bounds (checked); the caller has
-            // exclusive use of it.
-            unsafe { ptr::write_bytes(self.base.add(off), 0, n) }
+            assert!(n.is_multiple_of(8), "unaligned zeroing {off}+{n}");
+            for word in self.atomic_words(off, n / 8) {
+                // Relaxed: the Release store of head that follows
+                // publishes the zeros (see Cursor::release_to).
+                word.store(0, super::Ordering::Relaxed);
+            }
         }
 
-        /// Copies `src` to `off`.
+        /// Copies `src` to `off` (the channel's senders use
+        /// [`Region::copy_in`]).
         ///
         /// # Safety
         /// No other thread or process accesses the range during the call.
+        #[cfg(any(shmchan_loom, feature = "internals", test))]
         #[inline]
         pub unsafe fn write(&self, off: usize, src: &[u8]) {
             self.check(off, src.len());
@@ -355,5 +405,49 @@ impl<'a> Region<'a> {
     /// consumer read a payload its producer is still writing.
     pub unsafe fn shared_word(&self, off: usize) -> &'a AtomicU64 {
         self.atomic_u64(off)
+    }
+}
+
+#[cfg(all(test, not(shmchan_loom)))]
+mod tests {
+    use super::Region;
+
+    /// The word copies at every length around a word: what `copy_in`
+    /// stores (the payload, then zeros to the word's end) is what
+    /// `copy_out` returns, and `zero` clears whole words and nothing past
+    /// them.
+    #[test]
+    fn word_copies_round_trip_at_every_length() {
+        let mut mem = vec![0u64; 8];
+        // SAFETY: `mem` is 64 bytes, 8-aligned, used only through `region`
+        // below while it lives.
+        let region = unsafe { Region::from_raw(mem.as_mut_ptr().cast(), 64) };
+        for len in 0..=24 {
+            let src: Vec<u8> = (0..len as u8).map(|b| b + 1).collect();
+            // SAFETY: one thread; no reference views the region.
+            unsafe { region.zero(0, 64) };
+            // SAFETY: as above.
+            unsafe { region.copy_in(8, &src) };
+            let mut out = vec![9u8];
+            region.copy_out(8, len, &mut out);
+            assert_eq!(out[0], 9, "len {len}: a byte before the copy");
+            assert_eq!(&out[1..], &src[..], "len {len}");
+            let mut padded = Vec::new();
+            region.copy_out(8, len.div_ceil(8) * 8, &mut padded);
+            assert!(padded[len..].iter().all(|&b| b == 0), "len {len}: padding");
+            let mut rest = Vec::new();
+            region.copy_out(8 + len.div_ceil(8) * 8, 8, &mut rest);
+            assert_eq!(rest, [0; 8], "len {len}: a word past the copy");
+        }
+        // SAFETY: as above.
+        unsafe { region.copy_in(0, &[7; 64]) };
+        // SAFETY: as above.
+        unsafe { region.zero(8, 16) };
+        let mut all = Vec::new();
+        region.copy_out(0, 64, &mut all);
+        let want: Vec<u8> = (0..64)
+            .map(|i| if (8..24).contains(&i) { 0 } else { 7 })
+            .collect();
+        assert_eq!(all, want);
     }
 }
