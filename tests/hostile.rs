@@ -204,3 +204,58 @@ fn forged_sleeper_counts_are_clamped() {
     drop(rx);
     common::finish(ch, guard);
 }
+
+/// Every MPSC sender slot forged to say "asleep", and every bit of the
+/// mask: a release clears every flag (one futex wake each, nobody there),
+/// sending and receiving go on, and a sender that then sleeps for real is
+/// woken by the next release.
+#[test]
+fn forged_sleeping_senders_are_cleared_once() {
+    const SLOTS: usize = 70; // more than the mask's 64 bits
+    let (ch, guard) = fresh(
+        Options::default()
+            .flavor(Flavor::Mpsc)
+            .max_senders(SLOTS)
+            .capacity(4096)
+            .max_message(1000),
+    );
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    tx.send(b"m").unwrap();
+    let flag_at =
+        |i: usize| offset::SENDER_TABLE + i * shmchan::layout::LINE + offset::SLOT_SLEEPING;
+    with_raw_segment(ch.key(), |b| {
+        b[offset::SLEEPING_SENDERS..offset::SLEEPING_SENDERS + 8].copy_from_slice(&[0xff; 8]);
+        for i in 0..SLOTS {
+            b[flag_at(i)..flag_at(i) + 4].copy_from_slice(&1u32.to_ne_bytes());
+        }
+    });
+    assert_eq!(ch.stats().unwrap().send_waiters, SLOTS as u32);
+    drop(rx.recv().unwrap()); // the release claims every forged sleeper
+    let bytes = common::segment_bytes(ch.key());
+    assert!(
+        (0..SLOTS).all(|i| bytes[flag_at(i)..flag_at(i) + 4] == [0; 4]),
+        "a forged flag survived the release"
+    );
+    assert_eq!(
+        bytes[offset::SLEEPING_SENDERS..offset::SLEEPING_SENDERS + 8],
+        [0; 8]
+    );
+    // A real sleeper now: fill the ring, block in another thread, free.
+    while tx.try_send(&[1; 1000]).is_ok() {}
+    tx.set_spin_limit(0);
+    let t = std::thread::spawn(move || {
+        tx.send(&[2; 1000]).unwrap();
+        tx
+    });
+    assert!(common::wait_until(Duration::from_secs(10), || ch
+        .stats()
+        .unwrap()
+        .send_waiters
+        == 1));
+    drop(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+    let tx = t.join().unwrap();
+    drop(tx);
+    drop(rx);
+    common::finish(ch, guard);
+}
