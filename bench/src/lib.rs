@@ -6,8 +6,9 @@
 //!
 //! Figures: streaming throughput, ping-pong round trip (both sides
 //! spinning), the blocking path's wake-up latency (receiver asleep, from
-//! the send to the return of the receive) and the receiver's CPU use while
-//! the channel is idle.
+//! the send to the return of the receive), the receiver's CPU use while
+//! the channel is idle, and (with `--latency-at RATE`) one-way latency at
+//! a fixed offered rate ([`latency`]).
 //!
 //! It uses only shmchan's public API; what else it needs from the
 //! operating system is in [`os`].
@@ -16,6 +17,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod latency;
 pub mod limit;
 pub mod os;
 
@@ -57,6 +59,13 @@ pub struct Args {
     /// One JSON object per row instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also measure one-way latency at these offered rates (messages per
+    /// second, comma-separated: 250k, 1M, 10M): the producer sends on a
+    /// fixed schedule, each message carrying its intended send time, and
+    /// latency counts from that time (no coordinated omission); for
+    /// shmchan, shmchan-mpsc-1, limit-ring and the byte streams.
+    #[arg(long, value_delimiter = ',', value_parser = latency::parse_rate, value_name = "RATE")]
+    pub latency_at: Vec<f64>,
 }
 
 impl Args {
@@ -69,6 +78,7 @@ impl Args {
             round_trips: self.round_trips,
             pin: !self.no_pin,
             reps: self.reps.max(1),
+            latency_rates: self.latency_at.clone(),
             ..Config::default()
         };
         if let Some(t) = &self.transports {
@@ -110,6 +120,9 @@ pub struct Config {
     pub reps: usize,
     /// Transports to run (names as in [`TRANSPORTS`]).
     pub transports: Vec<String>,
+    /// Offered rates (messages per second) of the fixed-rate latency
+    /// figure; none: not measured.
+    pub latency_rates: Vec<f64>,
 }
 
 /// Every transport the harness knows. `shmchan-mpsc-N`: an MPSC channel
@@ -154,6 +167,7 @@ impl Default for Config {
             pin: true,
             reps: 3,
             transports: TRANSPORTS.iter().map(|s| s.to_string()).collect(),
+            latency_rates: Vec::new(),
         }
     }
 }
@@ -180,15 +194,34 @@ pub struct Row {
     /// The receiver's CPU use while the channel is idle, percent of a
     /// core (measured once per transport, at the first size).
     pub idle_cpu_pct: Option<f64>,
+    /// A row of the fixed-rate latency figure instead (its other figures
+    /// are then `None`): medians over the repetitions.
+    pub latency: Option<latency::Latency>,
 }
 
 impl Row {
-    /// The row as one JSON object.
+    /// The row as one JSON object (a fixed-rate latency row has its own
+    /// fields: `latency_at`, `received_per_s`, `lat_p50_ns`, `lat_p99_ns`,
+    /// `lat_p9999_ns`, `lat_max_ns`, `samples`).
     pub fn json(&self) -> String {
         let num = |v: Option<f64>, digits: usize| match v {
-            Some(x) => format!("{x:.digits$}"),
-            None => "null".to_string(),
+            Some(x) if x.is_finite() => format!("{x:.digits$}"),
+            _ => "null".to_string(),
         };
+        if let Some(l) = &self.latency {
+            return format!(
+                "{{\"transport\":\"{}\",\"size\":{},\"latency_at\":{},\"received_per_s\":{},\"lat_p50_ns\":{},\"lat_p99_ns\":{},\"lat_p9999_ns\":{},\"lat_max_ns\":{},\"samples\":{}}}",
+                self.transport,
+                self.size,
+                num(Some(l.rate), 0),
+                num(Some(l.received_per_s), 0),
+                num(Some(l.p50_ns), 0),
+                num(Some(l.p99_ns), 0),
+                num(Some(l.p9999_ns), 0),
+                num(Some(l.max_ns), 0),
+                l.samples,
+            );
+        }
         format!(
             "{{\"transport\":\"{}\",\"size\":{},\"msgs_per_s\":{},\"mb_per_s\":{},\"rtt_p50_ns\":{},\"rtt_p99_ns\":{},\"rtt_p999_ns\":{},\"wake_p50_ns\":{},\"idle_cpu_pct\":{}}}",
             self.transport,
@@ -313,7 +346,7 @@ fn channel(size: usize) -> Channel {
     channel_of(size, Flavor::Spsc)
 }
 
-fn channel_of(size: usize, flavor: Flavor) -> Channel {
+pub(crate) fn channel_of(size: usize, flavor: Flavor) -> Channel {
     let capacity = ring_bytes(size);
     Channel::create(
         Key::private(),
@@ -397,7 +430,7 @@ fn byte_pair(transport: &str) -> (ByteReader, ByteWriter) {
 /// `transport` byte pair ([`byte_pair`]) and `read` here with the read
 /// end; each side first closes the other's end, so the reader sees
 /// end-of-file when the writer is done.
-fn over_bytes<T>(
+pub(crate) fn over_bytes<T>(
     one: &SingleThreaded,
     transport: &str,
     pinned: bool,
@@ -895,10 +928,92 @@ pub fn run_with(
                 rtt_p999_ns: median(p999[i].clone()),
                 wake_p50_ns: median(wake[i].clone()),
                 idle_cpu_pct: if si == 0 { idle[i] } else { None },
+                latency: None,
             });
         }
     }
+    for &size in &cfg.sizes {
+        for &rate in &cfg.latency_rates {
+            rows.extend(fixed_rate_rows(one, cfg, size, rate, &mut progress));
+        }
+    }
     rows
+}
+
+/// The fixed-rate latency figure at one size and rate: one row per
+/// transport that measures it, medians over the repetitions (interleaved).
+fn fixed_rate_rows(
+    one: &SingleThreaded,
+    cfg: &Config,
+    size: usize,
+    rate: f64,
+    progress: &mut impl FnMut(&str),
+) -> Vec<Row> {
+    let names: Vec<&String> = cfg
+        .transports
+        .iter()
+        .filter(|t| latency::TRANSPORTS.contains(&t.as_str()))
+        .collect();
+    let mut runs: Vec<Vec<latency::Latency>> = vec![Vec::new(); names.len()];
+    for rep in 0..cfg.reps {
+        for (i, t) in names.iter().enumerate() {
+            progress(&format!(
+                "{t} {size} B at {} msg/s, rep {}/{}",
+                short_rate(rate),
+                rep + 1,
+                cfg.reps
+            ));
+            if let Some(l) = latency::fixed_rate(one, t, size, rate, cfg) {
+                runs[i].push(l);
+            }
+        }
+    }
+    names
+        .iter()
+        .zip(runs)
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(t, r)| {
+            let med = |f: fn(&latency::Latency) -> f64| {
+                median(r.iter().map(f).collect()).unwrap_or(f64::NAN)
+            };
+            Row {
+                transport: t.to_string(),
+                size,
+                msgs_per_s: None,
+                mb_per_s: None,
+                rtt_p50_ns: None,
+                rtt_p99_ns: None,
+                rtt_p999_ns: None,
+                wake_p50_ns: None,
+                idle_cpu_pct: None,
+                latency: Some(latency::Latency {
+                    rate,
+                    received_per_s: med(|l| l.received_per_s),
+                    p50_ns: med(|l| l.p50_ns),
+                    p99_ns: med(|l| l.p99_ns),
+                    p9999_ns: med(|l| l.p9999_ns),
+                    max_ns: med(|l| l.max_ns),
+                    samples: r.iter().map(|l| l.samples).min().unwrap_or(0),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// A rate, short: "250k", "1M", "2.5M".
+fn short_rate(rate: f64) -> String {
+    let (v, unit) = if rate >= 1e9 {
+        (rate / 1e9, "G")
+    } else if rate >= 1e6 {
+        (rate / 1e6, "M")
+    } else if rate >= 1e3 {
+        (rate / 1e3, "k")
+    } else {
+        (rate, "")
+    };
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}{unit}")
 }
 
 /// The `progress` of [`run`] for a program run from a shell: a line
@@ -960,7 +1075,7 @@ pub fn table(rows: &[Row]) -> String {
         Some(x) => format!("{x:.digits$}"),
         None => "-".to_string(),
     };
-    for r in rows {
+    for r in rows.iter().filter(|r| r.latency.is_none()) {
         let ratio = |base: Option<f64>| match (r.msgs_per_s, base) {
             (Some(m), Some(b)) => format!("{:.2}x", m / b),
             _ => "-".to_string(),
@@ -979,6 +1094,40 @@ pub fn table(rows: &[Row]) -> String {
             short_ns(r.wake_p50_ns),
             opt(r.idle_cpu_pct, 2),
         );
+    }
+    let fixed: Vec<(&Row, &latency::Latency)> = rows
+        .iter()
+        .filter_map(|r| r.latency.as_ref().map(|l| (r, l)))
+        .collect();
+    if !fixed.is_empty() {
+        out += &format!(
+            "\none-way latency at a fixed offered rate (from each message's intended send time)\n{:<15} {:>6} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
+            "transport", "size", "offered", "received/s", "p50", "p99", "p99.99", "max", "/limit"
+        );
+        for (r, l) in fixed {
+            let limit_p50 = rows
+                .iter()
+                .filter(|b| b.transport == "limit-ring" && b.size == r.size)
+                .filter_map(|b| b.latency.as_ref())
+                .find(|b| b.rate == l.rate)
+                .map(|b| b.p50_ns);
+            let ratio = match limit_p50 {
+                Some(b) if b > 0.0 && l.p50_ns.is_finite() => format!("{:.2}x", l.p50_ns / b),
+                _ => "-".to_string(),
+            };
+            out += &format!(
+                "{:<15} {:>6} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
+                r.transport,
+                r.size,
+                short_rate(l.rate),
+                short_rate(l.received_per_s),
+                short_ns(Some(l.p50_ns)),
+                short_ns(Some(l.p99_ns)),
+                short_ns(Some(l.p9999_ns)),
+                short_ns(Some(l.max_ns)),
+                ratio,
+            );
+        }
     }
     out
 }

@@ -140,3 +140,83 @@ fn unknown_transport_is_a_usage_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown transport carrier-pigeon"), "{err}");
 }
+
+/// `--latency-at`: one row per transport that measures it, after the
+/// usual rows, with the offered rate, what arrived, ordered percentiles
+/// and enough samples; the table has its own section for it.
+#[test]
+fn latency_at_a_fixed_rate_has_its_rows() {
+    let run = |json: bool| {
+        let mut args = vec![
+            "bench",
+            "--sizes",
+            "64",
+            "--transports",
+            "shmchan,shmchan-zc,limit-ring,pipe",
+            "--latency-at",
+            "200k",
+            "--reps",
+            "1",
+            "--duration",
+            "0.05",
+            "--round-trips",
+            "300",
+            "--no-pin",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = Command::new(BIN)
+            .args(&args)
+            .output()
+            .expect("run shmchan bench");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(true);
+    let fixed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"latency_at\""))
+        .collect();
+    let names: Vec<&str> = fixed
+        .iter()
+        .map(|l| {
+            let at = l.find("\"transport\":\"").unwrap() + 13;
+            &l[at..at + l[at..].find('"').unwrap()]
+        })
+        .collect();
+    // shmchan-zc has no fixed-rate figure; the others do.
+    assert_eq!(names, ["shmchan", "limit-ring", "pipe"], "{text}");
+    for l in &fixed {
+        assert_eq!(field(l, "latency_at"), Some(200_000.0), "{l}");
+        assert_eq!(field(l, "size"), Some(64.0), "{l}");
+        let got = field(l, "received_per_s").unwrap();
+        assert!(got > 50_000.0 && got < 400_000.0, "{l}");
+        assert!(field(l, "samples").unwrap() >= 1000.0, "{l}");
+        let p: Vec<f64> = ["lat_p50_ns", "lat_p99_ns", "lat_p9999_ns", "lat_max_ns"]
+            .iter()
+            .map(|f| field(l, f).unwrap())
+            .collect();
+        assert!(p[0] > 0.0 && p.windows(2).all(|w| w[0] <= w[1]), "{l}");
+    }
+    assert_eq!(
+        text.lines().count(),
+        4 + fixed.len(),
+        "the usual rows stay: {text}"
+    );
+    let table = run(false);
+    assert!(
+        table.contains("one-way latency at a fixed offered rate"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("limit-ring") && l.contains("200k")),
+        "{table}"
+    );
+}
