@@ -65,6 +65,30 @@ impl Prod {
         }
     }
 
+    /// Commits a record of a batch: SPSC, unpublished until
+    /// [`Prod::publish_pending`]; MPSC, published by its header as any.
+    ///
+    /// # Safety
+    /// As for [`Prod::commit`].
+    #[inline]
+    unsafe fn commit_batched(&mut self, r: Reservation) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Prod::Spsc(p) => p.commit_unpublished(r),
+                Prod::Mpsc(p) => p.commit(r),
+            }
+        }
+    }
+
+    /// Publishes a batch's records (SPSC: one store of `tail`).
+    #[inline]
+    fn publish_pending(&mut self) {
+        if let Prod::Spsc(p) = self {
+            p.publish_pending();
+        }
+    }
+
     /// Gives up a reservation. SPSC: nothing to do (the space is simply
     /// reserved again); MPSC: the record becomes padding.
     ///
@@ -382,6 +406,75 @@ impl Sender {
     /// full channel simply waits, like a pipe's writer.
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         self.send_inner(msg, true, None).map_err(SendError::from)
+    }
+
+    /// Sends a batch: the longest prefix of `msgs` that fits, at least
+    /// one message (waiting while not even the first fits), published
+    /// together; returns how many were sent, like a `write` of a prefix.
+    ///
+    /// In SPSC the receiver sees the whole batch with one store (and one
+    /// look at it), which is what makes small messages cheap: pair it with
+    /// [`Receiver::recv_batch`]. In MPSC each record is claimed and
+    /// published by itself, as by [`Sender::send`], and the receiver is
+    /// woken at most once for the batch.
+    ///
+    /// Errors are those of [`Sender::send`], and come only when nothing
+    /// was sent: a message after the first that is too large, or that
+    /// does not fit now, ends the batch early (the next call sends it or
+    /// reports why not). An empty `msgs` sends nothing and returns 0.
+    ///
+    /// ```no_run
+    /// # fn f(tx: &mut shmchan::Sender, msgs: &[&[u8]]) -> Result<(), shmchan::SendError> {
+    /// let mut rest = msgs;
+    /// while !rest.is_empty() {
+    ///     let n = tx.send_batch(rest)?;
+    ///     rest = &rest[n..];
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, SendError> {
+        self.batch_inner(msgs, true).map_err(SendError::from)
+    }
+
+    /// [`Sender::send_batch`] without waiting: the prefix of `msgs` that
+    /// fits now ([`TrySendError::Full`] when not even the first does).
+    pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, TrySendError> {
+        self.batch_inner(msgs, false).map_err(TrySendError::from)
+    }
+
+    fn batch_inner(&mut self, msgs: &[&[u8]], block: bool) -> Result<usize, WaitError> {
+        let Some((first, rest)) = msgs.split_first() else {
+            return if self.reg.forked() {
+                Err(WaitError::Forked)
+            } else {
+                Ok(0)
+            };
+        };
+        let mut r = self.reserve_inner(first.len(), block, None)?;
+        let mut sent = 0;
+        let mut next = rest.iter();
+        loop {
+            // Counted before the publish: see Tally.
+            self.tally.add(r.len, &self.reg.segment().mapped);
+            // SAFETY: `r` is the reservation our producer just made: space
+            // only we may write until we commit it, which we do next, once.
+            unsafe {
+                self.producer
+                    .view()
+                    .region()
+                    .copy_in(r.data_offset, msgs[sent]);
+                self.producer.commit_batched(r);
+            }
+            sent += 1;
+            match next.next().map(|m| self.producer.try_reserve(m.len())) {
+                Some(Ok(more)) => r = more,
+                // Full, too large or damaged: the next call says which.
+                Some(Err(_)) | None => break,
+            }
+        }
+        self.producer.publish_pending();
+        self.flush();
+        Ok(sent)
     }
 
     /// Sends `msg` if there is space now.

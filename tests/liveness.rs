@@ -329,6 +329,12 @@ fn a_receiver_that_left_is_seen_at_the_next_send() {
     for flavor in [shmchan::Flavor::Spsc, shmchan::Flavor::Mpsc] {
         let (ch, guard) = fresh(Options::default().flavor(flavor).capacity(1 << 20));
         let key = ch.key();
+        // All three are in before the receiver exists: it takes the first
+        // and leaves, and a send after its departure must fail.
+        let mut tx = ch.sender().unwrap();
+        for m in [&b"0"[..], b"1", b"2"] {
+            tx.send(m).unwrap();
+        }
         let mut child = spawn(move || {
             let ch = Channel::open(key).unwrap();
             let mut rx = ch.receiver().unwrap();
@@ -336,10 +342,6 @@ fn a_receiver_that_left_is_seen_at_the_next_send() {
             assert_eq!(&*m, b"0");
             0 // the receiver drops here, cleanly
         });
-        let mut tx = ch.sender().unwrap();
-        for m in [&b"0"[..], b"1", b"2"] {
-            tx.send(m).unwrap();
-        }
         assert_eq!(child.wait(), 0);
         assert_eq!(
             tx.try_send(b"3"),

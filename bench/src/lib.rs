@@ -126,10 +126,13 @@ pub struct Config {
 }
 
 /// Every transport the harness knows. `shmchan-mpsc-N`: an MPSC channel
-/// with N producer processes (sharing the producer core when pinned).
+/// with N producer processes (sharing the producer core when pinned);
+/// `shmchan-batch`: SPSC, `send_batch` of [`BATCH`] messages and
+/// `recv_batch`, each message copied out.
 pub const TRANSPORTS: &[&str] = &[
     "shmchan",
     "shmchan-zc",
+    "shmchan-batch",
     "shmchan-mpsc-1",
     "shmchan-mpsc-2",
     "shmchan-mpsc-4",
@@ -145,7 +148,9 @@ pub const TRANSPORTS: &[&str] = &[
 /// CPU).
 fn measures(transport: &str) -> (bool, bool, bool) {
     match transport {
-        "shmchan-zc" | "shmchan-mpsc-2" | "shmchan-mpsc-4" | "limit-memcpy" => (true, false, false),
+        "shmchan-zc" | "shmchan-batch" | "shmchan-mpsc-2" | "shmchan-mpsc-4" | "limit-memcpy" => {
+            (true, false, false)
+        }
         "shmchan-mpsc-1" => (true, false, true),
         "limit-ring" => (true, true, false),
         "limit-cacheline" => (false, true, false),
@@ -455,6 +460,9 @@ pub(crate) fn over_bytes<T>(
     )
 }
 
+/// Messages per `send_batch` of the `shmchan-batch` transport.
+pub const BATCH: usize = 32;
+
 /// Bytes of ring the shmchan channels (and the limit ring) get for
 /// `size`-byte messages.
 pub fn ring_bytes(size: usize) -> usize {
@@ -547,6 +555,51 @@ fn throughput(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config) 
                     }
                 },
                 || count_received(&mut rx, size, zc),
+            )
+        }
+        "shmchan-batch" => {
+            let ch = channel(size);
+            let mut rx = ch.receiver().expect("receiver");
+            rx.set_spin_limit(1000);
+            two_processes(
+                one,
+                cfg.pin,
+                || {
+                    let mut tx = ch.sender().expect("sender");
+                    let end = Instant::now() + duration;
+                    let mut bufs = vec![vec![0u8; size]; BATCH];
+                    let mut seq = 0u64;
+                    while Instant::now() < end {
+                        for _ in 0..256 / BATCH {
+                            for b in &mut bufs {
+                                stamp(b, seq);
+                                seq += 1;
+                            }
+                            let batch: Vec<&[u8]> = bufs.iter().map(Vec::as_slice).collect();
+                            let mut rest = &batch[..];
+                            while !rest.is_empty() {
+                                rest = &rest[tx.send_batch(rest).expect("send_batch")..];
+                            }
+                        }
+                    }
+                },
+                || {
+                    let mut buf = vec![0u8; size];
+                    let mut pending = 0u64;
+                    count_until(|| {
+                        if pending == 0 {
+                            match rx.recv_batch(4 * BATCH, |m| {
+                                let k = m.len().min(size);
+                                buf[..k].copy_from_slice(&m[..k]);
+                            }) {
+                                Ok(n) => pending = n as u64,
+                                Err(_) => return false,
+                            }
+                        }
+                        pending -= 1;
+                        true
+                    })
+                },
             )
         }
         "limit-ring" => {

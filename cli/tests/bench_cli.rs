@@ -62,7 +62,12 @@ fn short_run_gives_every_transport_its_figures() {
         let streams = *t != "limit-cacheline";
         let pings = !matches!(
             *t,
-            "shmchan-zc" | "shmchan-mpsc-1" | "shmchan-mpsc-2" | "shmchan-mpsc-4" | "limit-memcpy"
+            "shmchan-zc"
+                | "shmchan-batch"
+                | "shmchan-mpsc-1"
+                | "shmchan-mpsc-2"
+                | "shmchan-mpsc-4"
+                | "limit-memcpy"
         );
         let wakes = matches!(
             *t,

@@ -35,10 +35,13 @@ const PUBLISH: Ordering = Ordering::Relaxed;
 #[derive(Debug)]
 pub struct Producer<'a> {
     view: RingView<'a>,
-    /// Our position: the end of what we published (equal to shared `tail`).
+    /// Our position: the end of what we committed (equal to the shared
+    /// `tail` unless `pending`).
     tail: u64,
     /// The consumer's `head` as last seen; may be stale (behind).
     cached_head: u64,
+    /// Records committed with `commit_unpublished` and not yet published.
+    pending: bool,
     /// Receivers claimed by our publishes that the caller must post for.
     wake: Wakeups,
 }
@@ -69,6 +72,7 @@ impl<'a> Producer<'a> {
             view,
             tail,
             cached_head: head,
+            pending: false,
             wake: Wakeups::default(),
         })
     }
@@ -171,6 +175,38 @@ impl<'a> Producer<'a> {
         self.publish(r.end);
     }
 
+    /// Writes a reserved record's header like [`Producer::commit`] but
+    /// does not publish it: it becomes visible to the consumer with the
+    /// next store of `tail` (the next commit, a padding record, or
+    /// [`Producer::publish_pending`]), so a batch of records costs one
+    /// store of `tail`, and one look at it.
+    ///
+    /// # Safety
+    /// As for [`Producer::commit`].
+    pub unsafe fn commit_unpublished(&mut self, r: Reservation) {
+        debug_assert_eq!(r.start, self.tail);
+        let idx = self.view.index(r.start);
+        // SAFETY: as in commit: the header word is free, unpublished
+        // space, ours until the store of tail.
+        unsafe {
+            self.view
+                .region()
+                .write_u64(idx, record_header(kind::MESSAGE, r.len as u32))
+        };
+        self.tail = r.end;
+        self.pending = true;
+    }
+
+    /// Publishes the records committed with
+    /// [`Producer::commit_unpublished`] since the last store of `tail`
+    /// (one Release store for all of them); nothing when there are none.
+    #[inline]
+    pub fn publish_pending(&mut self) {
+        if self.pending {
+            self.publish(self.tail);
+        }
+    }
+
     /// Copies `msg` into the ring as one record.
     #[cfg(any(shmchan_loom, feature = "internals", test))]
     pub fn try_push(&mut self, msg: &[u8]) -> Result<(), ReserveError> {
@@ -187,6 +223,7 @@ impl<'a> Producer<'a> {
     #[inline]
     fn publish(&mut self, tail: u64) {
         self.tail = tail;
+        self.pending = false;
         // Release (PUBLISH): pairs with the Acquire load of tail in
         // Cursor::refresh; makes the record's header and payload visible
         // before the new tail.
