@@ -905,9 +905,11 @@ impl Model {
 ///
 /// First byte below 0x80 (SPSC; the inputs of earlier versions, except
 /// those whose first byte was 0x80 or more): capacity exponent
-/// (`64 << (b % 5)`, up to 1 KiB). SPSC operations: `op % 7`: 0 try_push,
+/// (`64 << (b % 5)`, up to 1 KiB). SPSC operations: `op % 8`: 0 try_push,
 /// 1 reserve + commit, 2 reserve + abort (each with a u16), 3 recv, 4 recv
-/// kept for a batch, 5 release, 6 has_space (u16) and has_data.
+/// kept for a batch, 5 release, 6 has_space (u16) and has_data, 7 a batch
+/// of `1 + b % 8` records (a byte, then a u16 each) committed unpublished
+/// and published once (an earlier version read 7 as 0).
 ///
 /// First byte with bit 7 set (MPSC): bit 6 set gives 3 producers (pids
 /// 10, 20, 30; else 2), `(b & 0x3f) % 5` the capacity exponent; the
@@ -964,7 +966,7 @@ pub fn ops(data: &[u8]) {
     let mut ops_done = 0;
     while !input.is_empty() && ops_done < 10_000 {
         ops_done += 1;
-        match input.u8() % 7 {
+        match input.u8() % 8 {
             // try_send: copy.
             0 => {
                 let len = len_of(input.u16());
@@ -1021,6 +1023,30 @@ pub fn ops(data: &[u8]) {
             5 => {
                 c.release();
                 m.release();
+            }
+            // A batch: up to 8 records committed unpublished, then one
+            // publish (what Sender::send_batch does); the model takes them
+            // one by one, and the shared tail is checked after the op.
+            7 => {
+                let k = 1 + usize::from(input.u8() % 8);
+                for _ in 0..k {
+                    let len = len_of(input.u16());
+                    let msg = payload(seq, len);
+                    seq += 1;
+                    let r = p.try_reserve(len);
+                    let want = m.reserve(len);
+                    assert_eq!(
+                        outcome(r.as_ref().map(drop)),
+                        want,
+                        "batch try_reserve({len})"
+                    );
+                    let Ok(r) = r else { break };
+                    write_payload(ring.view().region(), &r, &msg);
+                    // SAFETY: `r` is what `p.try_reserve` just returned.
+                    unsafe { p.commit_unpublished(r) };
+                    m.commit(msg);
+                }
+                p.publish_pending();
             }
             // has_space / has_data agree with the model.
             _ => {
@@ -1657,7 +1683,7 @@ pub fn ops_seeds() -> Vec<(String, Vec<u8>)> {
         v.extend_from_slice(&max.to_le_bytes());
         for &(op, len) in ops {
             v.push(op);
-            if !matches!(op % 7, 3..=5) {
+            if !matches!(op % 8, 3..=5) {
                 v.extend_from_slice(&len.to_le_bytes());
             }
         }
@@ -1682,6 +1708,18 @@ pub fn ops_seeds() -> Vec<(String, Vec<u8>)> {
         .chain([(5, 0)])
         .collect();
     seeds.push(("held-until-full".into(), prog(0, 56, &held)));
+    // Batches of 4 records across the wrap of a 128-byte ring, each
+    // drained by 4 receives (op 7: a count byte, then a u16 per record).
+    let mut batches = vec![1u8];
+    batches.extend_from_slice(&100u16.to_le_bytes());
+    for i in 0..30u16 {
+        batches.extend_from_slice(&[7, 3]);
+        for j in 0..4 {
+            batches.extend_from_slice(&((i * 7 + j * 5) % 24).to_le_bytes());
+        }
+        batches.extend_from_slice(&[3, 3, 3, 3]);
+    }
+    seeds.push(("batches-wrap".to_string(), batches));
     seeds.extend(ops_mpsc_seeds());
     seeds
 }
