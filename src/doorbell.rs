@@ -93,7 +93,15 @@ impl Futex for SlotFutex<'_> {
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
         // Relaxed: a statistic, read by nobody for synchronisation.
         self.sleeps.fetch_add(1, Ordering::Relaxed);
-        sys::futex_wait(word, expected, timeout);
+        if sys::futex_wait(word, expected, timeout) == sys::Woken::Failed {
+            // No futex here (a seccomp filter, say): sleep a little instead
+            // of returning at once, so that a blocked send polls rather
+            // than spins; it sees space within UNFENCED_POLL.
+            let t = timeout.map_or(crate::wait::UNFENCED_POLL, |t| {
+                t.min(crate::wait::UNFENCED_POLL)
+            });
+            std::thread::sleep(t);
+        }
     }
 
     fn wake(&self, word: &AtomicU32) {

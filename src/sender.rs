@@ -474,6 +474,9 @@ impl Sender {
         }
         self.producer.publish_pending();
         self.flush();
+        // The liveness look counts messages, not calls (reserve_inner
+        // counted the first); at 1 the next send looks.
+        self.until_look = self.until_look.saturating_sub(sent as u32 - 1).max(1);
         Ok(sent)
     }
 

@@ -24,6 +24,7 @@ pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(shmchan_loom))]
 mod region {
     use std::marker::PhantomData;
+    #[cfg(any(shmchan_loom, feature = "internals", test))]
     use std::ptr;
 
     /// The data region of a ring: `len` bytes, 8-byte aligned, borrowed
@@ -84,6 +85,7 @@ mod region {
         /// # Safety
         /// No other thread or process writes the word during the call (the
         /// ring protocol gives the caller the record it belongs to).
+        #[cfg(any(shmchan_loom, feature = "internals"))]
         #[inline]
         pub unsafe fn read_u64(&self, off: usize) -> u64 {
             self.check(off, 8);
@@ -100,6 +102,7 @@ mod region {
         /// # Safety
         /// No other thread or process accesses the word during the call
         /// (the ring protocol gives the caller the space it belongs to).
+        #[cfg(any(shmchan_loom, feature = "internals", test))]
         #[inline]
         pub unsafe fn write_u64(&self, off: usize, v: u64) {
             self.check(off, 8);

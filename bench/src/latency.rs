@@ -38,7 +38,9 @@ pub struct Latency {
     /// The offered rate, messages per second.
     pub rate: f64,
     /// The rate the consumer received at (below `rate` when the transport
-    /// cannot keep up; the latencies then grow for as long as it runs).
+    /// cannot keep up: its latencies then grow for as long as it runs, and
+    /// the messages it was given no time to send are not counted, so its
+    /// percentiles are a lower bound).
     pub received_per_s: f64,
     /// Median one-way latency, nanoseconds.
     pub p50_ns: f64,
@@ -46,7 +48,7 @@ pub struct Latency {
     pub p99_ns: f64,
     /// 99.99th percentile.
     pub p9999_ns: f64,
-    /// The largest.
+    /// The largest (in a row of the table: over all repetitions).
     pub max_ns: f64,
     /// Messages measured (after the warm-up).
     pub samples: u64,
@@ -218,7 +220,10 @@ pub fn fixed_rate(
 ) -> Option<Latency> {
     let size = size.max(8);
     let measured = (rate * cfg.duration.as_secs_f64()).max(1000.0) as u64;
-    let record = (size + 8).next_multiple_of(64) as u64;
+    // One pass over the ring of the transport with the smallest records
+    // (shmchan's: header and payload rounded to 8 bytes), so that no
+    // measured message touches a page for the first time.
+    let record = shmchan::layout::record_size(size) as u64;
     let warmup = (measured / 10).max(ring_bytes(size) as u64 / record + 1);
     let n = measured + warmup;
     Some(match transport {
@@ -284,13 +289,14 @@ pub fn fixed_rate(
 /// Parses a rate: a number of messages per second with an optional `k`,
 /// `M` or `G` suffix (`250k`, `1M`, `2.5M`, `1000000`).
 pub fn parse_rate(s: &str) -> Result<f64, String> {
-    let (num, mult) = match s.trim().char_indices().last() {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
         Some((i, 'k' | 'K')) => (&s[..i], 1e3),
         Some((i, 'm' | 'M')) => (&s[..i], 1e6),
         Some((i, 'g' | 'G')) => (&s[..i], 1e9),
         _ => (s, 1.0),
     };
-    match num.trim().parse::<f64>() {
+    match num.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v * mult <= 1e10 => Ok(v * mult),
         _ => Err(format!(
             "{s:?} is not a rate (messages per second, e.g. 250k, 1M, 10M; at most 10G)"
@@ -344,6 +350,8 @@ mod tests {
         assert_eq!(parse_rate("250k"), Ok(250e3));
         assert_eq!(parse_rate("2.5M"), Ok(2.5e6));
         assert_eq!(parse_rate("1000"), Ok(1000.0));
+        assert_eq!(parse_rate(" 10M"), Ok(10e6), "a space after a comma");
+        assert_eq!(parse_rate("250k "), Ok(250e3));
         assert!(parse_rate("0").is_err());
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("-1M").is_err());

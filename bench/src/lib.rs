@@ -474,7 +474,8 @@ pub fn ring_bytes(size: usize) -> usize {
 /// measured round trip is the first touch of a page (a page fault costs
 /// microseconds and would land in the tail percentiles).
 pub fn warmup_round_trips(size: usize, n: usize) -> usize {
-    let record = (size + 8).next_multiple_of(64);
+    // shmchan's records are the smallest of any transport's here.
+    let record = shmchan::layout::record_size(size);
     (n / 10).max(ring_bytes(size) / record + 1)
 }
 
@@ -1045,7 +1046,7 @@ fn fixed_rate_rows(
                     p50_ns: med(|l| l.p50_ns),
                     p99_ns: med(|l| l.p99_ns),
                     p9999_ns: med(|l| l.p9999_ns),
-                    max_ns: med(|l| l.max_ns),
+                    max_ns: r.iter().map(|l| l.max_ns).fold(f64::NAN, f64::max),
                     samples: r.iter().map(|l| l.samples).min().unwrap_or(0),
                 }),
             }
@@ -1157,6 +1158,7 @@ pub fn table(rows: &[Row]) -> String {
             "\none-way latency at a fixed offered rate (from each message's intended send time)\n{:<15} {:>6} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
             "transport", "size", "offered", "received/s", "p50", "p99", "p99.99", "max", "/limit"
         );
+        let mut any_overloaded = false;
         for (r, l) in fixed {
             let limit_p50 = rows
                 .iter()
@@ -1168,18 +1170,27 @@ pub fn table(rows: &[Row]) -> String {
                 Some(b) if b > 0.0 && l.p50_ns.is_finite() => format!("{:.2}x", l.p50_ns / b),
                 _ => "-".to_string(),
             };
+            let overloaded = l.received_per_s < 0.95 * l.rate;
+            any_overloaded |= overloaded;
             out += &format!(
                 "{:<15} {:>6} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7}\n",
                 r.transport,
                 r.size,
                 short_rate(l.rate),
-                short_rate(l.received_per_s),
+                format!(
+                    "{}{}",
+                    short_rate(l.received_per_s),
+                    if overloaded { "*" } else { "" }
+                ),
                 short_ns(Some(l.p50_ns)),
                 short_ns(Some(l.p99_ns)),
                 short_ns(Some(l.p9999_ns)),
                 short_ns(Some(l.max_ns)),
                 ratio,
             );
+        }
+        if any_overloaded {
+            out += "* could not take the offered rate: latency grew for as long as the run lasted, and what it had no time to send is not counted (the percentiles are lower bounds)\n";
         }
     }
     out

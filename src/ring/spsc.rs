@@ -144,14 +144,12 @@ impl<'a> Producer<'a> {
                 return Err(ReserveError::Full);
             }
             let pad_len = (contiguous - RECORD_HEADER as u64) as u32;
-            // SAFETY: [tail, tail + contiguous) is free (checked above, the
-            // consumer's reads of it ordered before by the Acquire load of
-            // head) and unpublished: ours alone until the store of tail.
-            unsafe {
-                self.view
-                    .region()
-                    .write_u64(idx, record_header(kind::PADDING, pad_len))
-            };
+            // Relaxed: the store of tail below (Release) publishes it;
+            // atomic, as every word another process may write.
+            self.view
+                .region()
+                .atomic_u64(idx)
+                .store(record_header(kind::PADDING, pad_len), Ordering::Relaxed);
             self.publish(self.tail.wrapping_add(contiguous));
         }
         Err(ReserveError::Full)
@@ -164,14 +162,7 @@ impl<'a> Producer<'a> {
     /// not yet committed.
     pub unsafe fn commit(&mut self, r: Reservation) {
         debug_assert_eq!(r.start, self.tail);
-        let idx = self.view.index(r.start);
-        // SAFETY: the reservation's header word is free, unpublished space
-        // (the caller's contract): ours until the store of tail.
-        unsafe {
-            self.view
-                .region()
-                .write_u64(idx, record_header(kind::MESSAGE, r.len as u32))
-        };
+        self.write_header(r);
         self.publish(r.end);
     }
 
@@ -185,16 +176,24 @@ impl<'a> Producer<'a> {
     /// As for [`Producer::commit`].
     pub unsafe fn commit_unpublished(&mut self, r: Reservation) {
         debug_assert_eq!(r.start, self.tail);
-        let idx = self.view.index(r.start);
-        // SAFETY: as in commit: the header word is free, unpublished
-        // space, ours until the store of tail.
-        unsafe {
-            self.view
-                .region()
-                .write_u64(idx, record_header(kind::MESSAGE, r.len as u32))
-        };
+        self.write_header(r);
         self.tail = r.end;
         self.pending = true;
+    }
+
+    /// Stores the header word of reservation `r` (free, unpublished space:
+    /// the callers' contract).
+    #[inline]
+    fn write_header(&self, r: Reservation) {
+        // Relaxed: the store of tail that publishes the record (Release)
+        // orders it; atomic, as every word another process may write.
+        self.view
+            .region()
+            .atomic_u64(self.view.index(r.start))
+            .store(
+                record_header(kind::MESSAGE, r.len as u32),
+                Ordering::Relaxed,
+            );
     }
 
     /// Publishes the records committed with
@@ -311,10 +310,12 @@ impl<'a> Consumer<'a> {
             let read = c.position();
             let view = *c.view();
             let idx = view.index(read);
-            // SAFETY: the header word lies before tail (avail > 0), so it is
-            // published (our Acquire load of tail saw it) and not released:
-            // no honest producer writes it now.
-            let (k, len) = split_record_header(unsafe { view.region().read_u64(idx) });
+            // Relaxed: the header lies before tail (avail > 0): published,
+            // and ordered by our Acquire load of tail. Loaded once, as an
+            // atomic: a writer outside the protocol can change the word,
+            // not what this one load returned.
+            let word = view.region().atomic_u64(idx).load(Ordering::Relaxed);
+            let (k, len) = split_record_header(word);
             match k {
                 kind::MESSAGE => {
                     let rec = view.check_record("message record does not fit", read, len, avail)?;

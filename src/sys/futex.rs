@@ -14,6 +14,9 @@ pub enum Woken {
     Yes,
     /// The timeout passed, or a signal interrupted the wait.
     No,
+    /// The call failed (`ENOSYS`, a seccomp filter's `EPERM`, …): it did
+    /// not wait at all.
+    Failed,
 }
 
 /// Sleeps while `word` holds `expected`, for at most `timeout` (`None`:
@@ -48,8 +51,8 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) ->
     }
     match std::io::Error::last_os_error().raw_os_error() {
         Some(libc::EAGAIN) => Woken::Yes,
-        // ETIMEDOUT, EINTR, and anything unexpected: the caller re-checks.
-        _ => Woken::No,
+        Some(libc::ETIMEDOUT | libc::EINTR) => Woken::No,
+        _ => Woken::Failed,
     }
 }
 

@@ -16,7 +16,7 @@ mod sem;
 mod shm;
 
 pub use error::IpcError;
-pub use futex::{futex_wait, futex_wake};
+pub use futex::{futex_wait, futex_wake, Woken};
 pub use key::Key;
 pub use membarrier::{membarrier_global, membarrier_register};
 pub use process::{

@@ -909,7 +909,8 @@ impl Model {
 /// 1 reserve + commit, 2 reserve + abort (each with a u16), 3 recv, 4 recv
 /// kept for a batch, 5 release, 6 has_space (u16) and has_data, 7 a batch
 /// of `1 + b % 8` records (a byte, then a u16 each) committed unpublished
-/// and published once (an earlier version read 7 as 0).
+/// and published once (an earlier version took the op modulo 7, so an
+/// old input's op bytes from 7 up mean other operations now).
 ///
 /// First byte with bit 7 set (MPSC): bit 6 set gives 3 producers (pids
 /// 10, 20, 30; else 2), `(b & 0x3f) % 5` the capacity exponent; the
