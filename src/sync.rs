@@ -27,6 +27,43 @@ mod region {
     #[cfg(any(shmchan_loom, feature = "internals", test))]
     use std::ptr;
 
+    /// Bulk zeroing of shared memory with the x86-64 string instruction
+    /// `rep stosq`. Inline assembly is outside Rust's memory model (to the
+    /// compiler it is code it cannot see, like a foreign call), so a peer
+    /// that writes the same bytes meanwhile is no data race in this
+    /// process, as with word-by-word atomics; and it runs at memset's
+    /// speed, which word-sized atomics, never merged into vector stores,
+    /// do not (they halved an MPSC receiver's throughput at 1 KiB, zeroing
+    /// what it released). `rep movsb` for the copies was measured too and
+    /// kept out: at 64 KiB it streamed a quarter slower than the word
+    /// loop, and at 1 KiB its round trip was 15 % longer.
+    #[cfg(target_arch = "x86_64")]
+    mod bulk {
+        /// Below this many bytes the word loop is as fast.
+        pub(super) const MIN: usize = 256;
+
+        /// Zeroes `n` 8-byte words at `dst`.
+        ///
+        /// # Safety
+        /// `dst` is 8-aligned and valid for writes of `n` words.
+        #[inline]
+        pub(super) unsafe fn zero_words(dst: *mut u64, n: usize) {
+            // SAFETY: the caller's contract; `rep stosq` stores rax (0)
+            // into rcx words from rdi, forwards (the direction flag is
+            // clear on entry to asm!, and the instruction leaves the flags
+            // alone).
+            unsafe {
+                core::arch::asm!(
+                    "rep stosq",
+                    inout("rcx") n => _,
+                    inout("rdi") dst => _,
+                    in("rax") 0u64,
+                    options(nostack, preserves_flags)
+                )
+            }
+        }
+    }
+
     /// The data region of a ring: `len` bytes, 8-byte aligned, borrowed
     /// for `'a`.
     ///
@@ -197,7 +234,15 @@ mod region {
         #[inline]
         pub unsafe fn zero(&self, off: usize, n: usize) {
             assert!(n.is_multiple_of(8), "unaligned zeroing {off}+{n}");
-            for word in self.atomic_words(off, n / 8) {
+            let words = self.atomic_words(off, n / 8);
+            #[cfg(target_arch = "x86_64")]
+            if n >= bulk::MIN {
+                // SAFETY: the n bytes at off are the checked range
+                // (atomic_words), 8-aligned, the caller's.
+                unsafe { bulk::zero_words(self.base.add(off).cast::<u64>(), n / 8) };
+                return;
+            }
+            for word in words {
                 // Relaxed: the Release store of head that follows
                 // publishes the zeros (see Cursor::release_to).
                 word.store(0, super::Ordering::Relaxed);
@@ -452,5 +497,40 @@ mod tests {
             .map(|i| if (8..24).contains(&i) { 0 } else { 7 })
             .collect();
         assert_eq!(all, want);
+    }
+
+    /// The same at the lengths where bulk zeroing (`rep stosq`) takes
+    /// over, and past them.
+    #[test]
+    fn bulk_copies_round_trip() {
+        let mut mem = vec![0u64; 512];
+        // SAFETY: `mem` is 4096 bytes, 8-aligned, used only through
+        // `region` below while it lives.
+        let region = unsafe { Region::from_raw(mem.as_mut_ptr().cast(), 4096) };
+        for len in (240..=280).chain([1000, 1031, 2048, 4000]) {
+            let src: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8 | 1).collect();
+            // SAFETY: one thread; no reference views the region.
+            unsafe { region.copy_in(0, &src[..len.min(4088)]) };
+            let mut out = vec![3u8; 2];
+            region.copy_out(0, len, &mut out);
+            assert_eq!(&out[..2], &[3, 3], "len {len}");
+            assert_eq!(&out[2..], &src[..], "len {len}");
+            let end = len.div_ceil(8) * 8;
+            let mut padded = Vec::new();
+            region.copy_out(0, end, &mut padded);
+            assert!(padded[len..].iter().all(|&b| b == 0), "len {len}: padding");
+            // SAFETY: as above.
+            unsafe { region.zero(8, end - 16) };
+            let mut after = Vec::new();
+            region.copy_out(0, end, &mut after);
+            let zeroed = end - 16;
+            assert_eq!(&after[..8], &src[..8], "len {len}: before the zeroing");
+            assert!(after[8..8 + zeroed].iter().all(|&b| b == 0), "len {len}");
+            assert_eq!(
+                &after[8 + zeroed..len],
+                &src[8 + zeroed..],
+                "len {len}: after"
+            );
+        }
     }
 }
