@@ -264,9 +264,13 @@ impl Sender {
         self.reg.segment().ring_bell(SEM_DATA, n);
     }
 
+    /// Reserves space for a `len`-byte record, on behalf of `sends`
+    /// messages (a batch's: they count toward the liveness look at once,
+    /// the ones that will not fit too, which only brings the look closer).
     fn reserve_inner(
         &mut self,
         len: usize,
+        sends: u32,
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<Reservation, WaitError> {
@@ -279,7 +283,7 @@ impl Sender {
         if receiver_left(self.producer.view().state()) {
             return Err(WaitError::Disconnected);
         }
-        self.until_look -= 1;
+        self.until_look = self.until_look.saturating_sub(sends);
         if self.until_look == 0 {
             if receiver_gone(self.reg.segment()) {
                 // Look again at the next send, until a receiver is back.
@@ -380,7 +384,7 @@ impl Sender {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<(), WaitError> {
-        let r = self.reserve_inner(msg.len(), block, deadline)?;
+        let r = self.reserve_inner(msg.len(), 1, block, deadline)?;
         // Counted before the publish: see Tally.
         self.tally.add(r.len, &self.reg.segment().mapped);
         // SAFETY: `r` is the reservation our producer just made: space only
@@ -450,7 +454,12 @@ impl Sender {
                 Ok(0)
             };
         };
-        let mut r = self.reserve_inner(first.len(), block, None)?;
+        let mut r = self.reserve_inner(
+            first.len(),
+            u32::try_from(msgs.len()).unwrap_or(u32::MAX),
+            block,
+            None,
+        )?;
         let mut sent = 0;
         let mut next = rest.iter();
         loop {
@@ -474,9 +483,6 @@ impl Sender {
         }
         self.producer.publish_pending();
         self.flush();
-        // The liveness look counts messages, not calls (reserve_inner
-        // counted the first); at 1 the next send looks.
-        self.until_look = self.until_look.saturating_sub(sent as u32 - 1).max(1);
         Ok(sent)
     }
 
@@ -512,7 +518,7 @@ impl Sender {
     /// ```
     pub fn reserve(&mut self, len: usize) -> Result<Grant<'_>, SendError> {
         let res = self
-            .reserve_inner(len, true, None)
+            .reserve_inner(len, 1, true, None)
             .map_err(SendError::from)?;
         self.flush();
         Ok(Grant { tx: self, res })
@@ -535,7 +541,7 @@ impl Sender {
     /// Reserves `len` bytes if there is space now.
     pub fn try_reserve(&mut self, len: usize) -> Result<Grant<'_>, TrySendError> {
         let res = self
-            .reserve_inner(len, false, None)
+            .reserve_inner(len, 1, false, None)
             .map_err(TrySendError::from)?;
         self.flush();
         Ok(Grant { tx: self, res })

@@ -56,18 +56,23 @@ fn batches_arrive_whole_and_in_order() {
         let stream = Stream::new(MAX);
         let all: Vec<Vec<u8>> = (0..N).map(|s| stream.message(s)).collect();
         let mut rng = Rng::new();
-        let (mut at, mut short) = (0usize, 0u32);
+        let (mut at, mut short, mut several) = (0usize, 0u32, 0u32);
         while at < all.len() {
             let want = (1 + rng.below(97) as usize).min(all.len() - at);
             let batch: Vec<&[u8]> = all[at..at + want].iter().map(Vec::as_slice).collect();
             let n = tx.send_batch(&batch).unwrap();
             assert!((1..=want).contains(&n), "sent {n} of {want}");
             short += u32::from(n < want);
+            several += u32::from(n > 1);
             at += n;
         }
         assert!(
             short > 0,
             "{flavor:?}: no batch was ever cut short by the full ring"
+        );
+        assert!(
+            several > 100,
+            "{flavor:?}: only {several} batches sent more than one message"
         );
         drop(tx);
         assert_eq!(child.wait(), 0, "{flavor:?}");
@@ -91,6 +96,8 @@ fn short_batches_and_errors() {
         assert_eq!(tx.send_batch(&[]).unwrap(), 0);
         let n = tx.send_batch(&[&small, &small, &big, &small]).unwrap();
         assert_eq!(n, 2, "{flavor:?}: the batch ends before the large one");
+        // Nothing of a batch is left unpublished once the call returns.
+        assert_eq!(ch.stats().unwrap().used_bytes(), 2 * 24, "{flavor:?}");
         assert!(matches!(
             tx.send_batch(&[&big, &small]),
             Err(SendError::TooLarge { len: 101, max: 100 })

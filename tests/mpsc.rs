@@ -892,23 +892,32 @@ fn senders_killed_asleep_leave_nothing_behind() {
 /// next poll, when the receiver leaves and when the channel is removed:
 /// both clear every slot's sleeping flag (which a sender's poll would
 /// clear only up to 100 ms later) and wake its futex; every sender then
-/// reports `Disconnected`.
+/// reports `Disconnected`, each within 50 ms (at most 2 of the 16 later:
+/// a loaded machine; were the futexes not woken, about half would wait
+/// for their poll).
 #[test]
 fn sleeping_senders_are_woken_when_the_receiver_leaves_or_the_channel_goes() {
-    const SENDERS: usize = 3;
+    const SENDERS: usize = 8;
+    const SLOW: Duration = Duration::from_millis(50);
+    let returned = SharedWords::new(2 * SENDERS);
+    let mut late = Vec::new();
     for remove in [false, true] {
+        let returned = &returned;
+        let base = usize::from(remove) * SENDERS;
         let (ch, guard) = fresh(mpsc(4096, 1000).max_senders(SENDERS + 1));
         let key = ch.key();
         let rx = ch.receiver().unwrap();
         let mut tx = ch.sender().unwrap();
         while tx.try_send(&[0; 1000]).is_ok() {}
         let mut children: Vec<Child> = (0..SENDERS)
-            .map(|_| {
+            .map(|i| {
                 spawn(move || {
                     let ch = Channel::open(key).unwrap();
                     let mut tx = ch.sender().unwrap();
                     tx.set_spin_limit(0);
-                    match tx.send(&[1; 1000]) {
+                    let r = tx.send(&[1; 1000]);
+                    returned.at(base + i).store(mono_ns(), Ordering::Relaxed);
+                    match r {
                         Err(shmchan::SendError::Disconnected) => 0,
                         r => panic!("send on a channel whose receiver left: {r:?}"),
                     }
@@ -920,6 +929,7 @@ fn sleeping_senders_are_woken_when_the_receiver_leaves_or_the_channel_goes() {
         });
         assert!(asleep, "the senders never all slept on the full ring");
         let stats_before = ch.stats().unwrap();
+        let gone_at = mono_ns();
         if remove {
             ch.remove().unwrap();
         } else {
@@ -936,9 +946,22 @@ fn sleeping_senders_are_woken_when_the_receiver_leaves_or_the_channel_goes() {
         for c in &mut children {
             assert_eq!(c.wait_timeout(Duration::from_secs(10)), 0);
         }
+        for i in 0..SENDERS {
+            let took = returned
+                .at(base + i)
+                .load(Ordering::Relaxed)
+                .saturating_sub(gone_at);
+            late.extend((took > SLOW.as_nanos() as u64).then_some(took / 1_000_000));
+        }
         drop(tx);
         drop(guard);
     }
+    assert!(
+        late.len() <= 2,
+        "{} of {} senders took over {SLOW:?} to see the departure (ms: {late:?}): not woken",
+        late.len(),
+        2 * SENDERS
+    );
 }
 
 /// How many of the first `slots` sender slots of segment `shm_id` say

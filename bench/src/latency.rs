@@ -16,7 +16,10 @@ use std::io::{Read, Write};
 use shmchan::Flavor;
 
 use crate::os::monotonic_ns;
-use crate::{channel_of, limit, over_bytes, ring_bytes, two_processes, Config, SingleThreaded};
+use crate::{
+    channel_of, over_bytes, over_limit_ring, ring_bytes, stamp, stamp_of, two_processes, Config,
+    SingleThreaded,
+};
 
 /// The transports that measure it.
 pub const TRANSPORTS: &[&str] = &[
@@ -162,7 +165,7 @@ fn paced(rate: f64, n: u64, size: usize, mut send: impl FnMut(&[u8])) {
         if now > give_up {
             break;
         }
-        buf[..8].copy_from_slice(&due.to_le_bytes());
+        stamp(&mut buf, due);
         send(&buf);
     }
 }
@@ -199,12 +202,6 @@ fn measure(warmup: u64, rate: f64, mut next: impl FnMut() -> Option<u64>) -> Lat
         max_ns: h.quantile(1.0),
         samples: h.len(),
     }
-}
-
-fn due_of(m: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&m[..8]);
-    u64::from_le_bytes(b)
 }
 
 /// One run of `transport` at `rate` messages per second of `size` bytes,
@@ -246,30 +243,19 @@ pub fn fixed_rate(
                     tx.set_spin_limit(u32::MAX);
                     paced(rate, n, size, |m| tx.send(m).expect("send"));
                 },
-                || measure(warmup, rate, || rx.recv().ok().map(|m| due_of(&m))),
+                || measure(warmup, rate, || rx.recv().ok().map(|m| stamp_of(&m))),
             )
         }
-        "limit-ring" => {
-            let ring = limit::LimitRing::new(size, ring_bytes(size));
-            two_processes(
-                one,
-                cfg.pin,
-                || {
-                    // SAFETY: the ring's one producer, in the child; the
-                    // parent makes its one consumer.
-                    let mut tx = unsafe { ring.producer() };
-                    paced(rate, n, size, |m| tx.send(m));
-                    tx.finish();
-                },
-                || {
-                    // SAFETY: the ring's one consumer, in the parent; the
-                    // child makes its one producer.
-                    let mut rx = unsafe { ring.consumer() };
-                    let mut buf = vec![0u8; size];
-                    measure(warmup, rate, || rx.recv(&mut buf).then(|| due_of(&buf)))
-                },
-            )
-        }
+        "limit-ring" => over_limit_ring(
+            one,
+            cfg.pin,
+            size,
+            |send| paced(rate, n, size, send),
+            |recv| {
+                let mut buf = vec![0u8; size];
+                measure(warmup, rate, || recv(&mut buf).then(|| stamp_of(&buf)))
+            },
+        ),
         "pipe" | "unix-stream" | "unix-seqpacket" => over_bytes(
             one,
             transport,
@@ -278,7 +264,7 @@ pub fn fixed_rate(
             |r: &mut dyn Read| {
                 let mut buf = vec![0u8; size];
                 measure(warmup, rate, || {
-                    r.read_exact(&mut buf).ok().map(|()| due_of(&buf))
+                    r.read_exact(&mut buf).ok().map(|()| stamp_of(&buf))
                 })
             },
         ),

@@ -460,6 +460,37 @@ pub(crate) fn over_bytes<T>(
     )
 }
 
+/// Streams `size`-byte messages over a [`limit::LimitRing`], as
+/// [`over_bytes`] does over a byte stream: `produce` runs in a child
+/// process with the ring's send, `consume` here with its receive (false
+/// once the producer has finished and all is read).
+pub(crate) fn over_limit_ring<T>(
+    one: &SingleThreaded,
+    pinned: bool,
+    size: usize,
+    produce: impl FnOnce(&mut dyn FnMut(&[u8])),
+    consume: impl FnOnce(&mut dyn FnMut(&mut [u8]) -> bool) -> T,
+) -> T {
+    let ring = limit::LimitRing::new(size, ring_bytes(size));
+    two_processes(
+        one,
+        pinned,
+        || {
+            // SAFETY: the ring's one producer, in the child; the parent
+            // makes its one consumer.
+            let mut tx = unsafe { ring.producer() };
+            produce(&mut |m| tx.send(m));
+            tx.finish();
+        },
+        || {
+            // SAFETY: the ring's one consumer, in the parent; the child
+            // makes its one producer.
+            let mut rx = unsafe { ring.consumer() };
+            consume(&mut |buf| rx.recv(buf))
+        },
+    )
+}
+
 /// Messages per `send_batch` of the `shmchan-batch` transport.
 pub const BATCH: usize = 32;
 
@@ -479,10 +510,18 @@ pub fn warmup_round_trips(size: usize, n: usize) -> usize {
     (n / 10).max(ring_bytes(size) / record + 1)
 }
 
-/// Writes `seq` into the first bytes of `buf` (a message's number).
+/// Writes `seq` into the first bytes of `buf` (a message's number, or a
+/// time).
 pub fn stamp(buf: &mut [u8], seq: u64) {
     let n = buf.len().min(8);
     buf[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
+}
+
+/// What [`stamp`] wrote into a message of at least 8 bytes.
+pub fn stamp_of(m: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&m[..8]);
+    u64::from_le_bytes(b)
 }
 
 /// Calls `send` with numbered `size`-byte messages for `duration` (checking
@@ -603,27 +642,16 @@ fn throughput(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config) 
                 },
             )
         }
-        "limit-ring" => {
-            let ring = limit::LimitRing::new(size, ring_bytes(size));
-            two_processes(
-                one,
-                cfg.pin,
-                || {
-                    // SAFETY: the ring's one producer, in the child; the
-                    // parent makes its one consumer.
-                    let mut tx = unsafe { ring.producer() };
-                    stream_for(duration, size, |m| tx.send(m));
-                    tx.finish();
-                },
-                || {
-                    // SAFETY: the ring's one consumer, in the parent; the
-                    // child makes its one producer.
-                    let mut rx = unsafe { ring.consumer() };
-                    let mut buf = vec![0u8; size];
-                    count_until(|| rx.recv(&mut buf))
-                },
-            )
-        }
+        "limit-ring" => over_limit_ring(
+            one,
+            cfg.pin,
+            size,
+            |send| stream_for(duration, size, send),
+            |recv| {
+                let mut buf = vec![0u8; size];
+                count_until(|| recv(&mut buf))
+            },
+        ),
         "limit-memcpy" => limit::memcpy_rate(size, duration),
         "pipe" | "unix-stream" | "unix-seqpacket" => over_bytes(
             one,
@@ -783,12 +811,12 @@ fn wake_ups(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config) ->
         let mut buf = vec![0u8; size];
         for _ in 0..WAKE_SAMPLES {
             std::thread::sleep(WAKE_PAUSE);
-            buf[..8].copy_from_slice(&crate::os::monotonic_ns().to_le_bytes());
+            stamp(&mut buf, crate::os::monotonic_ns());
             send(&buf);
         }
     };
     let latency = |m: &[u8]| {
-        let sent = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
+        let sent = stamp_of(m);
         crate::os::monotonic_ns().saturating_sub(sent) as f64
     };
     let mut samples = Vec::with_capacity(WAKE_SAMPLES);

@@ -963,6 +963,20 @@ pub fn ops(data: &[u8]) {
         Err(ReserveError::TooLarge { .. }) => Reserve::TooLarge,
         Err(ReserveError::Corrupted(e)) => panic!("a well-used ring is corrupted: {e}"),
     };
+    // A reservation of `len` bytes, its outcome the model's, with `msg`
+    // written into it when it succeeds.
+    let reserve_checked = |p: &mut shmchan::internals::spsc::Producer<'_>,
+                           m: &mut Model,
+                           len: usize,
+                           msg: &[u8]|
+     -> Option<Reservation> {
+        let r = p.try_reserve(len);
+        let want = m.reserve(len);
+        assert_eq!(outcome(r.as_ref().map(drop)), want, "try_reserve({len})");
+        let r = r.ok()?;
+        write_payload(ring.view().region(), &r, msg);
+        Some(r)
+    };
 
     let mut ops_done = 0;
     while !input.is_empty() && ops_done < 10_000 {
@@ -985,11 +999,7 @@ pub fn ops(data: &[u8]) {
                 let len = len_of(input.u16());
                 let msg = payload(seq, len);
                 seq += 1;
-                let r = p.try_reserve(len);
-                let want = m.reserve(len);
-                assert_eq!(outcome(r.as_ref().map(drop)), want, "try_reserve({len})");
-                if let Ok(r) = r {
-                    write_payload(ring.view().region(), &r, &msg);
+                if let Some(r) = reserve_checked(&mut p, &mut m, len, &msg) {
                     if op == 1 {
                         // SAFETY: `r` is what `p.try_reserve` just returned.
                         unsafe { p.commit(r) };
@@ -1034,15 +1044,9 @@ pub fn ops(data: &[u8]) {
                     let len = len_of(input.u16());
                     let msg = payload(seq, len);
                     seq += 1;
-                    let r = p.try_reserve(len);
-                    let want = m.reserve(len);
-                    assert_eq!(
-                        outcome(r.as_ref().map(drop)),
-                        want,
-                        "batch try_reserve({len})"
-                    );
-                    let Ok(r) = r else { break };
-                    write_payload(ring.view().region(), &r, &msg);
+                    let Some(r) = reserve_checked(&mut p, &mut m, len, &msg) else {
+                        break;
+                    };
                     // SAFETY: `r` is what `p.try_reserve` just returned.
                     unsafe { p.commit_unpublished(r) };
                     m.commit(msg);
