@@ -242,8 +242,8 @@ pub use sys::Key;
 /// ```
 /// use shmchan::internals::{spsc, HeapRing};
 /// let ring = HeapRing::new(64, 56);
-/// // SAFETY: one thread; nothing else touches word 0 during the call.
-/// unsafe { ring.view().region().write_u64(0, 7) };
+/// // SAFETY: one thread; nothing else touches word 8 during the call.
+/// unsafe { ring.view().region().write_u64(8, 7) };
 /// // SAFETY: the only producer of this ring.
 /// let p = unsafe { spsc::Producer::new(ring.view()) }.unwrap();
 /// assert_eq!(p.view().capacity(), 64);

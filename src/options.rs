@@ -49,7 +49,8 @@ impl Options {
     }
 
     /// The largest message in bytes (default: a quarter of the capacity,
-    /// less a record header). At most `capacity - 8`.
+    /// less a record header). At most `capacity - 16`: the largest record
+    /// and the free header word past it fill the ring.
     pub fn max_message(mut self, bytes: usize) -> Options {
         self.max_message = Some(bytes);
         self

@@ -34,7 +34,8 @@ pub struct Stats {
     pub layout: Layout,
     /// The consumer's position (start of the first unreleased record).
     pub head: u64,
-    /// The producers' position (end of the claimed or committed records).
+    /// The producers' position (MPSC: end of the claimed records; SPSC: end
+    /// of the published records, stored just after each publish).
     pub tail: u64,
     /// The header's counters.
     pub counters: Counters,
@@ -66,10 +67,17 @@ pub struct Stats {
 
 impl Stats {
     /// Bytes of the ring in use (records not yet released, and claims).
+    /// SPSC: the shared `tail` is stored just after each publish, so a
+    /// snapshot can find the consumer a record ahead of it: that counts as
+    /// empty (as do positions further apart than the capacity, which a
+    /// damaged header has).
     pub fn used_bytes(&self) -> u64 {
-        self.tail
-            .wrapping_sub(self.head)
-            .min(self.layout.capacity as u64)
+        let used = self.tail.wrapping_sub(self.head);
+        if used > self.layout.capacity as u64 {
+            0
+        } else {
+            used
+        }
     }
 }
 

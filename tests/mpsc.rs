@@ -674,20 +674,21 @@ fn sender_whose_main_thread_exited_is_alive() {
 }
 
 /// Every allowed `max_message` can be sent into an empty MPSC ring,
-/// wherever its position: 64-byte ring, messages up to 56 bytes, the
-/// receiver a process that sleeps between messages. (Before, a record
+/// wherever its position: 64-byte ring, messages up to 48 bytes (the
+/// largest since format 2), the receiver a process that sleeps between
+/// messages. (Before, a record
 /// longer than the ring less the gap before its end could never be claimed:
-/// after 8 bytes, a 56-byte send waited for ever.)
+/// after 8 bytes, a 56-byte send into this ring waited for ever.)
 #[test]
 fn the_largest_message_is_sent_into_an_empty_ring_at_any_position() {
     let (ch, _guard) = fresh(
         Options::default()
             .flavor(Flavor::Mpsc)
             .capacity(64)
-            .max_message(56),
+            .max_message(48),
     );
     let lens: Vec<usize> = (0..40)
-        .map(|i| if i % 2 == 0 { i % 7 * 8 } else { 56 })
+        .map(|i| if i % 2 == 0 { i % 7 * 8 } else { 48 })
         .collect();
     let key = ch.key();
     let expect = lens.clone();

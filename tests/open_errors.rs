@@ -217,8 +217,8 @@ fn invalid_options_create_nothing() {
         assert!(!key_in_use(key));
     }
     // The largest max_message is accepted.
-    let ch = Channel::create(key, Options::default().capacity(1024).max_message(1016)).unwrap();
-    assert_eq!(ch.max_message(), 1016);
+    let ch = Channel::create(key, Options::default().capacity(1024).max_message(1008)).unwrap();
+    assert_eq!(ch.max_message(), 1008);
     finish(ch, _guard);
 }
 
@@ -461,12 +461,22 @@ fn corrupt_then_open(off: usize, bytes: &[u8], check: fn(&OpenError) -> bool) {
 #[test]
 fn version_edited_is_incompatible_version() {
     assert_eq!(offset::VERSION, 8);
-    corrupt_then_open(8, &2u32.to_ne_bytes(), |e| {
+    // A version-1 segment (SPSC records published by tail) is refused.
+    corrupt_then_open(8, &1u32.to_ne_bytes(), |e| {
         matches!(
             e,
             OpenError::IncompatibleVersion {
-                found: 2,
-                supported: 1
+                found: 1,
+                supported: 2
+            }
+        )
+    });
+    corrupt_then_open(8, &3u32.to_ne_bytes(), |e| {
+        matches!(
+            e,
+            OpenError::IncompatibleVersion {
+                found: 3,
+                supported: 2
             }
         )
     });
@@ -475,7 +485,7 @@ fn version_edited_is_incompatible_version() {
             e,
             OpenError::IncompatibleVersion {
                 found: u32::MAX,
-                supported: 1
+                supported: 2
             }
         )
     });
@@ -576,15 +586,15 @@ fn remove_wakes_receiver_sleeping_in_child() {
 /// The same for a sender asleep in `send` on a full ring in a child.
 #[test]
 fn remove_wakes_sender_blocked_on_full_ring_in_child() {
-    let (ch, guard) = fresh(Options::default().capacity(64).max_message(56));
+    let (ch, guard) = fresh(Options::default().capacity(64).max_message(48));
     let key = ch.key();
     let _rx = ch.receiver().unwrap();
     let mut child = spawn(|| {
         let ch = Channel::open(key).unwrap();
         let mut tx = ch.sender().unwrap();
         tx.set_spin_limit(0);
-        tx.send(&[1; 56]).unwrap();
-        match tx.send(&[2; 56]) {
+        tx.send(&[1; 48]).unwrap();
+        match tx.send(&[2; 48]) {
             Err(SendError::Disconnected) => 42,
             Ok(()) => 3,
             Err(_) => 4,
@@ -665,28 +675,43 @@ fn corrupted_ring_state_written_by_another_process_is_reported() {
         });
         assert_eq!(c.wait_timeout(T), 0);
     };
-    // tail beyond head + capacity
-    poke(|b| b[offset::TAIL..offset::TAIL + 8].copy_from_slice(&(4096u64 + 8).to_ne_bytes()));
+    // A header (the SPSC consumer reads headers, not tail) whose message
+    // runs past the region less the free word past it.
+    poke(|b| {
+        b[HEADER_SIZE..HEADER_SIZE + 8]
+            .copy_from_slice(&record_header(kind::MESSAGE, 4090).to_ne_bytes())
+    });
     assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted(_))));
     assert!(matches!(
         rx.recv_timeout(T),
         Err(RecvTimeoutError::Corrupted(_))
     ));
     assert!(matches!(rx.recv(), Err(RecvError::Corrupted(_))));
+    // A sender refuses the broken record past tail, and a tail beyond
+    // head + capacity.
+    assert!(matches!(
+        ch.sender(),
+        Err(OpenError::InvalidHeader(HeaderError::BadPositions { .. }))
+    ));
+    poke(|b| {
+        b[HEADER_SIZE..HEADER_SIZE + 8].copy_from_slice(&0u64.to_ne_bytes());
+        b[offset::TAIL..offset::TAIL + 8].copy_from_slice(&(4096u64 + 8).to_ne_bytes());
+    });
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
     assert!(matches!(
         ch.sender(),
         Err(OpenError::InvalidHeader(HeaderError::BadPositions { .. }))
     ));
     // a record of an unknown kind
     poke(|b| {
-        b[offset::TAIL..offset::TAIL + 8].copy_from_slice(&16u64.to_ne_bytes());
+        b[offset::TAIL..offset::TAIL + 8].copy_from_slice(&0u64.to_ne_bytes());
         b[HEADER_SIZE..HEADER_SIZE + 8].copy_from_slice(&record_header(7, 8).to_ne_bytes());
     });
     assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted(_))));
-    // a message longer than what was published
+    // padding that does not end the region
     poke(|b| {
         b[HEADER_SIZE..HEADER_SIZE + 8]
-            .copy_from_slice(&record_header(kind::MESSAGE, 40).to_ne_bytes())
+            .copy_from_slice(&record_header(kind::PADDING, 40).to_ne_bytes())
     });
     assert!(matches!(rx.try_recv(), Err(TryRecvError::Corrupted(_))));
     // a well-formed record written by the peer is received
@@ -712,6 +737,38 @@ fn corrupted_ring_state_written_by_another_process_is_reported() {
     assert!(matches!(
         tx.send_timeout(&[5; 56], T),
         Err(SendTimeoutError::Corrupted(_))
+    ));
+    assert!(!dog.fired(), "the watchdog had to remove the channel");
+    drop(dog);
+    drop((tx, rx));
+    finish(ch, guard);
+}
+
+/// SPSC records are published by their headers: a peer that zeroes the
+/// header of a published record (behind the published tail) would leave a
+/// receiver waiting for it for ever, with the sender blocked behind it. The
+/// receiver about to sleep reports it as `Corrupted` instead.
+#[test]
+fn a_zeroed_header_behind_the_published_tail_is_reported_not_waited_for() {
+    use shmchan::layout::HEADER_SIZE;
+    use shmchan::RecvTimeoutError;
+    let (ch, guard) = fresh(Options::default().capacity(4096).max_message(56));
+    let key = ch.key();
+    let mut tx = ch.sender().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    let dog = Watchdog::new(key, Duration::from_secs(60));
+    tx.send(b"first").unwrap();
+    tx.send(b"second").unwrap();
+    let mut c = spawn(move || {
+        with_raw_segment(key, |b| b[HEADER_SIZE..HEADER_SIZE + 8].fill(0));
+        0
+    });
+    assert_eq!(c.wait_timeout(T), 0);
+    assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Empty);
+    assert!(matches!(rx.recv(), Err(RecvError::Corrupted(_))));
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(30)),
+        Err(RecvTimeoutError::Corrupted(_))
     ));
     assert!(!dog.fired(), "the watchdog had to remove the channel");
     drop(dog);

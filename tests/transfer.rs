@@ -216,7 +216,7 @@ fn recv_batch_of_zero_takes_nothing() {
 
 /// The iterators tell the end of the stream from an error that stopped
 /// them: `Disconnected` after the last message; `Forked` for an inherited
-/// receiver in a child; `Corrupted` for a forged tail; `Empty` for a
+/// receiver in a child; `Corrupted` for a forged header; `Empty` for a
 /// drained `try_iter`.
 #[test]
 fn iterators_say_why_they_ended() {
@@ -242,14 +242,14 @@ fn iterators_say_why_they_ended() {
     let mut it = rx.iter();
     assert_eq!(it.by_ref().collect::<Vec<_>>(), vec![b"c".to_vec()]);
     assert_eq!(it.ended_by(), Some(&shmchan::RecvError::Disconnected));
-    // A forged, misaligned tail: the iteration stops on Corrupted.
+    // A forged header of an unknown kind: the iteration stops on Corrupted.
     let (ch2, guard2) = fresh(Options::default().capacity(4096));
     let mut tx2 = ch2.sender().unwrap();
     let mut rx2 = ch2.receiver().unwrap();
     tx2.send(b"x").unwrap();
     with_raw_segment(ch2.key(), |b| {
-        let at = shmchan::layout::offset::TAIL;
-        b[at..at + 8].copy_from_slice(&12u64.to_ne_bytes());
+        let at = shmchan::layout::HEADER_SIZE;
+        b[at..at + 8].copy_from_slice(&shmchan::layout::record_header(7, 1).to_ne_bytes());
     });
     let mut it = rx2.try_iter();
     assert_eq!(it.by_ref().count(), 0);

@@ -377,11 +377,12 @@ fn race_for_the_last_free_bytes() {
 }
 
 /// A producer may find `tail` claimed by another producer that saw a newer
-/// `head` than it has seen itself. The ring is full (one 64-byte record);
+/// `head` than it has seen itself. The ring is full (a 56-byte record at
+/// position 8, the largest: 8 bytes free, less than a message needs);
 /// producer 0 retries until the consumer has freed it and then claims
 /// `[64, 80)`; producer 1 tries once, at any point: before the release it
 /// finds the ring full, after it gets in. Its loads may meet producer 0's
-/// claim (tail 80) and the `head` from before the release (0): 80 bytes
+/// claim (tail 80) and the `head` from before the release (8): 72 bytes
 /// "in use" in a 64-byte ring, which only means that its `head` is stale
 /// (producer 0 read a newer one before claiming).
 ///
@@ -390,7 +391,7 @@ fn race_for_the_last_free_bytes() {
 /// producer 1's (if it got in), intact.
 #[test]
 fn a_stale_head_behind_another_producers_claim_is_not_corruption() {
-    const FIRST: usize = 56;
+    const FIRST: usize = 48;
     const LEN: usize = 8;
     static COVERAGE: Coverage<2> =
         Coverage::new(["producer 1 found the ring full", "producer 1 got in"]);
@@ -398,7 +399,7 @@ fn a_stale_head_behind_another_producers_claim_is_not_corruption() {
     loom_tests::builder().check(|| {
         COVERAGE.execution();
         let ring = new_ring();
-        let ([s0, s1], mut c) = setup(&ring, 0, Some(FIRST));
+        let ([s0, s1], mut c) = setup(&ring, 8, Some(FIRST));
         let retrying = {
             let ring = ring.clone();
             thread::spawn(move || {
@@ -508,7 +509,8 @@ fn abort_while_another_commits() {
 }
 
 /// The wake protocol on the space side with two sleepers and what a third,
-/// killed asleep, left behind: the ring is full (one 64-byte record), and
+/// killed asleep, left behind: the ring is full (a 56-byte record at
+/// position 8, 8 bytes free), and
 /// sender slot 2's flag and its bit in `sleeping_senders` say asleep
 /// though nobody is (its owner died in its sleep). Two producers find the
 /// ring full, announce themselves in their own slots, re-check and sleep
@@ -534,7 +536,7 @@ fn two_producers_sleeping_in_their_slots_beside_a_dead_one_are_woken() {
         "a producer blocked in its futex wait and was woken",
         "both producers blocked and were woken",
     ]);
-    const FIRST: usize = 56;
+    const FIRST: usize = 48;
     const LEN: usize = 8;
     /// The slot whose owner died asleep.
     const DEAD: usize = 2;
@@ -545,7 +547,7 @@ fn two_producers_sleeping_in_their_slots_beside_a_dead_one_are_woken() {
     loom_tests::builder().check(|| {
         COVERAGE.execution();
         let ring = Arc::new(HeapRing::with_senders(64, 56, 3));
-        let (slots, mut c) = setup(&ring, 0, Some(FIRST));
+        let (slots, mut c) = setup(&ring, 8, Some(FIRST));
         {
             let view = ring.view();
             // SAFETY: before the threads start; a flag and a mask bit are

@@ -14,7 +14,7 @@ use loom::thread;
 use shmchan::internals::spsc::{Consumer, Producer};
 use shmchan::internals::HeapRing;
 
-const OLD: [&[u8]; 2] = [&[1; 24], &[2; 24]];
+const OLD: [&[u8]; 2] = [&[1; 16], &[2; 16]];
 const NEW: &[u8] = &[3; 24];
 
 #[test]
@@ -22,7 +22,8 @@ fn restarted_producer_reuses_space_after_the_consumer() {
     loom_tests::builder().check(|| {
         let ring = Arc::new(HeapRing::new(64, 56));
         {
-            // The earlier producer fills the ring (2 x 32 bytes) and exits.
+            // The earlier producer fills the ring (2 x 24 bytes and the free
+            // word past them) and exits.
             // SAFETY: the ring's only producer until the end of this block,
             // where it is dropped (before the new one is made).
             let mut p = unsafe { Producer::new(ring.view()) }.unwrap();

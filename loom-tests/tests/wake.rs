@@ -112,8 +112,8 @@ fn consumer_sleeping_on_recv_waiters_is_woken() {
     }
 }
 
-/// The producer's half: the ring is full (one 56-byte message fills the
-/// 64-byte ring), the producer sleeps on `send_waiters` until the consumer
+/// The producer's half: the ring is full (one 48-byte message, a 56-byte
+/// record and the free word past it, fills the 64-byte ring), the producer sleeps on `send_waiters` until the consumer
 /// frees the space and posts for the waiter its release claimed.
 ///
 /// The producer runs on the model's main thread and the consumer on a
@@ -130,7 +130,7 @@ fn producer_sleeping_on_send_waiters_is_woken() {
     loom_tests::builder().check(|| {
         let ring = Arc::new(HeapRing::new(64, 56));
         let bell = Arc::new(Semaphore::new(1));
-        let first = [1u8; 56];
+        let first = [1u8; 48];
         let second = [2u8; 10];
         // SAFETY: the only producer of this ring in the model.
         let mut p = unsafe { Producer::new(ring.view()) }.unwrap();

@@ -211,7 +211,7 @@ pub enum HeaderError {
         /// The number of slots found.
         found: u32,
     },
-    /// The data region does not start where version 1 puts it (right after
+    /// The data region does not start where the format puts it (right after
     /// the sender table).
     BadDataOffset {
         /// The offset found.
@@ -390,7 +390,7 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
         });
     }
     let max_message = get_u64(bytes, offset::MAX_MESSAGE);
-    if max_message > (capacity - RECORD_HEADER as u64).min(u32::MAX as u64) {
+    if max_message > (max_message_for(capacity as usize) as u64).min(u32::MAX as u64) {
         return Err(HeaderError::MaxMessageTooLarge {
             max_message,
             capacity,
@@ -509,12 +509,13 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        assert!(Layout::new(Flavor::Spsc, 1024, Some(1017)).is_err());
+        // A record, and the header word past it (kept free), fill the ring.
+        assert!(Layout::new(Flavor::Spsc, 1024, Some(1009)).is_err());
         assert_eq!(
-            Layout::new(Flavor::Spsc, 1024, Some(1016))
+            Layout::new(Flavor::Spsc, 1024, Some(1008))
                 .unwrap()
                 .max_message,
-            1016
+            1008
         );
         assert_eq!(
             Layout::new(Flavor::Spsc, 1, None).unwrap().capacity,

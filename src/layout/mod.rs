@@ -1,4 +1,4 @@
-//! The segment format, version 1, defined once.
+//! The segment format, version 2, defined once.
 //!
 //! ```text
 //!  offset  size  line  field            written by
@@ -69,7 +69,7 @@ pub use header::{data_offset_for, validate, HeaderError, Layout};
 /// `b"SHMCHAN\0"` read as a native-endian `u64`.
 pub const MAGIC: u64 = u64::from_ne_bytes(*b"SHMCHAN\0");
 /// The format version this crate writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The `state` value once the creator has finished initialising.
 pub const STATE_READY: u32 = 0x5245_4459; // "REDY"
 /// Bytes of header before the data region.
@@ -205,9 +205,10 @@ pub const fn record_size(len: usize) -> usize {
     (RECORD_HEADER + len + RECORD_ALIGN - 1) & !(RECORD_ALIGN - 1)
 }
 
-/// The largest payload a ring of `capacity` bytes can hold.
+/// The largest payload a ring of `capacity` bytes can hold: a record, and
+/// the header word that must stay free past it.
 pub const fn max_message_for(capacity: usize) -> usize {
-    capacity - RECORD_HEADER
+    capacity - 2 * RECORD_HEADER
 }
 
 /// Which algorithm a channel runs.

@@ -8,7 +8,9 @@
 //!   `head` by the records read but held (a [`Record`] in the caller's
 //!   hand, a batch).
 //! - `cached_tail` is the producers' `tail` as last loaded; possibly stale
-//!   (behind), never ahead.
+//!   (behind), never ahead. Only the MPSC consumer loads it: the SPSC one
+//!   finds records by their headers (see [`super::spsc`]), and its cursor
+//!   keeps `cached_tail` at the position it started from.
 //!
 //! Releasing stores `head` with Release, then claims the producers that
 //! announced they sleep for space (see [`super::wake`]). An MPSC cursor
@@ -81,12 +83,6 @@ impl<'a> Cursor<'a> {
         self.head
     }
 
-    /// The `tail` as last loaded.
-    #[inline]
-    pub(crate) fn cached_tail(&self) -> u64 {
-        self.cached_tail
-    }
-
     /// Bytes published (SPSC) or claimed (MPSC) past the read position, as
     /// last seen.
     #[inline]
@@ -97,10 +93,9 @@ impl<'a> Cursor<'a> {
     /// Reloads `tail`; returns the bytes past the read position.
     #[inline]
     pub(crate) fn refresh(&mut self) -> Result<u64, Corrupted> {
-        // Acquire: pairs with the Release store of tail in
-        // spsc::Producer::publish (the records before it are written) and
-        // with the Release CAS of tail in mpsc::Producer::try_reserve (the
-        // claimant's slot store is visible to try_recover).
+        // Acquire: pairs with the Release CAS of tail in
+        // mpsc::Producer::try_reserve (the claimant's slot store is visible
+        // to try_recover). Only the MPSC consumer calls this.
         let tail = self.view.state().producer.tail.load(Ordering::Acquire);
         self.view.check_span(self.head, tail)?;
         if tail.wrapping_sub(self.read) > self.view.capacity() {

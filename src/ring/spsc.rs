@@ -1,16 +1,27 @@
-//! The SPSC ring: one producer, one consumer, variable-length records.
+//! The SPSC ring: one producer, one consumer, variable-length records,
+//! published by each record's header word.
 //!
 //! State, in positions (byte counts that only grow, `index = pos & mask`):
-//! `{ head <= tail <= head + capacity }` (modulo 2^64: positions wrap), both multiples of 8.
-//! - The producer owns `tail`. It writes a record (header word, payload)
-//!   into free space, then publishes it with one Release store of `tail`.
-//! - The consumer owns `head`. It reads records in `[head, tail)` and frees
-//!   them with one Release store of `head` (per message, or per batch).
-//! - Each side caches the other's position (`cached_head`, `cached_tail`,
-//!   possibly stale, never ahead of the truth) and reloads it only when the
-//!   cache says full or empty.
+//! `{ head <= tail <= head + capacity - 8 }` (modulo 2^64: positions wrap),
+//! all multiples of 8.
+//! - The producer owns `tail`, the end of what it published. Every header
+//!   word at `tail` reads as zero: before a record's header is stored (the
+//!   publishing store, Release), the word just past the record is zeroed.
+//!   So the consumer polls the word at its read position and never loads
+//!   the producer's line: a caught-up consumer costs one line transfer per
+//!   message, not two. The shared `tail` is stored after each publish (a
+//!   lower bound of the truth, for statistics and for a successor).
+//! - The consumer owns `head`. It reads records from `head` while their
+//!   header is non-zero and frees them with one Release store of `head`
+//!   (per message, or per batch).
+//! - The producer caches the consumer's `head` (possibly stale, never ahead
+//!   of the truth) and reloads it only when the cache says full. The word
+//!   past every record is the next one's header, so a record and that word
+//!   must both fit the free space: 8 bytes of the region always stay free.
 //! - A record never wraps: when one does not fit before the end of the
 //!   region, the producer first publishes a padding record to the end.
+//! - A batch of records (`commit_unpublished`) is published by the first
+//!   one's header, stored last.
 //!
 //! Every value read from shared memory is checked before use; a broken
 //! invariant yields [`Corrupted`] and changes nothing.
@@ -24,12 +35,15 @@ use crate::layout::{kind, record_header, record_size, split_record_header, RECOR
 use crate::sync::Ordering;
 
 /// The Release ordering of a publishing store. Under the `shmchan_mutant`
-/// cfg (with `shmchan_loom`) the producer's commit is weakened to Relaxed so
-/// that the loom models can show they catch it.
+/// cfg (with `shmchan_loom`) the producer's publish is weakened to Relaxed
+/// so that the loom models can show they catch it.
 #[cfg(not(all(shmchan_loom, shmchan_mutant)))]
 const PUBLISH: Ordering = Ordering::Release;
 #[cfg(all(shmchan_loom, shmchan_mutant))]
 const PUBLISH: Ordering = Ordering::Relaxed;
+
+/// The word past every record that must be free too (the next header).
+const NEXT: u64 = RECORD_HEADER as u64;
 
 /// The producing end. Not `Sync`: one owner at a time.
 #[derive(Debug)]
@@ -40,14 +54,17 @@ pub struct Producer<'a> {
     tail: u64,
     /// The consumer's `head` as last seen; may be stale (behind).
     cached_head: u64,
-    /// Records committed with `commit_unpublished` and not yet published.
-    pending: bool,
+    /// The first record committed with `commit_unpublished` and not yet
+    /// published: its header's index and word, stored last.
+    pending: Option<(usize, u64)>,
     /// Receivers claimed by our publishes that the caller must post for.
     wake: Wakeups,
 }
 
 impl<'a> Producer<'a> {
-    /// Takes the producing end of `view`, continuing from the shared `tail`.
+    /// Takes the producing end of `view`, continuing from the shared `tail`
+    /// and the records published past it (a producer that died between a
+    /// publish and its store of `tail` leaves one behind).
     ///
     /// # Safety
     /// No other SPSC producer of this ring (in any thread or process) is
@@ -55,26 +72,67 @@ impl<'a> Producer<'a> {
     pub unsafe fn new(view: RingView<'a>) -> Result<Producer<'a>, Corrupted> {
         let st = view.state();
         // Relaxed: `tail` is our own position, left by an earlier producer
-        // (this one may replace one that exited). We write only past it,
-        // into space that the Acquire load of head below (or in `free`)
-        // orders after the consumer's reads, and those after the earlier
-        // producer's writes; nothing the earlier producer wrote is read.
-        // (In a channel, the registration's semop also orders this load
-        // after the earlier producer's last store.)
-        let tail = st.producer.tail.load(Ordering::Relaxed);
+        // (this one may replace one that exited). We write only past the
+        // records published from it, into space that the Acquire load of
+        // head below (or in `free`) orders after the consumer's reads, and
+        // those after the earlier producer's writes. (In a channel, the
+        // registration's semop also orders these loads after the earlier
+        // producer's last store.)
+        let stored = st.producer.tail.load(Ordering::Relaxed);
         // Acquire: pairs with the Release store of head in
         // Cursor::release_to, so the consumer's reads of the space up to
         // head happened before our writes to it (the `restart` loom model
         // checks this).
         let head = st.consumer.head.load(Ordering::Acquire);
-        view.check_span(head, tail)?;
+        view.check_span(head.min(stored), head.max(stored))?;
+        let tail = Self::published_end(&view, stored)?;
+        if tail.wrapping_sub(head) > view.capacity() - NEXT {
+            return Err(Corrupted::new(
+                "published records end outside head..head + capacity - 8",
+                [head, stored, tail],
+            ));
+        }
         Ok(Producer {
             view,
             tail,
             cached_head: head,
-            pending: false,
+            pending: None,
             wake: Wakeups::default(),
         })
+    }
+
+    /// The end of the records published from `from`: the first position
+    /// past it whose header word is zero.
+    fn published_end(view: &RingView<'a>, from: u64) -> Result<u64, Corrupted> {
+        let mut pos = from;
+        while pos.wrapping_sub(from) <= view.capacity() {
+            let idx = view.index(pos);
+            // Relaxed: these are an earlier producer's records, ordered for
+            // us by the caller's contract (no producer runs beside us).
+            let word = view.region().atomic_u64(idx).load(Ordering::Relaxed);
+            if word == 0 {
+                return Ok(pos);
+            }
+            let room = view.capacity() - idx as u64;
+            pos = pos.wrapping_add(match split_record_header(word) {
+                (kind::MESSAGE, len) => {
+                    view.check_record("message record does not fit", pos, len, room)?
+                }
+                (kind::PADDING, len) if idx != 0 && RECORD_HEADER as u64 + len as u64 == room => {
+                    room
+                }
+                (k, len) => {
+                    return Err(Corrupted::new(
+                        "a published record past tail is broken",
+                        [pos, u64::from(k), u64::from(len)],
+                    ))
+                }
+            });
+        }
+        Err(Corrupted::new(
+            "records past tail fill more than the region",
+            [from, pos, view.capacity()],
+        ))
     }
 
     /// The view this producer works on.
@@ -82,13 +140,14 @@ impl<'a> Producer<'a> {
         &self.view
     }
 
-    /// Free bytes, reloading `head` only if `need` does not fit the cache.
+    /// Whether `need` bytes past our position are free, reloading `head`
+    /// only if they do not fit the cache.
     #[inline]
-    fn free(&mut self, need: u64) -> Result<u64, Corrupted> {
+    fn fits(&mut self, need: u64) -> Result<bool, Corrupted> {
         let cap = self.view.capacity();
         let used = self.tail.wrapping_sub(self.cached_head);
         if cap - used.min(cap) >= need {
-            return Ok(cap - used.min(cap));
+            return Ok(true);
         }
         // Acquire: pairs with the Release store of head in
         // Cursor::release_to, so the consumer's reads of the space we are
@@ -102,7 +161,7 @@ impl<'a> Producer<'a> {
             ));
         }
         self.cached_head = head;
-        Ok(cap - used)
+        Ok(cap - used >= need)
     }
 
     /// Whether `try_reserve(len)` can make progress now: the record fits,
@@ -110,8 +169,7 @@ impl<'a> Producer<'a> {
     pub fn has_space(&mut self, len: usize) -> Result<bool, Corrupted> {
         let rec = record_size(len.min(self.view.max_message())) as u64;
         let contiguous = self.view.capacity() - self.view.index(self.tail) as u64;
-        let need = if rec <= contiguous { rec } else { contiguous };
-        Ok(self.free(need)? >= need)
+        self.fits(rec.min(contiguous) + NEXT)
     }
 
     /// Reserves space for a record of `len` payload bytes.
@@ -129,7 +187,7 @@ impl<'a> Producer<'a> {
             let idx = self.view.index(self.tail);
             let contiguous = self.view.capacity() - idx as u64;
             if rec <= contiguous {
-                if self.free(rec).map_err(ReserveError::Corrupted)? < rec {
+                if !self.fits(rec + NEXT).map_err(ReserveError::Corrupted)? {
                     return Err(ReserveError::Full);
                 }
                 return Ok(Reservation {
@@ -140,17 +198,16 @@ impl<'a> Producer<'a> {
                 });
             }
             // Pad to the end of the region, then retry at index 0.
-            if self.free(contiguous).map_err(ReserveError::Corrupted)? < contiguous {
+            if !self
+                .fits(contiguous + NEXT)
+                .map_err(ReserveError::Corrupted)?
+            {
                 return Err(ReserveError::Full);
             }
-            let pad_len = (contiguous - RECORD_HEADER as u64) as u32;
-            // Relaxed: the store of tail below (Release) publishes it;
-            // atomic, as every word another process may write.
-            self.view
-                .region()
-                .atomic_u64(idx)
-                .store(record_header(kind::PADDING, pad_len), Ordering::Relaxed);
-            self.publish(self.tail.wrapping_add(contiguous));
+            let pad_len = (contiguous - NEXT) as u32;
+            let end = self.tail.wrapping_add(contiguous);
+            self.put(idx, end, record_header(kind::PADDING, pad_len));
+            self.publish_pending();
         }
         Err(ReserveError::Full)
     }
@@ -160,50 +217,77 @@ impl<'a> Producer<'a> {
     /// # Safety
     /// `r` is the reservation this producer's `try_reserve` returned last,
     /// not yet committed.
+    #[inline]
     pub unsafe fn commit(&mut self, r: Reservation) {
-        debug_assert_eq!(r.start, self.tail);
-        self.write_header(r);
-        self.publish(r.end);
+        // SAFETY: the caller's contract.
+        unsafe { self.commit_unpublished(r) };
+        self.publish_pending();
     }
 
     /// Writes a reserved record's header like [`Producer::commit`] but
     /// does not publish it: it becomes visible to the consumer with the
-    /// next store of `tail` (the next commit, a padding record, or
-    /// [`Producer::publish_pending`]), so a batch of records costs one
-    /// store of `tail`, and one look at it.
+    /// first record of the batch, whose header is stored last (by the next
+    /// commit, a padding record, or [`Producer::publish_pending`]), so a
+    /// batch of records costs one publishing store, and one wake-up look.
     ///
     /// # Safety
     /// As for [`Producer::commit`].
+    #[inline]
     pub unsafe fn commit_unpublished(&mut self, r: Reservation) {
         debug_assert_eq!(r.start, self.tail);
-        self.write_header(r);
-        self.tail = r.end;
-        self.pending = true;
+        self.put(
+            self.view.index(r.start),
+            r.end,
+            record_header(kind::MESSAGE, r.len as u32),
+        );
     }
 
-    /// Stores the header word of reservation `r` (free, unpublished space:
-    /// the callers' contract).
+    /// Writes the header `word` of a record at index `idx` that ends at
+    /// `end`, after zeroing the word at `end` (the next header), and moves
+    /// our position to `end`. The first record since the last publish
+    /// keeps its header back: its store publishes them all.
     #[inline]
-    fn write_header(&self, r: Reservation) {
-        // Relaxed: the store of tail that publishes the record (Release)
-        // orders it; atomic, as every word another process may write.
-        self.view
-            .region()
-            .atomic_u64(self.view.index(r.start))
-            .store(
-                record_header(kind::MESSAGE, r.len as u32),
-                Ordering::Relaxed,
-            );
+    fn put(&mut self, idx: usize, end: u64, word: u64) {
+        let region = self.view.region();
+        // Relaxed: the publishing store (Release) orders it before the
+        // consumer's look at this word; free space (we checked `fits` for
+        // the record and this word), atomic as every word another process
+        // may write.
+        region
+            .atomic_u64(self.view.index(end))
+            .store(0, Ordering::Relaxed);
+        if self.pending.is_none() {
+            self.pending = Some((idx, word));
+        } else {
+            // Relaxed: ordered by the publishing store of the batch's first
+            // header, which the consumer must pass first.
+            region.atomic_u64(idx).store(word, Ordering::Relaxed);
+        }
+        self.tail = end;
     }
 
     /// Publishes the records committed with
-    /// [`Producer::commit_unpublished`] since the last store of `tail`
-    /// (one Release store for all of them); nothing when there are none.
+    /// [`Producer::commit_unpublished`] since the last publish (one
+    /// Release store for all of them); nothing when there are none.
     #[inline]
     pub fn publish_pending(&mut self) {
-        if self.pending {
-            self.publish(self.tail);
-        }
+        let Some((idx, word)) = self.pending.take() else {
+            return;
+        };
+        let st = self.view.state();
+        // Release (PUBLISH): pairs with the Acquire load of the header in
+        // Consumer::try_peek; makes the records' headers and payloads, and
+        // the zero past the last, visible before this header.
+        self.view.region().atomic_u64(idx).store(word, PUBLISH);
+        // Release: pairs with the Acquire load of tail in
+        // Consumer::has_data (a receiver about to sleep checks that no
+        // published header behind tail reads as zero). Nobody reads tail to
+        // learn what was published: it is a snapshot for statistics, and a
+        // successor's starting point, after which it looks at the headers.
+        st.producer.tail.store(self.tail, Ordering::Release);
+        // At most one receiver sleeps: we owe at most one post, even if
+        // someone forged a larger count.
+        self.wake.claim_after_publish(&st.wake.recv_waiters, 1);
     }
 
     /// Copies `msg` into the ring as one record.
@@ -219,20 +303,6 @@ impl<'a> Producer<'a> {
         Ok(())
     }
 
-    #[inline]
-    fn publish(&mut self, tail: u64) {
-        self.tail = tail;
-        self.pending = false;
-        // Release (PUBLISH): pairs with the Acquire load of tail in
-        // Cursor::refresh; makes the record's header and payload visible
-        // before the new tail.
-        self.view.state().producer.tail.store(tail, PUBLISH);
-        // At most one receiver sleeps: we owe at most one post, even if
-        // someone forged a larger count.
-        self.wake
-            .claim_after_publish(&self.view.state().wake.recv_waiters, 1);
-    }
-
     /// The posts owed to a sleeping receiver.
     #[inline]
     pub fn wakeups(&mut self) -> &mut Wakeups {
@@ -246,6 +316,9 @@ impl<'a> Producer<'a> {
 #[derive(Debug)]
 pub struct Consumer<'a> {
     cursor: Cursor<'a>,
+    /// Found by [`Consumer::has_data`]: a zero header behind the published
+    /// `tail`; the next `try_peek` that finds nothing returns it.
+    stalled: Option<Corrupted>,
 }
 
 impl<'a> Deref for Consumer<'a> {
@@ -269,52 +342,89 @@ impl<'a> Consumer<'a> {
     /// No other consumer of this ring (in any thread or process) is used
     /// while this one is.
     pub unsafe fn new(view: RingView<'a>) -> Result<Consumer<'a>, Corrupted> {
-        let st = view.state();
         // Relaxed: `head` is our own position, left by an earlier consumer.
-        // We read only records before tail (ordered by the Acquire below),
-        // and our later Release of head orders our reads for the producer;
-        // the earlier consumer's reads were ordered by its own Release.
-        // (In a channel, the registration's semop also orders this load.)
-        let head = st.consumer.head.load(Ordering::Relaxed);
-        // Acquire: pairs with the Release store of tail in Producer::publish.
-        let tail = st.producer.tail.load(Ordering::Acquire);
-        view.check_span(head, tail)?;
+        // We read only records whose header we load with Acquire, and our
+        // later Release of head orders our reads for the producer; the
+        // earlier consumer's reads were ordered by its own Release. (In a
+        // channel, the registration's semop also orders this load.)
+        let head = view.state().consumer.head.load(Ordering::Relaxed);
+        view.check_span(head, head)?;
         Ok(Consumer {
-            cursor: Cursor::new(view, head, tail, false),
+            cursor: Cursor::new(view, head, head, false),
+            stalled: None,
         })
     }
 
-    /// Whether a record (or padding) is waiting, reloading `tail` if the
-    /// cache says empty.
+    /// The header word at the read position.
+    #[inline]
+    fn next_header(&self, order: Ordering) -> u64 {
+        let view = self.cursor.view();
+        view.region()
+            .atomic_u64(view.index(self.cursor.position()))
+            .load(order)
+    }
+
+    /// Whether a record (or padding) is waiting: the look of a receiver
+    /// about to sleep. Finding nothing, it also looks at the shared `tail`:
+    /// past our read position, the header there was published, so a zero
+    /// one was written by someone outside the protocol, and waiting for it
+    /// would wait for ever. That is reported as `true` (do not sleep), and
+    /// the next [`Consumer::try_peek`] returns the [`Corrupted`].
     pub fn has_data(&mut self) -> Result<bool, Corrupted> {
-        if self.cursor.cached_available() != 0 {
+        // Relaxed: a hint; try_peek loads the word again with Acquire.
+        if self.next_header(Ordering::Relaxed) != 0 {
             return Ok(true);
         }
-        Ok(self.cursor.refresh()? > 0)
+        // Acquire: pairs with the Release store of tail in
+        // Producer::publish_pending, after the headers it covers.
+        let tail = self
+            .cursor
+            .view()
+            .state()
+            .producer
+            .tail
+            .load(Ordering::Acquire);
+        let read = self.cursor.position();
+        let ahead = tail.wrapping_sub(read);
+        if ahead == 0 || ahead > self.cursor.view().capacity() {
+            return Ok(false);
+        }
+        // Relaxed: ordered by the Acquire load of tail above.
+        if self.next_header(Ordering::Relaxed) != 0 {
+            return Ok(true);
+        }
+        self.stalled = Some(Corrupted::new(
+            "the header at the read position is zero, behind the published tail",
+            [read, tail, self.cursor.head()],
+        ));
+        Ok(true)
     }
 
     /// The next committed record, if any, without releasing it. Padding is
     /// skipped (and released if nothing else is held).
+    #[inline]
     pub fn try_peek(&mut self) -> Result<Option<Record>, Corrupted> {
         // At most two rounds: padding only ever runs to the end of the
         // region, so the record after it starts at index 0 and is not padding.
         for _ in 0..2 {
-            let c = &mut self.cursor;
-            let mut avail = c.cached_available();
-            if avail == 0 {
-                avail = c.refresh()?;
-                if avail == 0 {
-                    return Ok(None);
-                }
+            // Acquire: pairs with the Release store of the header in
+            // Producer::publish_pending (the record, and the zero past it,
+            // are written). Loaded once, as an atomic: a writer outside the
+            // protocol can change the word, not what this one load returned.
+            let word = self.next_header(Ordering::Acquire);
+            if word == 0 {
+                return match self.stalled.take() {
+                    None => Ok(None),
+                    Some(e) => Err(e),
+                };
             }
+            let c = &mut self.cursor;
             let read = c.position();
             let view = *c.view();
             let idx = view.index(read);
-            // Relaxed: the header lies before tail (avail > 0): published,
-            // and ordered by our Acquire load of tail. Loaded once, as an
-            // atomic: a writer outside the protocol can change the word,
-            // not what this one load returned.
-            let word = view.region().atomic_u64(idx).load(Ordering::Relaxed);
+            // What may still be published past `read`: the region less what
+            // we hold and the word that stays free.
+            let avail = (view.capacity() - NEXT).saturating_sub(read.wrapping_sub(c.head()));
             let (k, len) = split_record_header(word);
             match k {
                 kind::MESSAGE => {
@@ -346,11 +456,7 @@ impl<'a> Consumer<'a> {
         }
         Err(Corrupted::new(
             "padding follows padding",
-            [
-                self.cursor.position(),
-                self.cursor.head(),
-                self.cursor.cached_tail(),
-            ],
+            [self.cursor.position(), self.cursor.head(), 0],
         ))
     }
 }
@@ -426,25 +532,111 @@ mod tests {
 
     #[test]
     fn full_and_too_large() {
+        // 64 bytes less the free word: the largest payload is 48.
         let ring = HeapRing::new(64, 56);
         let (mut p, mut c) = endpoints(&ring);
         assert_eq!(
-            p.try_push(&[0; 57]),
-            Err(ReserveError::TooLarge { len: 57, max: 56 })
+            p.try_push(&[0; 49]),
+            Err(ReserveError::TooLarge { len: 49, max: 48 })
         );
-        p.try_push(&[1; 56]).unwrap();
+        p.try_push(&[1; 48]).unwrap();
         assert_eq!(p.try_push(&[]), Err(ReserveError::Full));
-        assert_eq!(pop(&mut c).unwrap(), vec![1; 56]);
+        assert_eq!(pop(&mut c).unwrap(), vec![1; 48]);
         p.try_push(&[]).unwrap();
         assert_eq!(pop(&mut c).unwrap(), Vec::<u8>::new());
         assert_eq!(pop(&mut c), None);
     }
 
     #[test]
+    fn the_word_past_the_last_record_is_always_zero() {
+        // Records of every size across many wraps: the consumer must never
+        // take what an earlier lap left (a header or payload bytes) at its
+        // read position for a record. Payload bytes are 0xff, which would
+        // read as an unknown kind, and earlier lengths differ, so a stale
+        // word shows as an error or a wrong length.
+        let ring = HeapRing::new(256, 248);
+        let (mut p, mut c) = endpoints(&ring);
+        let mut lens = std::collections::VecDeque::new();
+        for round in 0..5_000usize {
+            let len = (round * 37) % 120;
+            match p.try_push(&vec![0xff; len]) {
+                Ok(()) => lens.push_back(len),
+                Err(ReserveError::Full) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+            if round % 5 != 0 {
+                while let Some(m) = pop(&mut c) {
+                    assert_eq!(Some(m.len()), lens.pop_front());
+                }
+                assert!(lens.is_empty());
+            }
+            let (head, tail) = ring.view().positions();
+            assert!(tail.wrapping_sub(head) <= 256 - 8);
+        }
+    }
+
+    #[test]
+    fn a_batch_is_published_by_its_first_header() {
+        let ring = HeapRing::new(256, 248);
+        let (mut p, mut c) = endpoints(&ring);
+        for i in 0..3u8 {
+            let r = p.try_reserve(8).unwrap();
+            // SAFETY: see the top of the module.
+            unsafe {
+                p.view().region().write(r.data_offset, &[i; 8]);
+                p.commit_unpublished(r);
+            }
+            assert_eq!(pop(&mut c), None, "record {i} seen before the publish");
+        }
+        p.publish_pending();
+        for i in 0..3u8 {
+            assert_eq!(pop(&mut c).unwrap(), vec![i; 8]);
+        }
+        assert_eq!(pop(&mut c), None);
+        assert_eq!(ring.view().positions(), (48, 48));
+    }
+
+    #[test]
+    fn a_successor_continues_past_records_published_after_the_stored_tail() {
+        // A producer that dies between a publish and its store of tail
+        // leaves published records past the shared tail: its successor
+        // must not write over them.
+        let ring = HeapRing::new(256, 248);
+        let (mut p, mut c) = endpoints(&ring);
+        p.try_push(&[1; 8]).unwrap();
+        p.try_push(&[2; 16]).unwrap();
+        // The producer is used no more: it "died" here.
+        // SAFETY: one thread; the tail the dead producer did not store.
+        unsafe { ring.state() }
+            .producer
+            .tail
+            .store(16, Ordering::Relaxed);
+        // SAFETY: the only producer now.
+        let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
+        p.try_push(&[3; 4]).unwrap();
+        assert_eq!(pop(&mut c).unwrap(), vec![1; 8]);
+        assert_eq!(pop(&mut c).unwrap(), vec![2; 16]);
+        assert_eq!(pop(&mut c).unwrap(), vec![3; 4]);
+        assert_eq!(pop(&mut c), None);
+        // The consumer ahead of the stored tail does not stop a successor
+        // (the last producer is used no more).
+        // SAFETY: as above.
+        unsafe { ring.state() }
+            .producer
+            .tail
+            .store(16, Ordering::Relaxed);
+        // SAFETY: as above.
+        let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
+        p.try_push(&[4; 1]).unwrap();
+        assert_eq!(pop(&mut c).unwrap(), vec![4; 1]);
+    }
+
+    #[test]
     fn batch_release_holds_space_until_released() {
         let ring = HeapRing::new(64, 56);
         let (mut p, mut c) = endpoints(&ring);
-        for i in 0..4u8 {
+        // Three 16-byte records and the free word fill 56 of 64 bytes.
+        for i in 0..3u8 {
             p.try_push(&[i; 8]).unwrap();
         }
         assert_eq!(p.try_push(&[9; 8]), Err(ReserveError::Full));
@@ -470,23 +662,29 @@ mod tests {
             .producer
             .tail
             .store(200, Ordering::Relaxed);
-        // SAFETY: see the top of the module (each fails, nothing is used).
-        unsafe {
-            assert!(Consumer::new(ring.view()).is_err());
-            assert!(Producer::new(ring.view()).is_err());
-        }
-        // SAFETY: one thread; a forged tail for the next call to see.
+        // SAFETY: see the top of the module (it fails, nothing is used).
+        assert!(unsafe { Producer::new(ring.view()) }.is_err());
+        // SAFETY: one thread; a forged head for the next call to see.
         unsafe { ring.state() }
-            .producer
-            .tail
-            .store(16, Ordering::Relaxed);
+            .consumer
+            .head
+            .store(4, Ordering::Relaxed);
+        // SAFETY: as above.
+        assert!(unsafe { Consumer::new(ring.view()) }.is_err());
+        // SAFETY: one thread; the positions put back.
+        unsafe {
+            ring.state().consumer.head.store(0, Ordering::Relaxed);
+            ring.state().producer.tail.store(0, Ordering::Relaxed);
+        }
         // SAFETY: the only consumer.
         let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
         // kind 7
         forge(&ring, 0, record_header(7, 0));
         assert!(c.try_peek().is_err());
-        // a length past tail
-        forge(&ring, 0, record_header(kind::MESSAGE, 40));
+        // SAFETY: the producer finds the broken record past tail.
+        assert!(unsafe { Producer::new(ring.view()) }.is_err());
+        // a length past the region less the free word
+        forge(&ring, 0, record_header(kind::MESSAGE, 50));
         assert!(c.try_peek().is_err());
         // padding that does not reach the end
         forge(&ring, 0, record_header(kind::PADDING, 8));

@@ -32,7 +32,8 @@ pub fn announce(waiters: &AtomicU32) {
     waiters.fetch_add(1, Ordering::Relaxed);
     // SeqCst fence: pairs with the fence in `claim`, so that this
     // announcement and the caller's following re-check of the ring (an
-    // Acquire load of tail or head) cannot both miss the peer's publish.
+    // Acquire load of a header, tail or head) cannot both miss the peer's
+    // publish.
     fence(Ordering::SeqCst);
 }
 
@@ -50,8 +51,8 @@ pub fn claim(waiters: &AtomicU32) -> u32 {
 /// [`crate::wait::Bell::barrier`]): that barrier runs a full fence in every
 /// running thread of every registered process, so either this thread's
 /// load of the counter comes after it (and sees the announcement) or its
-/// store of tail or head comes before it (and the sleeper's re-check sees
-/// the store). The store-load fence then costs nothing on the fast path.
+/// publishing store (a header, tail or head) comes before it (and the
+/// sleeper's re-check sees the store). The store-load fence then costs nothing on the fast path.
 /// Under loom the fence stays SeqCst (the models check the symmetric
 /// protocol, to which this reduces).
 #[inline]

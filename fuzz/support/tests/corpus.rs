@@ -135,14 +135,14 @@ fn header_seeds() -> Vec<Seed> {
     // Accepted images, at the edges of each field's range.
     let ok =
         |flavor, cap, max, seg: usize| input(&header(&layout(flavor, cap, max, seg)), seg as u64);
-    add("ok", "spsc-64", ok(Flavor::Spsc, 64, 56, 4096));
+    add("ok", "spsc-64", ok(Flavor::Spsc, 64, 48, 4096));
     add(
         "ok",
         "spsc-64-tight-segment",
-        ok(Flavor::Spsc, 64, 56, HEADER_SIZE + 64),
+        ok(Flavor::Spsc, 64, 48, HEADER_SIZE + 64),
     );
     add("ok", "spsc-64-max-0", ok(Flavor::Spsc, 64, 0, 4096));
-    add("ok", "spsc-4096", ok(Flavor::Spsc, 4096, 1016, 8192));
+    add("ok", "spsc-4096", ok(Flavor::Spsc, 4096, 1008, 8192));
     add(
         "ok",
         "mpsc-8192-max-100",
@@ -151,7 +151,7 @@ fn header_seeds() -> Vec<Seed> {
     add(
         "ok",
         "spsc-1m-max-full",
-        ok(Flavor::Spsc, 1 << 20, (1 << 20) - 8, (1 << 20) + 4096),
+        ok(Flavor::Spsc, 1 << 20, (1 << 20) - 16, (1 << 20) + 4096),
     );
     add(
         "ok",
@@ -163,7 +163,7 @@ fn header_seeds() -> Vec<Seed> {
             MAX_CAPACITY + 12288,
         ),
     );
-    let mut b = header(&layout(Flavor::Spsc, 4096, 1016, 8192));
+    let mut b = header(&layout(Flavor::Spsc, 4096, 1008, 8192));
     set(&mut b, offset::CREATOR_PID, &[0xff; 16]); // pid, uid, created_at
     let pad = offset::SENDER_SLOTS + 4;
     set(&mut b, pad, &[0xa5; LINE - offset::SENDER_SLOTS - 4]); // line 0 padding
@@ -171,7 +171,7 @@ fn header_seeds() -> Vec<Seed> {
     add("ok", "spsc-4096-noise-outside-fields", input(&b, 8192));
 
     // Too short: the segment length is then the input's length.
-    let base = header(&layout(Flavor::Spsc, 4096, 1016, 8192));
+    let base = header(&layout(Flavor::Spsc, 4096, 1008, 8192));
     add("too-short", "empty", Vec::new());
     add("too-short", "one-byte", vec![b'S']);
     add("too-short", "magic-only", MAGIC.to_ne_bytes().to_vec());
@@ -214,9 +214,9 @@ fn header_seeds() -> Vec<Seed> {
     );
     bad(
         "bad-version",
-        "version-2",
+        "version-1",
         offset::VERSION,
-        &2u32.to_ne_bytes(),
+        &1u32.to_ne_bytes(),
         8192,
     );
     bad(
@@ -302,9 +302,9 @@ fn header_seeds() -> Vec<Seed> {
     );
     bad(
         "max-message-too-large",
-        "max-capacity-minus-7",
+        "max-capacity-minus-15",
         offset::MAX_MESSAGE,
-        &4089u64.to_ne_bytes(),
+        &4081u64.to_ne_bytes(),
         8192,
     );
     bad(

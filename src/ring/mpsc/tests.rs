@@ -109,14 +109,17 @@ fn full_and_too_large() {
     let _ring = HeapRing::with_senders(64, 56, 8);
     let (mut ps, mut c) = setup(&_ring, 1);
     let p = &mut ps[0];
-    p.try_push(&[7; 56]).unwrap();
+    // The largest payload of a 64-byte ring is 48 (max_message_for).
+    p.try_push(&[7; 48]).unwrap();
+    p.try_push(b"").unwrap();
     assert!(!p.has_space(1).unwrap());
     assert!(matches!(p.try_push(b"x"), Err(ReserveError::Full)));
     assert!(matches!(
-        p.try_reserve(57),
-        Err(ReserveError::TooLarge { len: 57, max: 56 })
+        p.try_reserve(49),
+        Err(ReserveError::TooLarge { len: 49, max: 48 })
     ));
-    assert_eq!(pop(&mut c).unwrap(), vec![7; 56]);
+    assert_eq!(pop(&mut c).unwrap(), vec![7; 48]);
+    assert_eq!(pop(&mut c).unwrap(), b"");
     assert!(p.has_space(1).unwrap());
     p.try_push(b"x").unwrap();
     assert_eq!(pop(&mut c).unwrap(), b"x");
@@ -522,7 +525,7 @@ fn padding_from_many_aborts_is_not_corruption() {
 /// and the producer found it full for ever.)
 #[test]
 fn the_largest_message_fits_an_empty_ring_at_every_position() {
-    for (cap, max) in [(64, 56), (128, 120), (128, 64), (4096, 4088)] {
+    for (cap, max) in [(64, 48), (128, 112), (128, 64), (4096, 4080)] {
         let ring = HeapRing::with_senders(cap, max, 2);
         let (mut ps, mut c) = setup(&ring, 1);
         let p = &mut ps[0];
