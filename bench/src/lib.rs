@@ -184,8 +184,10 @@ pub struct Row {
     pub transport: String,
     /// Message size in bytes.
     pub size: usize,
-    /// Messages per second, streaming.
+    /// Messages per second, streaming (the median of the repetitions).
     pub msgs_per_s: Option<f64>,
+    /// Every repetition's messages per second, in the order they ran.
+    pub msgs_per_s_reps: Vec<f64>,
     /// Megabytes (10^6) per second, streaming.
     pub mb_per_s: Option<f64>,
     /// Median round trip, nanoseconds.
@@ -228,10 +230,15 @@ impl Row {
             );
         }
         format!(
-            "{{\"transport\":\"{}\",\"size\":{},\"msgs_per_s\":{},\"mb_per_s\":{},\"rtt_p50_ns\":{},\"rtt_p99_ns\":{},\"rtt_p999_ns\":{},\"wake_p50_ns\":{},\"idle_cpu_pct\":{}}}",
+            "{{\"transport\":\"{}\",\"size\":{},\"msgs_per_s\":{},\"msgs_per_s_reps\":[{}],\"mb_per_s\":{},\"rtt_p50_ns\":{},\"rtt_p99_ns\":{},\"rtt_p999_ns\":{},\"wake_p50_ns\":{},\"idle_cpu_pct\":{}}}",
             self.transport,
             self.size,
             num(self.msgs_per_s, 0),
+            self.msgs_per_s_reps
+                .iter()
+                .map(|&m| num(Some(m), 0))
+                .collect::<Vec<_>>()
+                .join(","),
             num(self.mb_per_s, 1),
             num(self.rtt_p50_ns, 0),
             num(self.rtt_p99_ns, 0),
@@ -1004,6 +1011,7 @@ pub fn run_with(
                 transport: t.clone(),
                 size,
                 msgs_per_s: mps,
+                msgs_per_s_reps: tput[i].clone(),
                 mb_per_s: mps.map(|m| m * size as f64 / 1e6),
                 rtt_p50_ns: median(p50[i].clone()),
                 rtt_p99_ns: median(p99[i].clone()),
@@ -1062,6 +1070,7 @@ fn fixed_rate_rows(
                 transport: t.to_string(),
                 size,
                 msgs_per_s: None,
+                msgs_per_s_reps: Vec::new(),
                 mb_per_s: None,
                 rtt_p50_ns: None,
                 rtt_p99_ns: None,
@@ -1134,13 +1143,14 @@ fn short_ns(ns: Option<f64>) -> String {
 /// shmchan SPSC's and of `limit-ring`'s at the same size (when measured).
 pub fn table(rows: &[Row]) -> String {
     let mut out = format!(
-        "{:<15} {:>6} {:>11} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
+        "{:<15} {:>6} {:>11} {:>9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
         "transport",
         "size",
         "msgs/s",
         "MB/s",
         "/spsc",
         "/limit",
+        "reps",
         "rtt p50",
         "rtt p99",
         "rtt p99.9",
@@ -1162,14 +1172,28 @@ pub fn table(rows: &[Row]) -> String {
             (Some(m), Some(b)) => format!("{:.2}x", m / b),
             _ => "-".to_string(),
         };
+        // The slowest and the fastest repetition, over the median.
+        let spread = match (r.msgs_per_s, r.msgs_per_s_reps.len()) {
+            (Some(m), n) if n > 1 && m > 0.0 => {
+                let lo = r
+                    .msgs_per_s_reps
+                    .iter()
+                    .copied()
+                    .fold(f64::INFINITY, f64::min);
+                let hi = r.msgs_per_s_reps.iter().copied().fold(0.0, f64::max);
+                format!("{:.2}-{:.2}", lo / m, hi / m)
+            }
+            _ => "-".to_string(),
+        };
         out += &format!(
-            "{:<15} {:>6} {:>11} {:>9} {:>7} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
+            "{:<15} {:>6} {:>11} {:>9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
             r.transport,
             r.size,
             opt(r.msgs_per_s, 0),
             opt(r.mb_per_s, 1),
             ratio(of("shmchan", r.size)),
             ratio(of("limit-ring", r.size)),
+            spread,
             short_ns(r.rtt_p50_ns),
             short_ns(r.rtt_p99_ns),
             short_ns(r.rtt_p999_ns),

@@ -25,6 +25,62 @@ fn field(line: &str, name: &str) -> Option<f64> {
     }
 }
 
+/// The numbers of the array field `name` of a JSON row.
+fn array(line: &str, name: &str) -> Vec<f64> {
+    let key = format!("\"{name}\":[");
+    let at = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("{name} missing in {line}"))
+        + key.len();
+    let rest = &line[at..];
+    let body = &rest[..rest.find(']').expect("the array's end")];
+    body.split(',')
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: {v} in {line}"))
+        })
+        .collect()
+}
+
+/// Every repetition's throughput is in the JSON, and the row's figure is
+/// their median.
+#[test]
+fn each_repetition_is_reported_and_the_figure_is_their_median() {
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--sizes",
+            "64",
+            "--transports",
+            "shmchan,limit-ring",
+            "--reps",
+            "3",
+            "--duration",
+            "0.05",
+            "--round-trips",
+            "300",
+            "--json",
+            "--no-pin",
+        ])
+        .output()
+        .expect("run shmchan bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for line in text.lines() {
+        let mut reps = array(line, "msgs_per_s_reps");
+        assert_eq!(reps.len(), 3, "{line}");
+        assert!(reps.iter().all(|&m| m > 0.0), "{line}");
+        reps.sort_by(f64::total_cmp);
+        assert_eq!(field(line, "msgs_per_s"), Some(reps[1]), "{line}");
+    }
+}
+
 #[test]
 fn short_run_gives_every_transport_its_figures() {
     let out = Command::new(BIN)
@@ -75,6 +131,11 @@ fn short_run_gives_every_transport_its_figures() {
         );
         let mps = field(line, "msgs_per_s");
         assert_eq!(mps.is_some(), streams, "{line}");
+        assert_eq!(
+            array(line, "msgs_per_s_reps"),
+            Vec::from_iter(mps),
+            "{line}"
+        );
         if let Some(m) = mps {
             assert!(m > 0.0, "{line}");
             let mb = field(line, "mb_per_s").unwrap();
