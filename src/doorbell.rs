@@ -11,6 +11,7 @@ use crate::layout::SEM_DATA;
 #[cfg(doc)]
 use crate::layout::SEM_SPACE;
 use crate::ring::mpsc;
+use crate::ring::wake::Wakeups;
 use crate::segment::Segment;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys::{self, IpcError, SemOp, SemSet};
@@ -50,6 +51,18 @@ impl Segment {
         }
     }
 
+    /// Pays what `w` owes after publishes or releases: the posts of
+    /// doorbell `num`, the MPSC senders' futex wakes, and the rings of
+    /// the socket doorbells (`crate::Select` waiters) it claimed.
+    #[inline]
+    pub(crate) fn pay(&self, num: u16, w: &mut Wakeups) {
+        self.ring_bell(num, w.take());
+        self.wake_senders(w.take_groups());
+        for id in w.take_bells() {
+            sys::ring_bell_socket(id);
+        }
+    }
+
     /// The futex doorbell of MPSC senders.
     pub(crate) fn slot_futex(&self) -> SlotFutex<'_> {
         SlotFutex {
@@ -67,6 +80,7 @@ impl Segment {
             let view = unsafe { self.mapped.ring() };
             let futex = self.slot_futex();
             mpsc::claim_sleepers(&view, groups, &mut |flag| futex.wake(flag));
+            mpsc::claim_slot_bells(&view, groups, false, &mut sys::ring_bell_socket);
         }
     }
 
@@ -78,6 +92,7 @@ impl Segment {
             let view = unsafe { self.mapped.ring() };
             let futex = self.slot_futex();
             mpsc::claim_all_sleepers(&view, &mut |flag| futex.wake(flag));
+            mpsc::claim_slot_bells(&view, 0, true, &mut sys::ring_bell_socket);
         }
     }
 }

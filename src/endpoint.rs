@@ -134,13 +134,16 @@ impl Drop for Registration {
         // poll. The semop above is a full barrier; `claim` fences again.
         // One receiver sleeps at most; senders, one per sender slot (MPSC).
         let wake = &self.seg.ring_state().wake;
-        let (waiters, bell, max) = if self.num == SEM_SENDERS {
-            (&wake.recv_waiters, SEM_DATA, 1)
+        let (waiters, bell, max, socket) = if self.num == SEM_SENDERS {
+            (&wake.recv_waiters, SEM_DATA, 1, &wake.recv_bell)
         } else {
             let senders = self.seg.layout().sender_slots.max(1) as u32;
-            (&wake.send_waiters, SEM_SPACE, senders)
+            (&wake.send_waiters, SEM_SPACE, senders, &wake.send_bell)
         };
         wait::leave(waiters, &self.seg.bell(bell), max);
+        // A peer waiting in a poll loop (a `Select`): after the fence in
+        // `leave`. Relaxed: the swap decides who rings it.
+        sys::ring_bell_socket(socket.swap(0, Ordering::Relaxed));
         if self.num == SEM_RECEIVERS {
             // MPSC senders sleep in their slots, not on the counter.
             self.seg.wake_all_senders();

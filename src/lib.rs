@@ -176,6 +176,8 @@ mod removal;
 #[cfg(not(shmchan_loom))]
 mod segment;
 #[cfg(not(shmchan_loom))]
+mod select;
+#[cfg(not(shmchan_loom))]
 mod sender;
 #[cfg(not(shmchan_loom))]
 mod stats;
@@ -199,6 +201,8 @@ pub use receiver::{Iter, Message, Receiver, TryIter};
 pub use removal::{ForcedRemoval, RemovedSegment, RemovedSems, SegmentKind};
 pub use ring::mpsc::DEFAULT_RECOVERY_TIMEOUT;
 pub use ring::Corrupted;
+#[cfg(not(shmchan_loom))]
+pub use select::{ReadyTimeoutError, Select, TryReadyError};
 #[cfg(not(shmchan_loom))]
 pub use sender::{Grant, Sender};
 #[cfg(not(shmchan_loom))]

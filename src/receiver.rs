@@ -15,8 +15,10 @@ use crate::error::{
 use crate::layout::{Flavor, SEM_DATA, SEM_RECEIVERS, SEM_SPACE};
 use crate::ring::cursor::Cursor;
 use crate::ring::mpsc::{self, DEFAULT_RECOVERY_TIMEOUT};
+use crate::ring::wake;
 use crate::ring::{spsc, Corrupted, Record, RingView};
 use crate::segment::Segment;
+use crate::sync::Ordering;
 use crate::sys;
 use crate::wait::{self, CounterSleeper, DEFAULT_SPIN};
 #[cfg(doc)]
@@ -193,11 +195,9 @@ impl Receiver {
 
     #[inline]
     fn flush(&mut self) {
-        let wakeups = self.side.cursor().wakeups();
-        let (n, groups) = (wakeups.take(), wakeups.take_groups());
-        let seg = self.reg.segment();
-        seg.ring_bell(SEM_SPACE, n);
-        seg.wake_senders(groups);
+        self.reg
+            .segment()
+            .pay(SEM_SPACE, self.side.cursor().wakeups());
     }
 
     /// One look at the ring. Skipping padding can release space and claim a
@@ -233,11 +233,8 @@ impl Receiver {
         let with = |f: &mut dyn FnMut(&mut ReadSide) -> Result<Option<Record>, WaitError>| {
             let s = side.take().expect("consumer in use");
             let r = f(s);
-            let wakeups = s.cursor().wakeups();
-            let (n, groups) = (wakeups.take(), wakeups.take_groups());
+            seg.pay(SEM_SPACE, s.cursor().wakeups());
             side.set(Some(s));
-            seg.ring_bell(SEM_SPACE, n);
-            seg.wake_senders(groups);
             r
         };
         let bell = seg.bell(SEM_DATA);
@@ -266,6 +263,61 @@ impl Receiver {
             Err(WaitError::Disconnected) => self.peek(true)?.ok_or(WaitError::Disconnected),
             r => r,
         }
+    }
+
+    /// [`crate::Select`]: whether a receive may proceed now, from shared
+    /// memory alone (no system call): a record or padding at the read
+    /// position (MPSC: committed), or a receiver that can only fail here
+    /// (inherited through `fork`). It may say true spuriously: the receive
+    /// says what there is.
+    pub(crate) fn select_ready(&self) -> bool {
+        if self.reg.forked() {
+            return true;
+        }
+        let (view, pos) = match &self.side.consumer {
+            Cons::Spsc(c) => (*c.view(), c.position()),
+            Cons::Mpsc(c, _) => (*c.view(), c.position()),
+        };
+        // Acquire: pairs with the producers' Release store of the header
+        // (spsc::Producer::publish_pending, mpsc::Producer::commit).
+        let word = view
+            .region()
+            .atomic_u64(view.index(pos))
+            .load(Ordering::Acquire);
+        match &self.side.consumer {
+            Cons::Spsc(_) => word != 0,
+            Cons::Mpsc(..) => word != 0 && (word >> 32) as u32 & crate::layout::CLAIM_BIT == 0,
+        }
+    }
+
+    /// [`crate::Select`]'s slower look (system calls): every sender gone,
+    /// the channel removed, or (MPSC) a claim blocking the read position,
+    /// whose sender may have died (a receive recovers it once the recovery
+    /// timeout has passed). Spurious answers are allowed, as above.
+    pub(crate) fn select_stuck(&self) -> bool {
+        let seg = self.reg.segment();
+        if senders_gone(seg) {
+            return true;
+        }
+        match &self.side.consumer {
+            Cons::Spsc(_) => false,
+            Cons::Mpsc(c, _) => {
+                // Relaxed: a hint (the receive that follows looks again).
+                let tail = seg.ring_state().producer.tail.load(Ordering::Relaxed);
+                tail != c.position()
+            }
+        }
+    }
+
+    /// [`crate::Select`]: announces the waiter's doorbell `id` in the
+    /// channel's `recv_bell` (the caller re-checks after its barrier).
+    pub(crate) fn select_announce(&self, id: u64) {
+        wake::announce_bell(&self.reg.segment().ring_state().wake.recv_bell, id);
+    }
+
+    /// [`crate::Select`]: takes back the announcement of doorbell `id`.
+    pub(crate) fn select_retract(&self, id: u64) {
+        wake::retract_bell(&self.reg.segment().ring_state().wake.recv_bell, id);
     }
 
     /// Receives the next message, waiting while the channel is empty.

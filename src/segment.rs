@@ -238,8 +238,15 @@ impl Segment {
         let a = self.shm.remove().map_err(|e| open_err("remove", e));
         let b = self.sems.remove().map_err(|e| open_err("remove", e));
         // Semaphore sleepers woke with EIDRM; MPSC senders asleep on their
-        // slots' futexes are woken here, and see the set gone.
+        // slots' futexes are woken here, and see the set gone, and so are
+        // the waiters of poll loops (a `Select`) on either side.
         self.wake_all_senders();
+        let wake = &self.ring_state().wake;
+        for bell in [&wake.recv_bell, &wake.send_bell] {
+            // Relaxed: the swap decides who rings it; the waiter then sees
+            // the removal in its own look.
+            sys::ring_bell_socket(bell.swap(0, crate::sync::Ordering::Relaxed));
+        }
         a.and(b)
     }
 }

@@ -260,8 +260,7 @@ impl Sender {
 
     #[inline]
     fn flush(&mut self) {
-        let n = self.producer.wakeups().take();
-        self.reg.segment().ring_bell(SEM_DATA, n);
+        self.reg.segment().pay(SEM_DATA, self.producer.wakeups());
     }
 
     /// Reserves space for a `len`-byte record, on behalf of `sends`
@@ -325,9 +324,8 @@ impl Sender {
         let with = |f: &mut dyn FnMut(&mut Prod) -> Result<Option<Reservation>, WaitError>| {
             let p = producer.take().expect("producer in use");
             let r = f(p);
-            let n = p.wakeups().take();
+            seg.pay(SEM_DATA, p.wakeups());
             producer.set(Some(p));
-            seg.ring_bell(SEM_DATA, n);
             r
         };
         let bell = seg.bell(SEM_SPACE);
@@ -536,6 +534,53 @@ impl Sender {
             Prod::Spsc(_) => false,
             Prod::Mpsc(p) => p.try_reserve_until(len, stage).is_ok(),
         }
+    }
+
+    /// [`crate::Select`]: whether a send may proceed now, from shared
+    /// memory alone: room for a message of `max_message` bytes (a
+    /// smaller one may fit sooner: `try_send` says), a receiver that left
+    /// (a send reports it), or a sender that can only fail here
+    /// (inherited through `fork`). It may say true spuriously.
+    pub(crate) fn select_ready(&self) -> bool {
+        if self.reg.forked() || receiver_left(self.producer.view().state()) {
+            return true;
+        }
+        let max = self.producer.view().max_message();
+        match &self.producer {
+            Prod::Spsc(p) => p.space_now(max),
+            Prod::Mpsc(p) => p.has_space(max).unwrap_or(true),
+        }
+    }
+
+    /// [`crate::Select`]'s slower look (a system call): the receiver gone
+    /// (killed: no flag says so) or the channel removed.
+    pub(crate) fn select_stuck(&self) -> bool {
+        receiver_gone(self.reg.segment())
+    }
+
+    /// [`crate::Select`]: announces the waiter's doorbell `id`: SPSC in
+    /// `send_bell`, MPSC in the sender's slot (and the slot's bit of
+    /// `sleeping_senders`, which the consumer claims after a release).
+    pub(crate) fn select_announce(&self, id: u64) {
+        let wake = &self.reg.segment().ring_state().wake;
+        match &self.producer {
+            Prod::Spsc(_) => crate::ring::wake::announce_bell(&wake.send_bell, id),
+            Prod::Mpsc(p) => {
+                let slot = p.slot();
+                let s = self.producer.view().sender_slot(slot);
+                crate::ring::wake::announce_slot_bell(&s.bell, &wake.sleeping_senders, slot, id);
+            }
+        }
+    }
+
+    /// [`crate::Select`]: takes back the announcement of doorbell `id`.
+    pub(crate) fn select_retract(&self, id: u64) {
+        let wake = &self.reg.segment().ring_state().wake;
+        let bell = match &self.producer {
+            Prod::Spsc(_) => &wake.send_bell,
+            Prod::Mpsc(p) => &self.producer.view().sender_slot(p.slot()).bell,
+        };
+        crate::ring::wake::retract_bell(bell, id);
     }
 
     /// Reserves `len` bytes if there is space now.

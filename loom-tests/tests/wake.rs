@@ -188,3 +188,80 @@ fn producer_sleeping_on_send_waiters_is_woken() {
         "no execution made the producer sleep"
     );
 }
+
+/// The doorbell side of the protocol (`ring::wake::announce_bell`, what a
+/// `Select` waiting on a receiver does): the consumer announces a doorbell
+/// id in `recv_bell`, re-checks the ring and waits on the doorbell (the
+/// mock semaphore standing for the socket: a ring is a post); the
+/// producer publishes one message and rings the doorbells its publish
+/// claimed.
+///
+/// Accepted outcome: the consumer gets the message. A lost wake-up (the
+/// re-check missed the publish, and the publish missed the announcement)
+/// leaves the consumer blocked in the mock: loom reports a deadlock. A ring
+/// whose announcement was claimed after the consumer had already seen the
+/// message (its retract failed) is drained, as the socket's is.
+#[test]
+fn consumer_waiting_on_a_doorbell_is_woken() {
+    use shmchan::internals::wake::{announce_bell, retract_bell};
+    const ID: u64 = 0x1234_0000_0001;
+    static PATHS: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+    loom_tests::builder().check(|| {
+        let ring = Arc::new(HeapRing::new(64, 56));
+        let bell = Arc::new(Semaphore::new(1));
+        let producer = {
+            let ring = ring.clone();
+            let bell = bell.clone();
+            thread::spawn(move || {
+                // SAFETY: the only producer of this ring in the model.
+                let mut p = unsafe { Producer::new(ring.view()) }.unwrap();
+                p.try_push(MESSAGE).unwrap();
+                for id in p.wakeups().take_bells() {
+                    if id != 0 {
+                        assert_eq!(id, ID, "a doorbell nobody announced");
+                        bell.ring(1).unwrap();
+                    }
+                }
+            })
+        };
+        // SAFETY: the only consumer of this ring in the model.
+        let mut c = unsafe { Consumer::new(ring.view()) }.unwrap();
+        let recv_bell = &ring.view().wake_line().recv_bell;
+        let r = loop {
+            if let Some(r) = c.try_peek().unwrap() {
+                PATHS[0].fetch_add(1, Relaxed);
+                break r;
+            }
+            announce_bell(recv_bell, ID);
+            if c.has_data().unwrap() {
+                PATHS[1].fetch_add(1, Relaxed);
+            } else {
+                PATHS[2].fetch_add(1, Relaxed);
+                bell.sleep(None).unwrap();
+            }
+            retract_bell(recv_bell, ID);
+        };
+        let mut got = vec![0u8; r.len];
+        // SAFETY: r is the record this consumer's try_peek returned last,
+        // not yet consumed: committed, so the producer writes it no more.
+        unsafe { c.view().region().read(r.data_offset, &mut got) };
+        assert_eq!(got, MESSAGE);
+        // SAFETY: as above.
+        unsafe { c.consume(r) };
+        producer.join().unwrap();
+        // What is left is a ring for an announcement retracted too late:
+        // at most one, which the next wait drains.
+        assert!(bell.value() <= 1, "{} rings left", bell.value());
+    });
+    for (name, n) in [
+        "message seen first",
+        "re-check saw it",
+        "waited and was rung",
+    ]
+    .iter()
+    .zip(&PATHS)
+    {
+        eprintln!("{:6} executions: {name}", n.load(Relaxed));
+        assert!(n.load(Relaxed) > 0, "no execution took the path: {name}");
+    }
+}

@@ -87,6 +87,13 @@ pub struct WakeLine {
     /// `sleeping` word); the consumer claims the mask after each release
     /// (swap with 0) and wakes the slots it names that say so.
     pub sleeping_senders: AtomicU64,
+    /// `{ id: u64 }`: the socket doorbell of a receiver waiting in a poll
+    /// loop (a `Select`), 0 when none; the producer that claims it (swap
+    /// with 0) after a publish rings it. A word, not a count.
+    pub recv_bell: AtomicU64,
+    /// `{ id: u64 }`: the same for an SPSC sender waiting for space; the
+    /// consumer claims it after a release.
+    pub send_bell: AtomicU64,
 }
 
 /// One MPSC sender's line in the sender table. The sender that owns it is
@@ -113,6 +120,11 @@ pub struct SenderSlot {
     /// not a count: whatever an owner killed asleep leaves here is cleared
     /// by the next claim and wakes nobody.
     pub sleeping: AtomicU32,
+    /// `{ id: u64 }`: the socket doorbell of the owner when it waits for
+    /// space in a poll loop (a `Select`), 0 when none; announced with the
+    /// slot's bit in `sleeping_senders`, claimed (swap with 0) and rung by
+    /// the consumer like the flag. A word, not a count.
+    pub bell: AtomicU64,
 }
 
 impl Default for SenderSlot {
@@ -124,6 +136,7 @@ impl Default for SenderSlot {
             sent_messages: AtomicU64::new(0),
             sent_bytes: AtomicU64::new(0),
             sleeping: AtomicU32::new(0),
+            bell: AtomicU64::new(0),
         }
     }
 }
@@ -197,10 +210,13 @@ mod asserts {
     const_assert_eq!(offset_of!(SenderSlot, sent_messages), 16);
     const_assert_eq!(offset_of!(SenderSlot, sent_bytes), 24);
     const_assert_eq!(offset_of!(SenderSlot, sleeping), offset::SLOT_SLEEPING);
+    const_assert_eq!(offset_of!(SenderSlot, bell), offset::SLOT_BELL);
     const_assert_eq!(
         at!(wake, WakeLine, sleeping_senders),
         offset::SLEEPING_SENDERS
     );
+    const_assert_eq!(at!(wake, WakeLine, recv_bell), offset::RECV_BELL);
+    const_assert_eq!(at!(wake, WakeLine, send_bell), offset::SEND_BELL);
     const_assert!(offset::SEM_ID + 4 <= offset::KEY_DEV);
     const_assert!(offset::KEY_INO + 8 <= offset::PID_NS);
     const_assert!(offset::PID_NS + 8 <= LINE);

@@ -174,8 +174,14 @@ pub mod offset {
     pub const RECEIVER_SLEEPS: usize = 424;
     /// `sleeping_senders` (MPSC)
     pub const SLEEPING_SENDERS: usize = 432;
+    /// `recv_bell`: the doorbell id of a receiver waiting in a poll loop
+    pub const RECV_BELL: usize = 440;
+    /// `send_bell`: the doorbell id of an SPSC sender waiting in a poll loop
+    pub const SEND_BELL: usize = 448;
     /// `sleeping`, in a sender slot: its offset within the slot's line.
     pub const SLOT_SLEEPING: usize = 32;
+    /// `bell`, in a sender slot: its offset within the slot's line.
+    pub const SLOT_BELL: usize = 40;
 }
 
 /// Record kinds (the high half of a record header word).

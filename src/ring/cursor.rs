@@ -177,8 +177,11 @@ impl<'a> Cursor<'a> {
                 &wake.sleeping_senders,
             );
         } else {
-            self.wake
-                .claim_after_publish(&wake.send_waiters, self.max_wakeups);
+            self.wake.claim_after_publish_with_bell(
+                &wake.send_waiters,
+                self.max_wakeups,
+                &wake.send_bell,
+            );
         }
     }
 

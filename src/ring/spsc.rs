@@ -172,6 +172,20 @@ impl<'a> Producer<'a> {
         self.fits(rec.min(contiguous) + NEXT)
     }
 
+    /// As [`Producer::has_space`], from the shared `head` as it is now and
+    /// without touching the cache (for a look from outside the sending
+    /// path); a broken `head` counts as space (the send reports it).
+    pub fn space_now(&self, len: usize) -> bool {
+        let rec = record_size(len.min(self.view.max_message())) as u64;
+        let contiguous = self.view.capacity() - self.view.index(self.tail) as u64;
+        // Acquire: as in `fits`.
+        let head = self.view.state().consumer.head.load(Ordering::Acquire);
+        match self.view.check_span(head, self.tail) {
+            Ok(used) => self.view.capacity() - used >= rec.min(contiguous) + NEXT,
+            Err(_) => true,
+        }
+    }
+
     /// Reserves space for a record of `len` payload bytes.
     ///
     /// May publish a padding record to reach the start of the region.
@@ -287,7 +301,8 @@ impl<'a> Producer<'a> {
         st.producer.tail.store(self.tail, Ordering::Release);
         // At most one receiver sleeps: we owe at most one post, even if
         // someone forged a larger count.
-        self.wake.claim_after_publish(&st.wake.recv_waiters, 1);
+        self.wake
+            .claim_after_publish_with_bell(&st.wake.recv_waiters, 1, &st.wake.recv_bell);
     }
 
     /// Copies `msg` into the ring as one record.

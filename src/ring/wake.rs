@@ -106,6 +106,43 @@ pub fn retract(waiters: &AtomicU32) -> bool {
     }
 }
 
+/// A waiter that watches a socket doorbell (a [`crate::Select`]) announces
+/// itself: its doorbell's id into `bell` (`recv_bell` or `send_bell`),
+/// then a SeqCst fence, as in [`announce`]. The caller must re-check its
+/// condition after this (and after the membarrier the sleepers issue)
+/// before it waits; one word, not a count: what a waiter killed while
+/// announced leaves there is taken by the next claim, which rings a
+/// doorbell nobody has any more.
+#[inline]
+pub fn announce_bell(bell: &AtomicU64, id: u64) {
+    bell.store(id, Ordering::Relaxed);
+    // SeqCst fence: pairs with the waker's fence after its publish (see
+    // `announce`).
+    fence(Ordering::SeqCst);
+}
+
+/// An MPSC sender waiting for space in a poll loop announces its doorbell
+/// `id` in its slot's `bell`, then its bit in `mask` (`sleeping_senders`)
+/// with Release and a SeqCst fence, as [`announce_slot`] does for the flag.
+#[inline]
+pub fn announce_slot_bell(bell: &AtomicU64, mask: &AtomicU64, slot: usize, id: u64) {
+    bell.store(id, Ordering::Relaxed);
+    // Release: pairs with the Acquire swap of the mask by the consumer
+    // (see `announce_slot`): a waker that takes our bit loads our id.
+    mask.fetch_or(slot_bit(slot), Ordering::Release);
+    // SeqCst fence: as in `announce_slot`.
+    fence(Ordering::SeqCst);
+}
+
+/// Takes back a doorbell announcement if it is still ours. Returns false
+/// when a waker claimed it (a ring is on its way, which the waiter drains
+/// before it next waits: nothing to consume).
+#[inline]
+pub fn retract_bell(bell: &AtomicU64, id: u64) -> bool {
+    bell.compare_exchange(id, 0, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+}
+
 /// The bit of the `sleeping_senders` mask for sender slot `slot`: slots
 /// `slot % 64` share one (a set bit tells a waker which slots to look at).
 #[inline]
@@ -152,6 +189,11 @@ pub struct Wakeups {
     groups: u64,
     /// Use the light fence after publishing (see [`claim_with`]).
     light: bool,
+    /// Claimed doorbell announcements (ids) not yet rung: one per claim,
+    /// and a claim per publish at most, so two hold what the publishes
+    /// between two takes can claim (a third, older one is rung late by the
+    /// waiter's own poll).
+    bells: [u64; 2],
 }
 
 impl Wakeups {
@@ -165,6 +207,38 @@ impl Wakeups {
         if n > 0 {
             self.owed = self.owed.saturating_add(n).min(max);
         }
+    }
+
+    /// [`Wakeups::claim_after_publish`], and, after the same fence, the
+    /// doorbell announcement in `bell`.
+    #[inline]
+    pub fn claim_after_publish_with_bell(
+        &mut self,
+        waiters: &AtomicU32,
+        max: u32,
+        bell: &AtomicU64,
+    ) {
+        self.claim_after_publish(waiters, max);
+        self.claim_bell(bell);
+    }
+
+    /// Claims the doorbell announcement in `bell`, if any (the caller has
+    /// issued the fence after its publish).
+    #[inline]
+    pub fn claim_bell(&mut self, bell: &AtomicU64) {
+        if bell.load(Ordering::Relaxed) != 0 {
+            let id = bell.swap(0, Ordering::Relaxed);
+            if id != 0 && !self.bells.contains(&id) {
+                self.bells = [id, self.bells[0]];
+            }
+        }
+    }
+
+    /// Returns, and resets, the claimed doorbells (0: none), which the
+    /// caller rings.
+    #[inline]
+    pub fn take_bells(&mut self) -> [u64; 2] {
+        std::mem::take(&mut self.bells)
     }
 
     /// An MPSC consumer, after a release (a Release store of head): as

@@ -68,7 +68,7 @@ mod tests;
 pub use consumer::Consumer;
 pub use producer::{free_slot, take_slot, Producer};
 pub use recovery::{Recoverer, DEFAULT_RECOVERY_TIMEOUT};
-pub use sleepers::{claim_all_sleepers, claim_sleepers};
+pub use sleepers::{claim_all_sleepers, claim_sleepers, claim_slot_bells};
 // For the models, the fuzz targets and the tests.
 #[cfg(any(shmchan_loom, feature = "internals", feature = "test-hooks", test))]
 pub use producer::Stage;

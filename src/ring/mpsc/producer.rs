@@ -55,6 +55,8 @@ pub unsafe fn take_slot(
         // Relaxed: a flag a previous owner killed asleep left; it wakes
         // nobody, and our own announcements set it again.
         s.sleeping.store(0, Ordering::Relaxed);
+        // Relaxed: a doorbell a previous owner left, the same way.
+        s.bell.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire load of claim in try_recover (a
         // consumer that reads this value sees everything the slot's
         // previous owner did before giving it up).
@@ -196,7 +198,7 @@ impl<'a> Producer<'a> {
 
     /// Whether a record of `len` bytes (and the gap before it, if any)
     /// fits in the free space now.
-    pub fn has_space(&mut self, len: usize) -> Result<bool, Corrupted> {
+    pub fn has_space(&self, len: usize) -> Result<bool, Corrupted> {
         let st = self.view.state();
         let cap = self.view.capacity();
         // Acquire: pairs with the Release CAS of tail by the producer that
@@ -414,8 +416,9 @@ impl<'a> Producer<'a> {
     #[inline]
     fn claim_receiver(&mut self) {
         // One receiver sleeps at most; a larger count is forged.
+        let wake = &self.view.state().wake;
         self.wake
-            .claim_after_publish(&self.view.state().wake.recv_waiters, 1);
+            .claim_after_publish_with_bell(&wake.recv_waiters, 1, &wake.recv_bell);
     }
 
     /// The posts owed to a sleeping receiver.

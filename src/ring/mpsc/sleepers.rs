@@ -46,6 +46,35 @@ pub fn claim_all_sleepers(view: &RingView<'_>, wake: &mut dyn FnMut(&AtomicU32))
         .sum()
 }
 
+/// Claims the socket doorbells announced in the slots whose bits `groups`
+/// has (see [`claim_sleepers`]; a `Select` waiting for space announces
+/// its doorbell in the slot and the slot's bit): each is swapped with 0
+/// and handed to `ring`. `all`: every slot, whatever `groups` says.
+pub fn claim_slot_bells(view: &RingView<'_>, groups: u64, all: bool, ring: &mut dyn FnMut(u64)) {
+    let slots = view.sender_slots();
+    let mut take = |i: usize| {
+        let bell = &view.sender_slot(i).bell;
+        // Relaxed: made visible by the mask's Release/Acquire pair, as the
+        // flags; the swap decides who rings it.
+        if bell.load(Ordering::Relaxed) != 0 {
+            let id = bell.swap(0, Ordering::Relaxed);
+            if id != 0 {
+                ring(id);
+            }
+        }
+    };
+    if all {
+        (0..slots).for_each(&mut take);
+        return;
+    }
+    let mut bits = groups;
+    while bits != 0 {
+        let b = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        (b..slots).step_by(64).for_each(&mut take);
+    }
+}
+
 #[inline]
 fn claim_one(flag: &AtomicU32, wake: &mut dyn FnMut(&AtomicU32)) -> u32 {
     // Relaxed: the flag was made visible by the mask's Release/Acquire
