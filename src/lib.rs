@@ -157,6 +157,8 @@ mod sync;
 mod wait;
 
 // The channel layer, over System V (not under loom).
+#[cfg(all(feature = "tokio", not(shmchan_loom)))]
+mod aio;
 #[cfg(not(shmchan_loom))]
 mod channel;
 #[cfg(not(shmchan_loom))]
@@ -195,6 +197,8 @@ pub use error::{
 pub use layout::{Flavor, HeaderError, Layout};
 #[cfg(not(shmchan_loom))]
 pub use options::Options;
+#[cfg(all(feature = "tokio", not(shmchan_loom)))]
+pub use receiver::RecvStream;
 #[cfg(not(shmchan_loom))]
 pub use receiver::{Iter, Message, Receiver, TryIter};
 #[cfg(not(shmchan_loom))]

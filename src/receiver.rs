@@ -108,6 +108,9 @@ pub struct Receiver {
     side: ReadSide,
     spin_limit: u32,
     reg: Registration,
+    /// The async waiting state (feature `tokio`), made on first wait.
+    #[cfg(feature = "tokio")]
+    waiter: Option<Box<crate::aio::Waiter>>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -116,6 +119,8 @@ impl Drop for Receiver {
         // Before the registration's drop: the counts are stored before a
         // new receiver can register and continue them.
         if self.reg.owned_here() {
+            #[cfg(feature = "tokio")]
+            self.disarm_async();
             self.side.tally.store(&self.reg.segment().mapped);
             // Senders see it at their next send.
             set_receiver_gone(self.reg.segment(), true);
@@ -161,6 +166,8 @@ impl Receiver {
             },
             spin_limit: DEFAULT_SPIN,
             reg,
+            #[cfg(feature = "tokio")]
+            waiter: None,
             _not_sync: PhantomData,
         })
     }
@@ -590,5 +597,197 @@ impl Iterator for TryIter<'_> {
                 None
             }
         }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl crate::aio::Waitable for Receiver {
+    fn ready(&self) -> bool {
+        self.select_ready()
+    }
+    fn announce(&self, id: u64) {
+        self.select_announce(id);
+    }
+    fn retract(&self, id: u64) {
+        self.select_retract(id);
+    }
+    fn poll_interval(&self) -> Duration {
+        self.side.poll()
+    }
+}
+
+/// Async receiving (feature `tokio`).
+#[cfg(feature = "tokio")]
+impl Receiver {
+    /// Receives the next message, waiting asynchronously while the channel
+    /// is empty: the same result as [`Receiver::recv`], without a thread
+    /// blocked. While it waits, the task is woken through the receiver's
+    /// socket doorbell (registered with tokio's reactor), or by a 100 ms
+    /// timer that looks at the senders' liveness, as a blocking receive
+    /// does. Poll it inside a tokio runtime with I/O and time enabled.
+    ///
+    /// Cancel-safe: a future dropped before it completed has received
+    /// nothing (the next receive gets the message it would have), and it
+    /// takes back its announcement in the channel. Timeouts come from the
+    /// runtime: `tokio::time::timeout(d, rx.recv_async())`.
+    pub fn recv_async(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Message<'_>, RecvError>> + '_ {
+        RecvFuture { rx: Some(self) }
+    }
+
+    /// The messages as a [`futures_core::Stream`] of owned copies (each
+    /// copied out with atomic loads, as [`Receiver::recv_into`] does, and
+    /// released at once). It ends when every sender is gone and the ring
+    /// is drained, or at the first error; [`RecvStream::ended_by`] says
+    /// which. Cancel-safe like [`Receiver::recv_async`].
+    ///
+    /// ```no_run
+    /// # async fn f(rx: &mut shmchan::Receiver) {
+    /// let mut s = rx.stream();
+    /// while let Some(m) = s.next().await {
+    ///     println!("{} bytes", m.len());
+    /// }
+    /// # }
+    /// ```
+    pub fn stream(&mut self) -> RecvStream<'_> {
+        RecvStream {
+            rx: self,
+            ended: None,
+        }
+    }
+
+    /// The next record, or why there is none, waiting with `cx`.
+    fn poll_record(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Record, RecvError>> {
+        use std::task::Poll;
+        loop {
+            match self.next_inner(false, None) {
+                Ok(r) => {
+                    self.disarm_async();
+                    return Poll::Ready(Ok(r));
+                }
+                Err(WaitError::Full) => {}
+                Err(e) => {
+                    self.disarm_async();
+                    return Poll::Ready(Err(RecvError::from(e)));
+                }
+            }
+            let mut slot = self.waiter.take();
+            let p = crate::aio::Waiter::poll_wait(&mut slot, self, cx);
+            self.waiter = slot;
+            if p.is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Takes back the async waiter's announcement, if any.
+    fn disarm_async(&mut self) {
+        if let Some(mut w) = self.waiter.take() {
+            w.disarm(self);
+            self.waiter = Some(w);
+        }
+    }
+}
+
+/// The future of [`Receiver::recv_async`].
+#[cfg(feature = "tokio")]
+struct RecvFuture<'a> {
+    rx: Option<&'a mut Receiver>,
+}
+
+#[cfg(feature = "tokio")]
+impl<'a> std::future::Future for RecvFuture<'a> {
+    type Output = Result<Message<'a>, RecvError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let rx = self
+            .rx
+            .as_mut()
+            .expect("RecvFuture polled after it completed");
+        match rx.poll_record(cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(r) => {
+                let rx = self.rx.take().expect("checked above");
+                std::task::Poll::Ready(r.map(|rec| Message { rx, rec }))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for RecvFuture<'_> {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            rx.disarm_async();
+        }
+    }
+}
+
+/// The messages of a receiver as a stream of owned copies: see
+/// [`Receiver::stream`] (feature `tokio`).
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub struct RecvStream<'a> {
+    rx: &'a mut Receiver,
+    ended: Option<RecvError>,
+}
+
+#[cfg(feature = "tokio")]
+impl RecvStream<'_> {
+    /// The next message, as `StreamExt::next` would give it (without
+    /// needing the trait in scope).
+    pub async fn next(&mut self) -> Option<Vec<u8>> {
+        std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut *self), cx)
+        })
+        .await
+    }
+
+    /// Why the stream ended: `Disconnected` after the last message, or the
+    /// error that stopped it; `None` while it runs.
+    pub fn ended_by(&self) -> Option<&RecvError> {
+        self.ended.as_ref()
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl futures_core::Stream for RecvStream<'_> {
+    type Item = Vec<u8>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Vec<u8>>> {
+        use std::task::Poll;
+        let me = &mut *self;
+        if me.ended.is_some() {
+            return Poll::Ready(None);
+        }
+        match me.rx.poll_record(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(rec)) => {
+                let mut v = Vec::new();
+                me.rx.copy_out(rec, &mut v);
+                Poll::Ready(Some(v))
+            }
+            Poll::Ready(Err(e)) => {
+                me.ended = Some(e);
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for RecvStream<'_> {
+    fn drop(&mut self) {
+        self.rx.disarm_async();
     }
 }

@@ -139,6 +139,9 @@ pub struct Sender {
     /// Sends left before the next look at the receivers' liveness count.
     until_look: u32,
     reg: Registration,
+    /// The async waiting state (feature `tokio`), made on first wait.
+    #[cfg(feature = "tokio")]
+    waiter: Option<Box<crate::aio::Waiter>>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -150,6 +153,8 @@ impl Drop for Sender {
         if !self.reg.owned_here() {
             return;
         }
+        #[cfg(feature = "tokio")]
+        self.disarm_async();
         self.tally.store(&self.reg.segment().mapped);
         if let Prod::Mpsc(p) = &self.producer {
             // SAFETY: the sender is going: it makes no more claims, and a
@@ -233,6 +238,8 @@ impl Sender {
             spin_limit: DEFAULT_SPIN,
             until_look: LIVENESS_EVERY,
             reg,
+            #[cfg(feature = "tokio")]
+            waiter: None,
             _not_sync: PhantomData,
         })
     }
@@ -383,6 +390,13 @@ impl Sender {
         deadline: Option<Instant>,
     ) -> Result<(), WaitError> {
         let r = self.reserve_inner(msg.len(), 1, block, deadline)?;
+        self.write_reserved(r, msg);
+        Ok(())
+    }
+
+    /// Copies `msg` into `r` (the reservation our producer made last, for
+    /// `msg.len()` bytes) and commits it.
+    fn write_reserved(&mut self, r: Reservation, msg: &[u8]) {
         // Counted before the publish: see Tally.
         self.tally.add(r.len, &self.reg.segment().mapped);
         // SAFETY: `r` is the reservation our producer just made: space only
@@ -392,7 +406,6 @@ impl Sender {
             self.producer.commit(r);
         }
         self.flush();
-        Ok(())
     }
 
     /// Sends `msg`, waiting while the channel is full.
@@ -416,7 +429,7 @@ impl Sender {
     ///
     /// In SPSC the receiver sees the whole batch with one store (and one
     /// look at it), which is what makes small messages cheap: pair it with
-    /// [`Receiver::recv_batch`]. In MPSC each record is claimed and
+    /// [`crate::Receiver::recv_batch`]. In MPSC each record is claimed and
     /// published by itself, as by [`Sender::send`], and the receiver is
     /// woken at most once for the batch.
     ///
@@ -542,13 +555,18 @@ impl Sender {
     /// (a send reports it), or a sender that can only fail here
     /// (inherited through `fork`). It may say true spuriously.
     pub(crate) fn select_ready(&self) -> bool {
+        self.ready_for(self.producer.view().max_message())
+    }
+
+    /// Whether a send of `len` bytes may proceed now, as
+    /// [`Sender::select_ready`] says it for `max_message`.
+    fn ready_for(&self, len: usize) -> bool {
         if self.reg.forked() || receiver_left(self.producer.view().state()) {
             return true;
         }
-        let max = self.producer.view().max_message();
         match &self.producer {
-            Prod::Spsc(p) => p.space_now(max),
-            Prod::Mpsc(p) => p.has_space(max).unwrap_or(true),
+            Prod::Spsc(p) => p.space_now(len),
+            Prod::Mpsc(p) => p.has_space(len).unwrap_or(true),
         }
     }
 
@@ -671,6 +689,184 @@ impl DerefMut for Grant<'_> {
                 .view()
                 .region()
                 .slice_mut(self.res.data_offset, self.res.len)
+        }
+    }
+}
+
+/// What an async sender waits for: room for `len` bytes (feature `tokio`).
+#[cfg(feature = "tokio")]
+struct SpaceFor<'a> {
+    tx: &'a Sender,
+    len: usize,
+}
+
+#[cfg(feature = "tokio")]
+impl crate::aio::Waitable for SpaceFor<'_> {
+    fn ready(&self) -> bool {
+        self.tx.ready_for(self.len)
+    }
+    fn announce(&self, id: u64) {
+        self.tx.select_announce(id);
+    }
+    fn retract(&self, id: u64) {
+        self.tx.select_retract(id);
+    }
+    fn poll_interval(&self) -> Duration {
+        wait::POLL_INTERVAL
+    }
+}
+
+/// Async sending (feature `tokio`).
+#[cfg(feature = "tokio")]
+impl Sender {
+    /// Sends `msg`, waiting asynchronously while the channel is full: the
+    /// same result as [`Sender::send`], without a thread blocked. While it
+    /// waits, the task is woken through the sender's socket doorbell
+    /// (registered with tokio's reactor) by the receiver's releases, or by
+    /// a 100 ms timer that looks at the receiver's liveness. Poll it inside
+    /// a tokio runtime with I/O and time enabled.
+    ///
+    /// Cancel-safe: a future dropped before it completed has sent nothing
+    /// (the message is written only once space is reserved, in the same
+    /// poll that commits it), and it takes back its announcement.
+    pub fn send_async<'a>(
+        &'a mut self,
+        msg: &'a [u8],
+    ) -> impl std::future::Future<Output = Result<(), SendError>> + 'a {
+        SendFuture {
+            tx: Some(self),
+            msg,
+        }
+    }
+
+    /// Reserves `len` bytes, waiting asynchronously while they do not fit;
+    /// the [`Grant`] is [`Sender::reserve`]'s. Cancel-safe: a future
+    /// dropped before it completed holds no space.
+    pub fn reserve_async(
+        &mut self,
+        len: usize,
+    ) -> impl std::future::Future<Output = Result<Grant<'_>, SendError>> + '_ {
+        ReserveFuture {
+            tx: Some(self),
+            len,
+        }
+    }
+
+    /// A reservation of `len` bytes, or why there is none, waiting with
+    /// `cx`.
+    fn poll_reserve(
+        &mut self,
+        len: usize,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Reservation, SendError>> {
+        use std::task::Poll;
+        loop {
+            match self.reserve_inner(len, 1, false, None) {
+                Ok(r) => {
+                    self.disarm_async();
+                    return Poll::Ready(Ok(r));
+                }
+                Err(WaitError::Full) => {}
+                Err(e) => {
+                    self.disarm_async();
+                    return Poll::Ready(Err(SendError::from(e)));
+                }
+            }
+            let mut slot = self.waiter.take();
+            let p = crate::aio::Waiter::poll_wait(&mut slot, &SpaceFor { tx: self, len }, cx);
+            self.waiter = slot;
+            if p.is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Takes back the async waiter's announcement, if any.
+    fn disarm_async(&mut self) {
+        if let Some(mut w) = self.waiter.take() {
+            w.disarm(&SpaceFor { tx: self, len: 0 });
+            self.waiter = Some(w);
+        }
+    }
+}
+
+/// The future of [`Sender::send_async`].
+#[cfg(feature = "tokio")]
+struct SendFuture<'a> {
+    tx: Option<&'a mut Sender>,
+    msg: &'a [u8],
+}
+
+#[cfg(feature = "tokio")]
+impl std::future::Future for SendFuture<'_> {
+    type Output = Result<(), SendError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let me = &mut *self;
+        let tx = me
+            .tx
+            .as_mut()
+            .expect("SendFuture polled after it completed");
+        match tx.poll_reserve(me.msg.len(), cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(r) => {
+                let tx = me.tx.take().expect("checked above");
+                std::task::Poll::Ready(r.map(|r| tx.write_reserved(r, me.msg)))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for SendFuture<'_> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            tx.disarm_async();
+        }
+    }
+}
+
+/// The future of [`Sender::reserve_async`].
+#[cfg(feature = "tokio")]
+struct ReserveFuture<'a> {
+    tx: Option<&'a mut Sender>,
+    len: usize,
+}
+
+#[cfg(feature = "tokio")]
+impl<'a> std::future::Future for ReserveFuture<'a> {
+    type Output = Result<Grant<'a>, SendError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let me = &mut *self;
+        let tx = me
+            .tx
+            .as_mut()
+            .expect("ReserveFuture polled after it completed");
+        match tx.poll_reserve(me.len, cx) {
+            std::task::Poll::Pending => std::task::Poll::Pending,
+            std::task::Poll::Ready(r) => {
+                let tx = me.tx.take().expect("checked above");
+                std::task::Poll::Ready(r.map(|res| {
+                    tx.flush();
+                    Grant { tx, res }
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for ReserveFuture<'_> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            tx.disarm_async();
         }
     }
 }

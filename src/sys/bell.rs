@@ -145,6 +145,13 @@ impl AsFd for BellSocket {
     }
 }
 
+impl AsRawFd for BellSocket {
+    /// The same open descriptor for the socket's whole life (it owns it).
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// Rings doorbell `id` (0: nobody): one datagram, never blocking. A
 /// doorbell that is gone (its waiter died or moved on), full, or in
 /// another network namespace is not an error: a waiter polls at least
