@@ -111,6 +111,8 @@ pub struct Receiver {
     /// The async waiting state (feature `tokio`), made on first wait.
     #[cfg(feature = "tokio")]
     waiter: Option<Box<crate::aio::Waiter>>,
+    /// The doorbell behind [`Receiver::as_fd`], made on first use.
+    fd_bell: std::cell::OnceCell<sys::BellSocket>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -121,6 +123,9 @@ impl Drop for Receiver {
         if self.reg.owned_here() {
             #[cfg(feature = "tokio")]
             self.disarm_async();
+            if let Some(b) = self.fd_bell.get() {
+                self.select_retract(b.id());
+            }
             self.side.tally.store(&self.reg.segment().mapped);
             // Senders see it at their next send.
             set_receiver_gone(self.reg.segment(), true);
@@ -168,6 +173,7 @@ impl Receiver {
             reg,
             #[cfg(feature = "tokio")]
             waiter: None,
+            fd_bell: std::cell::OnceCell::new(),
             _not_sync: PhantomData,
         })
     }
@@ -789,5 +795,87 @@ impl futures_core::Stream for RecvStream<'_> {
 impl Drop for RecvStream<'_> {
     fn drop(&mut self) {
         self.rx.disarm_async();
+    }
+}
+
+/// A file descriptor to wait on in an event loop of your own (epoll, mio,
+/// calloop): see [`Receiver::arm`].
+impl Receiver {
+    /// The doorbell behind the file descriptor, made on first use.
+    fn fd_bell(&self) -> std::io::Result<&sys::BellSocket> {
+        if let Some(b) = self.fd_bell.get() {
+            return Ok(b);
+        }
+        let b = sys::BellSocket::new()?;
+        Ok(self.fd_bell.get_or_init(|| b))
+    }
+
+    /// Prepares a wait on the receiver's file descriptor ([`AsFd`](std::os::fd::AsFd)):
+    /// drains it, announces it in the channel, and looks at the ring.
+    /// Returns `true` when a receive may proceed already (do not wait:
+    /// call [`Receiver::try_recv`]); with `false`, wait for the descriptor
+    /// to become readable (`POLLIN`/`EPOLLIN`).
+    ///
+    /// The rule: **arm, then wait; when readable (or after your timeout),
+    /// receive with `try_recv` until `Empty`, then arm again.** The
+    /// descriptor becomes readable when a sender publishes after the arm
+    /// (one ring per arm: it works edge- and level-triggered alike, since
+    /// `arm` drains what is left), and stays readable until the next arm.
+    /// Readiness may be spurious (a ring for a message you received
+    /// already): `try_recv` says `Empty`, and you arm again. A sender
+    /// SIGKILLed rings nothing: wait with a timeout (this crate's own
+    /// waits look every 100 ms) and call `try_recv`, which then says
+    /// `Disconnected`. Use one way of waiting at a time on a receiver:
+    /// its descriptor, a [`crate::Select`], or (feature `tokio`)
+    /// `recv_async`; each announces itself in the same place.
+    ///
+    /// Errors: the doorbell socket could not be made (file descriptors
+    /// exhausted, say).
+    ///
+    /// ```no_run
+    /// use std::os::fd::AsRawFd;
+    /// # fn f(rx: &mut shmchan::Receiver) -> std::io::Result<()> {
+    /// loop {
+    ///     while let Ok(m) = rx.try_recv() {
+    ///         println!("{} bytes", m.len());
+    ///     }
+    ///     if !rx.arm()? {
+    ///         let mut p = libc::pollfd { fd: rx.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    ///         unsafe { libc::poll(&mut p, 1, 100) };
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn arm(&self) -> std::io::Result<bool> {
+        let b = self.fd_bell()?;
+        b.drain();
+        self.select_announce(b.id());
+        let fenced = sys::membarrier_global();
+        // Without the barrier the wakers' light fence may miss the
+        // announcement: say "look now" rather than risk a long wait.
+        Ok(!fenced || self.select_ready())
+    }
+}
+
+impl std::os::fd::AsFd for Receiver {
+    /// The receiver's doorbell: readable after a publish that follows
+    /// [`Receiver::arm`] (see there for the rule).
+    ///
+    /// # Panics
+    /// If the doorbell socket cannot be made on first use (file
+    /// descriptors exhausted); call [`Receiver::arm`] first to get that
+    /// as an error.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd_bell()
+            .expect("the receiver's doorbell socket could not be made")
+            .as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for Receiver {
+    /// As [`std::os::fd::AsFd::as_fd`].
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.as_fd().as_raw_fd()
     }
 }

@@ -142,6 +142,8 @@ pub struct Sender {
     /// The async waiting state (feature `tokio`), made on first wait.
     #[cfg(feature = "tokio")]
     waiter: Option<Box<crate::aio::Waiter>>,
+    /// The doorbell behind [`Sender::as_fd`], made on first use.
+    fd_bell: std::cell::OnceCell<sys::BellSocket>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -155,6 +157,9 @@ impl Drop for Sender {
         }
         #[cfg(feature = "tokio")]
         self.disarm_async();
+        if let Some(b) = self.fd_bell.get() {
+            self.select_retract(b.id());
+        }
         self.tally.store(&self.reg.segment().mapped);
         if let Prod::Mpsc(p) = &self.producer {
             // SAFETY: the sender is going: it makes no more claims, and a
@@ -240,6 +245,7 @@ impl Sender {
             reg,
             #[cfg(feature = "tokio")]
             waiter: None,
+            fd_bell: std::cell::OnceCell::new(),
             _not_sync: PhantomData,
         })
     }
@@ -868,5 +874,56 @@ impl Drop for ReserveFuture<'_> {
         if let Some(tx) = self.tx.take() {
             tx.disarm_async();
         }
+    }
+}
+
+/// A file descriptor to wait on in an event loop of your own: see
+/// [`Sender::arm`].
+impl Sender {
+    /// The doorbell behind the file descriptor, made on first use.
+    fn fd_bell(&self) -> std::io::Result<&sys::BellSocket> {
+        if let Some(b) = self.fd_bell.get() {
+            return Ok(b);
+        }
+        let b = sys::BellSocket::new()?;
+        Ok(self.fd_bell.get_or_init(|| b))
+    }
+
+    /// Prepares a wait on the sender's file descriptor ([`AsFd`](std::os::fd::AsFd)) for room
+    /// for a `len`-byte message: drains it, announces it in the channel,
+    /// and looks at the ring. Returns `true` when a send may proceed
+    /// already (call [`Sender::try_send`]); with `false`, wait for the
+    /// descriptor to become readable. The rule is
+    /// [`crate::Receiver::arm`]'s: arm, wait, then `try_send` (which may
+    /// still say `Full`: arm again); a receiver SIGKILLed rings nothing, so
+    /// wait with a timeout. One way of waiting at a time per sender.
+    pub fn arm(&self, len: usize) -> std::io::Result<bool> {
+        let b = self.fd_bell()?;
+        b.drain();
+        self.select_announce(b.id());
+        let fenced = sys::membarrier_global();
+        Ok(!fenced || self.ready_for(len))
+    }
+}
+
+impl std::os::fd::AsFd for Sender {
+    /// The sender's doorbell: readable after a release of the receiver
+    /// that follows [`Sender::arm`].
+    ///
+    /// # Panics
+    /// If the doorbell socket cannot be made on first use; call
+    /// [`Sender::arm`] first to get that as an error.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd_bell()
+            .expect("the sender's doorbell socket could not be made")
+            .as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for Sender {
+    /// As [`std::os::fd::AsFd::as_fd`].
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.as_fd().as_raw_fd()
     }
 }
