@@ -56,6 +56,15 @@ impl Segment {
     /// the socket doorbells (`crate::Select` waiters) it claimed.
     #[inline]
     pub(crate) fn pay(&self, num: u16, w: &mut Wakeups) {
+        // Nothing owed is the fast path: one test, no call.
+        if w.owes() {
+            self.pay_owed(num, w);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pay_owed(&self, num: u16, w: &mut Wakeups) {
         self.ring_bell(num, w.take());
         self.wake_senders(w.take_groups());
         for id in w.take_bells() {

@@ -20,6 +20,7 @@
 pub mod latency;
 pub mod limit;
 pub mod os;
+pub mod waits;
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Read, Write};
@@ -136,6 +137,9 @@ pub const TRANSPORTS: &[&str] = &[
     "shmchan-mpsc-1",
     "shmchan-mpsc-2",
     "shmchan-mpsc-4",
+    "shmchan-async",
+    "shmchan-select",
+    "shmchan-select-1000",
     "pipe",
     "unix-stream",
     "unix-seqpacket",
@@ -151,7 +155,8 @@ fn measures(transport: &str) -> (bool, bool, bool) {
         "shmchan-zc" | "shmchan-batch" | "shmchan-mpsc-2" | "shmchan-mpsc-4" | "limit-memcpy" => {
             (true, false, false)
         }
-        "shmchan-mpsc-1" => (true, false, true),
+        "shmchan-mpsc-1" | "shmchan-async" => (true, false, true),
+        "shmchan-select" | "shmchan-select-1000" => (false, false, true),
         "limit-ring" => (true, true, false),
         "limit-cacheline" => (false, true, false),
         _ => (true, true, true),
@@ -354,7 +359,7 @@ fn processes<T>(
     t
 }
 
-fn channel(size: usize) -> Channel {
+pub(crate) fn channel(size: usize) -> Channel {
     channel_of(size, Flavor::Spsc)
 }
 
@@ -569,6 +574,7 @@ fn throughput(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config) 
         );
     }
     match transport {
+        "shmchan-async" => waits::async_throughput(one, size, cfg),
         "shmchan" | "shmchan-zc" => {
             let ch = channel(size);
             let mut rx = ch.receiver().expect("receiver");
@@ -803,10 +809,10 @@ fn round_trips(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config)
 }
 
 /// Wake-ups measured per run.
-const WAKE_SAMPLES: usize = 100;
+pub(crate) const WAKE_SAMPLES: usize = 100;
 /// How long the sender waits before each of them: the receiver is asleep
 /// by then (shmchan receivers here sleep at once: spin limit 0).
-const WAKE_PAUSE: Duration = Duration::from_millis(2);
+pub(crate) const WAKE_PAUSE: Duration = Duration::from_millis(2);
 
 /// The blocking path: the receiver (this process) waits asleep; the sender
 /// (a child) sends a message carrying `CLOCK_MONOTONIC` every
@@ -826,6 +832,9 @@ fn wake_ups(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config) ->
         let sent = stamp_of(m);
         crate::os::monotonic_ns().saturating_sub(sent) as f64
     };
+    if waits::TRANSPORTS.contains(&transport) {
+        return waits::wake_ups(one, transport, size, cfg);
+    }
     let mut samples = Vec::with_capacity(WAKE_SAMPLES);
     match transport {
         "shmchan" | "shmchan-mpsc-1" => {
@@ -869,7 +878,7 @@ fn wake_ups(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config) ->
 }
 
 /// How long the idle measurement lasts.
-const IDLE_FOR: Duration = Duration::from_secs(1);
+pub(crate) const IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The receiver's CPU use, in percent of a core, while it waits on a
 /// channel whose sender sends nothing for [`IDLE_FOR`] and then leaves.
@@ -880,6 +889,9 @@ fn idle_cpu(one: &SingleThreaded, transport: &str, cfg: &Config) -> f64 {
         let cpu = crate::os::thread_cpu_ns() - cpu;
         100.0 * cpu as f64 / wall.elapsed().as_nanos().max(1) as f64
     };
+    if waits::TRANSPORTS.contains(&transport) {
+        return waits::idle_cpu(one, transport, cfg);
+    }
     match transport {
         "shmchan" | "shmchan-mpsc-1" => {
             let flavor = if transport == "shmchan" {

@@ -84,7 +84,10 @@ fn waiting_channels(transport: &str, size: usize) -> Vec<Channel> {
 fn wait_next(transport: &str, rxs: &mut [Receiver], rt: &tokio::runtime::Runtime) -> Option<u64> {
     let last = rxs.len() - 1;
     if transport == "shmchan-async" {
-        return rt.block_on(rxs[last].recv_async()).ok().map(|m| stamp_of(&m));
+        return rt
+            .block_on(rxs[last].recv_async())
+            .ok()
+            .map(|m| stamp_of(&m));
     }
     loop {
         let i = {
@@ -108,7 +111,10 @@ fn wait_next(transport: &str, rxs: &mut [Receiver], rt: &tokio::runtime::Runtime
 pub fn wake_ups(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config) -> Vec<f64> {
     let size = size.max(8);
     let chans = waiting_channels(transport, size);
-    let mut rxs: Vec<Receiver> = chans.iter().map(|c| c.receiver().expect("receiver")).collect();
+    let mut rxs: Vec<Receiver> = chans
+        .iter()
+        .map(|c| c.receiver().expect("receiver"))
+        .collect();
     let last = chans.last().expect("a channel");
     two_processes(
         one,
@@ -137,7 +143,10 @@ pub fn wake_ups(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config
 /// for [`IDLE_FOR`] (their senders connected and silent).
 pub fn idle_cpu(one: &SingleThreaded, transport: &str, cfg: &Config) -> f64 {
     let chans = waiting_channels(transport, 64);
-    let mut rxs: Vec<Receiver> = chans.iter().map(|c| c.receiver().expect("receiver")).collect();
+    let mut rxs: Vec<Receiver> = chans
+        .iter()
+        .map(|c| c.receiver().expect("receiver"))
+        .collect();
     two_processes(
         one,
         cfg.pin,

@@ -115,7 +115,10 @@ fn short_run_gives_every_transport_its_figures() {
             .unwrap_or_else(|| panic!("unknown transport in {line}"));
         let size = field(line, "size").unwrap();
         assert!(size == 64.0 || size == 1024.0);
-        let streams = *t != "limit-cacheline";
+        let streams = !matches!(
+            *t,
+            "limit-cacheline" | "shmchan-select" | "shmchan-select-1000"
+        );
         let pings = !matches!(
             *t,
             "shmchan-zc"
@@ -123,11 +126,21 @@ fn short_run_gives_every_transport_its_figures() {
                 | "shmchan-mpsc-1"
                 | "shmchan-mpsc-2"
                 | "shmchan-mpsc-4"
+                | "shmchan-async"
+                | "shmchan-select"
+                | "shmchan-select-1000"
                 | "limit-memcpy"
         );
         let wakes = matches!(
             *t,
-            "shmchan" | "shmchan-mpsc-1" | "pipe" | "unix-stream" | "unix-seqpacket"
+            "shmchan"
+                | "shmchan-mpsc-1"
+                | "shmchan-async"
+                | "shmchan-select"
+                | "shmchan-select-1000"
+                | "pipe"
+                | "unix-stream"
+                | "unix-seqpacket"
         );
         let mps = field(line, "msgs_per_s");
         assert_eq!(mps.is_some(), streams, "{line}");

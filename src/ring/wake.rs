@@ -234,6 +234,13 @@ impl Wakeups {
         }
     }
 
+    /// Whether anything is owed: posts, sender slots, or doorbells (a
+    /// second doorbell is only ever claimed beside a first).
+    #[inline]
+    pub fn owes(&self) -> bool {
+        self.owed != 0 || self.groups != 0 || self.bells[0] != 0
+    }
+
     /// Returns, and resets, the claimed doorbells (0: none), which the
     /// caller rings.
     #[inline]
