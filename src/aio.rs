@@ -27,7 +27,7 @@ use tokio::io::Interest;
 use tokio::time::{Instant, Sleep};
 
 use crate::sys::{self, BellSocket};
-use crate::wait::UNFENCED_POLL;
+use crate::wait::{Spinner, UNFENCED_POLL};
 
 /// An endpoint's async waiting state: its doorbell in the reactor (none
 /// when no socket could be made: the timer alone then wakes the task,
@@ -52,6 +52,12 @@ pub(crate) trait Waitable {
     fn retract(&self, id: u64);
     /// The longest wait between two looks (liveness, recovery).
     fn poll_interval(&self) -> Duration;
+    /// How many spinning steps to take before announcing (the
+    /// endpoint's `set_spin_limit`, as its blocking waits do).
+    fn spin_limit(&self) -> u32;
+    /// Whether the peers are gone (or the channel removed): a system
+    /// call, made only around a real wait.
+    fn gone(&self) -> bool;
 }
 
 impl Waiter {
@@ -78,17 +84,28 @@ impl Waiter {
     }
 
     /// One step of waiting: `Ready` when the caller should try its
-    /// operation again (the doorbell was rung, the timer fired, or the
-    /// look after announcing found it ready), `Pending` when the task will
-    /// be woken by one of those. `slot` holds the waiter, made on first
-    /// use.
+    /// operation again (found ready while spinning or in the look after
+    /// announcing, the doorbell rung, the timer fired), with `true` when
+    /// the peers are gone (looked at before a real wait and after one,
+    /// never on the spinning path); `Pending` when the task will be woken
+    /// by the doorbell or the timer. `slot` holds the waiter, made on
+    /// first use.
     pub(crate) fn poll_wait(
         slot: &mut Option<Box<Waiter>>,
         w: &dyn Waitable,
         cx: &mut Context<'_>,
-    ) -> Poll<()> {
+    ) -> Poll<bool> {
         let me = slot.get_or_insert_with(|| Box::new(Waiter::new()));
         if !me.timing {
+            // A short spin first, as a blocking wait does: a peer that is
+            // streaming publishes again within microseconds, and arming
+            // costs system calls (the drain, the barrier).
+            let mut spinner = Spinner::new(w.spin_limit());
+            while spinner.spin() {
+                if w.ready() {
+                    return Poll::Ready(false);
+                }
+            }
             let mut nap = UNFENCED_POLL;
             if let Some(fd) = &me.fd {
                 fd.get_ref().drain();
@@ -105,7 +122,11 @@ impl Waiter {
             me.timing = true;
             if w.ready() {
                 me.disarm(w);
-                return Poll::Ready(());
+                return Poll::Ready(false);
+            }
+            if w.gone() {
+                me.disarm(w);
+                return Poll::Ready(true);
             }
         }
         if let Some(fd) = &me.fd {
@@ -114,11 +135,11 @@ impl Waiter {
                     guard.get_inner().drain();
                     guard.clear_ready();
                     me.disarm(w);
-                    return Poll::Ready(());
+                    return Poll::Ready(w.gone());
                 }
                 Poll::Ready(Err(_)) => {
                     me.disarm(w);
-                    return Poll::Ready(());
+                    return Poll::Ready(w.gone());
                 }
                 Poll::Pending => {}
             }
@@ -126,7 +147,7 @@ impl Waiter {
         match me.timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 me.disarm(w);
-                Poll::Ready(())
+                Poll::Ready(w.gone())
             }
             Poll::Pending => Poll::Pending,
         }

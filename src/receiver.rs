@@ -620,6 +620,12 @@ impl crate::aio::Waitable for Receiver {
     fn poll_interval(&self) -> Duration {
         self.side.poll()
     }
+    fn spin_limit(&self) -> u32 {
+        self.spin_limit
+    }
+    fn gone(&self) -> bool {
+        senders_gone(self.reg.segment())
+    }
 }
 
 /// Async receiving (feature `tokio`).
@@ -669,23 +675,41 @@ impl Receiver {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<Record, RecvError>> {
         use std::task::Poll;
+        if self.reg.forked() {
+            return Poll::Ready(Err(RecvError::Forked));
+        }
         loop {
-            match self.next_inner(false, None) {
-                Ok(r) => {
+            // The look without the liveness system call that `try_recv`
+            // makes when empty: the waiter looks around its real waits.
+            match self.peek(false) {
+                Ok(Some(r)) => {
                     self.disarm_async();
                     return Poll::Ready(Ok(r));
                 }
-                Err(WaitError::Full) => {}
+                Ok(None) => {}
                 Err(e) => {
                     self.disarm_async();
                     return Poll::Ready(Err(RecvError::from(e)));
                 }
             }
+            // Nothing waiting: the counts go out before we wait (two stores
+            // into our own line).
+            self.side.tally.store(&self.reg.segment().mapped);
             let mut slot = self.waiter.take();
             let p = crate::aio::Waiter::poll_wait(&mut slot, self, cx);
             self.waiter = slot;
-            if p.is_pending() {
-                return Poll::Pending;
+            match p {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(false) => {}
+                Poll::Ready(true) => {
+                    // Every sender gone: what is left (a last message, a
+                    // claim its dead sender abandoned) first, as recv does.
+                    return Poll::Ready(match self.peek(true) {
+                        Ok(Some(r)) => Ok(r),
+                        Ok(None) => Err(RecvError::Disconnected),
+                        Err(e) => Err(RecvError::from(e)),
+                    });
+                }
             }
         }
     }

@@ -720,6 +720,12 @@ impl crate::aio::Waitable for SpaceFor<'_> {
     fn poll_interval(&self) -> Duration {
         wait::POLL_INTERVAL
     }
+    fn spin_limit(&self) -> u32 {
+        self.tx.spin_limit
+    }
+    fn gone(&self) -> bool {
+        receiver_gone(self.tx.reg.segment())
+    }
 }
 
 /// Async sending (feature `tokio`).
@@ -781,6 +787,8 @@ impl Sender {
             let mut slot = self.waiter.take();
             let p = crate::aio::Waiter::poll_wait(&mut slot, &SpaceFor { tx: self, len }, cx);
             self.waiter = slot;
+            // Gone or not, the next reserve_inner says (it looks at the
+            // receiver's liveness when the ring is full).
             if p.is_pending() {
                 return Poll::Pending;
             }

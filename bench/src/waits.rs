@@ -40,6 +40,8 @@ fn runtime() -> tokio::runtime::Runtime {
 pub fn async_throughput(one: &SingleThreaded, size: usize, cfg: &Config) -> (u64, f64) {
     let ch = channel(size);
     let mut rx = ch.receiver().expect("receiver");
+    // As the blocking row's receiver.
+    rx.set_spin_limit(1000);
     let duration = cfg.duration;
     two_processes(
         one,
