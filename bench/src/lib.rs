@@ -138,6 +138,7 @@ pub const TRANSPORTS: &[&str] = &[
     "shmchan-mpsc-2",
     "shmchan-mpsc-4",
     "shmchan-async",
+    "shmchan-async-mt",
     "shmchan-select",
     "shmchan-select-1000",
     "pipe",
@@ -156,7 +157,7 @@ fn measures(transport: &str) -> (bool, bool, bool) {
             (true, false, false)
         }
         "shmchan-mpsc-1" | "shmchan-async" => (true, false, true),
-        "shmchan-select" | "shmchan-select-1000" => (false, false, true),
+        "shmchan-async-mt" | "shmchan-select" | "shmchan-select-1000" => (false, false, true),
         "limit-ring" => (true, true, false),
         "limit-cacheline" => (false, true, false),
         _ => (true, true, true),

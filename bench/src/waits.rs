@@ -1,10 +1,13 @@
 //! The waits that watch a file descriptor: `shmchan-async` (the receiver's
-//! `recv_async` on a tokio current-thread runtime), `shmchan-select` (a
-//! `Select` over the one channel) and `shmchan-select-1000` (a `Select`
-//! over 1,000 channels, the message on the last): streaming through
-//! `recv_async`, wake-ups of a waiter asleep, and the waiter's CPU while
-//! every channel is idle. A current-thread runtime starts no thread, so
-//! the harness stays single-threaded between its forks.
+//! `recv_async` on a tokio current-thread runtime), `shmchan-async-mt`
+//! (the same on a multi-thread runtime of two workers), `shmchan-select`
+//! (a `Select` over the one channel) and `shmchan-select-1000` (a
+//! `Select` over 1,000 channels, the message on the last): streaming
+//! through `recv_async`, wake-ups of a waiter asleep, and the waiter's CPU
+//! while every channel is idle. A current-thread runtime starts no thread,
+//! so the harness stays single-threaded between its forks; the
+//! multi-thread one runs in the forked child, which reports its samples
+//! through shared memory.
 
 use std::time::Instant;
 
@@ -16,7 +19,12 @@ use crate::{
 };
 
 /// The transports of this module.
-pub const TRANSPORTS: [&str; 3] = ["shmchan-async", "shmchan-select", "shmchan-select-1000"];
+pub const TRANSPORTS: [&str; 4] = [
+    "shmchan-async",
+    "shmchan-async-mt",
+    "shmchan-select",
+    "shmchan-select-1000",
+];
 
 /// How many channels a transport's waiter watches.
 fn channels(transport: &str) -> usize {
@@ -25,6 +33,15 @@ fn channels(transport: &str) -> usize {
     } else {
         1
     }
+}
+
+/// A tokio multi-thread runtime of two workers (for a forked child only).
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio multi-thread runtime")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -107,11 +124,26 @@ fn wait_next(transport: &str, rxs: &mut [Receiver], rt: &tokio::runtime::Runtime
     }
 }
 
+/// Sends [`WAKE_SAMPLES`] `size`-byte messages on `ch`, one every
+/// [`WAKE_PAUSE`], each stamped with its send time.
+fn send_stamped(ch: &Channel, size: usize) {
+    let mut tx = ch.sender().expect("sender");
+    let mut buf = vec![0u8; size];
+    for _ in 0..WAKE_SAMPLES {
+        std::thread::sleep(WAKE_PAUSE);
+        stamp(&mut buf, crate::os::monotonic_ns());
+        tx.send(&buf).expect("send");
+    }
+}
+
 /// Wake-ups of a waiter asleep: [`WAKE_SAMPLES`] messages, one every
 /// [`WAKE_PAUSE`], each carrying its send time; nanoseconds from each send
 /// to the waiter's return with it.
 pub fn wake_ups(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config) -> Vec<f64> {
     let size = size.max(8);
+    if transport == "shmchan-async-mt" {
+        return wake_ups_multi_thread(one, size, cfg);
+    }
     let chans = waiting_channels(transport, size);
     let mut rxs: Vec<Receiver> = chans
         .iter()
@@ -121,15 +153,7 @@ pub fn wake_ups(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config
     two_processes(
         one,
         cfg.pin,
-        || {
-            let mut tx = last.sender().expect("sender");
-            let mut buf = vec![0u8; size];
-            for _ in 0..WAKE_SAMPLES {
-                std::thread::sleep(WAKE_PAUSE);
-                stamp(&mut buf, crate::os::monotonic_ns());
-                tx.send(&buf).expect("send");
-            }
-        },
+        || send_stamped(last, size),
         || {
             let rt = runtime();
             let mut samples = Vec::with_capacity(WAKE_SAMPLES);
@@ -144,6 +168,9 @@ pub fn wake_ups(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config
 /// The waiter's CPU use (percent of a core) while its channels stay idle
 /// for [`IDLE_FOR`] (their senders connected and silent).
 pub fn idle_cpu(one: &SingleThreaded, transport: &str, cfg: &Config) -> f64 {
+    if transport == "shmchan-async-mt" {
+        return idle_multi_thread(one, cfg);
+    }
     let chans = waiting_channels(transport, 64);
     let mut rxs: Vec<Receiver> = chans
         .iter()
@@ -164,4 +191,93 @@ pub fn idle_cpu(one: &SingleThreaded, transport: &str, cfg: &Config) -> f64 {
             100.0 * cpu as f64 / wall.elapsed().as_nanos().max(1) as f64
         },
     )
+}
+
+/// [`wake_ups`] of `recv_async` on a multi-thread runtime (two workers),
+/// which runs in the forked child (its threads never meet a fork): the
+/// child receives, the parent sends, and the child's samples come back
+/// through an anonymous shared mapping.
+fn wake_ups_multi_thread(one: &SingleThreaded, size: usize, cfg: &Config) -> Vec<f64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let ch = channel_of(size, Flavor::Spsc);
+    let shared = crate::os::SharedMemory::new(8 * (WAKE_SAMPLES + 1)).expect("mmap");
+    let word = |i: usize| {
+        // SAFETY: i <= WAKE_SAMPLES: inside the zeroed, page-aligned
+        // mapping, which lives as long as `shared`; a zero is a valid
+        // AtomicU64.
+        unsafe { &*shared.as_ptr().cast::<AtomicU64>().add(i) }
+    };
+    two_processes(
+        one,
+        cfg.pin,
+        || {
+            // The child's own receiver (an endpoint does not cross fork);
+            // what is sent before it connects waits in the ring.
+            let mut rx = ch.receiver().expect("receiver");
+            rx.set_spin_limit(0);
+            let rt = multi_thread_runtime();
+            let n = rt.block_on(async {
+                let mut n = 0;
+                while let Ok(m) = rx.recv_async().await {
+                    let sent = stamp_of(&m);
+                    if n < WAKE_SAMPLES {
+                        word(n + 1).store(
+                            crate::os::monotonic_ns().saturating_sub(sent),
+                            Ordering::Relaxed,
+                        );
+                        n += 1;
+                    }
+                }
+                n
+            });
+            // Release: the parent reads the samples after the count.
+            word(0).store(n as u64, Ordering::Release);
+        },
+        || send_stamped(&ch, size),
+    );
+    // two_processes has waited for the child. Acquire: pairs with the
+    // child's Release store of the count.
+    let n = word(0).load(Ordering::Acquire) as usize;
+    (1..=n)
+        .map(|i| word(i).load(Ordering::Relaxed) as f64)
+        .collect()
+}
+
+/// [`idle_cpu`] of `recv_async` on a multi-thread runtime, in the forked
+/// child: the CPU of the child's whole process (its runtime's threads).
+fn idle_multi_thread(one: &SingleThreaded, cfg: &Config) -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let ch = channel_of(64, Flavor::Spsc);
+    let shared = crate::os::SharedMemory::new(8).expect("mmap");
+    // SAFETY: one zeroed, page-aligned word that lives as long as `shared`.
+    let word = unsafe { &*shared.as_ptr().cast::<AtomicU64>() };
+    two_processes(
+        one,
+        cfg.pin,
+        || {
+            let mut rx = ch.receiver().expect("receiver");
+            let process_cpu_ns = || {
+                // SAFETY: rusage is plain data; all zeros is a valid value.
+                let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+                // SAFETY: getrusage fills the struct it is given.
+                unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+                let t =
+                    |v: libc::timeval| v.tv_sec as u64 * 1_000_000_000 + v.tv_usec as u64 * 1000;
+                t(u.ru_utime) + t(u.ru_stime)
+            };
+            let rt = multi_thread_runtime();
+            let (cpu, wall) = (process_cpu_ns(), Instant::now());
+            rt.block_on(async { while rx.recv_async().await.is_ok() {} });
+            let pct =
+                100.0 * (process_cpu_ns() - cpu) as f64 / wall.elapsed().as_nanos().max(1) as f64;
+            // Release: the parent reads it after waiting for us.
+            word.store(pct.to_bits(), Ordering::Release);
+        },
+        || {
+            let _tx = ch.sender().expect("sender");
+            std::thread::sleep(IDLE_FOR);
+        },
+    );
+    // Acquire: pairs with the child's Release store.
+    f64::from_bits(word.load(Ordering::Acquire))
 }

@@ -117,7 +117,7 @@ fn short_run_gives_every_transport_its_figures() {
         assert!(size == 64.0 || size == 1024.0);
         let streams = !matches!(
             *t,
-            "limit-cacheline" | "shmchan-select" | "shmchan-select-1000"
+            "limit-cacheline" | "shmchan-async-mt" | "shmchan-select" | "shmchan-select-1000"
         );
         let pings = !matches!(
             *t,
@@ -127,6 +127,7 @@ fn short_run_gives_every_transport_its_figures() {
                 | "shmchan-mpsc-2"
                 | "shmchan-mpsc-4"
                 | "shmchan-async"
+                | "shmchan-async-mt"
                 | "shmchan-select"
                 | "shmchan-select-1000"
                 | "limit-memcpy"
@@ -136,6 +137,7 @@ fn short_run_gives_every_transport_its_figures() {
             "shmchan"
                 | "shmchan-mpsc-1"
                 | "shmchan-async"
+                | "shmchan-async-mt"
                 | "shmchan-select"
                 | "shmchan-select-1000"
                 | "pipe"
