@@ -11,7 +11,6 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The abstract socket name of doorbell `id` (without the leading NUL).
@@ -156,12 +155,18 @@ impl AsRawFd for BellSocket {
 /// doorbell that is gone (its waiter died or moved on), full, or in
 /// another network namespace is not an error: a waiter polls at least
 /// every [`crate::wait::POLL_INTERVAL`] as well.
+///
+/// Each ring sends from a socket of its own, closed at once: a socket
+/// kept for the process would be shared with every child it forks (one
+/// send buffer for all of them, which datagrams queued at slow readers can
+/// fill, and then every ring of every process fails), and a failure to
+/// make it would be kept too. A wake-up costs system calls anyway; this
+/// adds two.
 pub fn ring(id: u64) {
     if id == 0 {
         return;
     }
-    static SENDER: OnceLock<Option<OwnedFd>> = OnceLock::new();
-    let Some(fd) = SENDER.get_or_init(|| datagram_socket().ok()) else {
+    let Ok(fd) = datagram_socket() else {
         return;
     };
     let (a, len) = address(id);
