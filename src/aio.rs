@@ -26,7 +26,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::time::{Instant, Sleep};
 
-use crate::sys::{self, BellSocket};
+use crate::sys::BellSocket;
 use crate::wait::{Spinner, UNFENCED_POLL};
 
 /// An endpoint's async waiting state: its doorbell in the reactor (none
@@ -108,13 +108,9 @@ impl Waiter {
             }
             let mut nap = UNFENCED_POLL;
             if let Some(fd) = &me.fd {
-                fd.get_ref().drain();
-                let id = fd.get_ref().id();
-                w.announce(id);
-                me.armed = Some(id);
-                // The sleepers' barrier (see wait::Bell::barrier); without
-                // it the wakers' light fence may miss us: look often.
-                if sys::membarrier_global() {
+                let fenced = fd.get_ref().arm(|id| w.announce(id));
+                me.armed = Some(fd.get_ref().id());
+                if fenced {
                     nap = w.poll_interval();
                 }
             }

@@ -223,13 +223,8 @@ impl<'a> Select<'a> {
             }
             let mut nap = POLL_INTERVAL;
             if let Some(bell) = bell {
-                bell.drain();
-                for op in &self.ops {
-                    op.announce(id);
-                }
-                // The sleepers' barrier (see wait::Bell::barrier): the
-                // wakers' light fence relies on it. Without it, poll often.
-                if !sys::membarrier_global() {
+                let ops = &self.ops;
+                if !bell.arm(|id| ops.iter().for_each(|op| op.announce(id))) {
                     nap = UNFENCED_POLL;
                 }
             } else {

@@ -6,7 +6,6 @@
 mod common;
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -131,7 +130,6 @@ fn receivers_in_a_plain_epoll_loop_get_every_message() {
 /// about 80 ms here), SPSC and MPSC.
 #[test]
 fn armed_descriptors_become_readable_on_the_peers_publish() {
-    const ROUNDS: usize = 20;
     for flavor in [Flavor::Spsc, Flavor::Mpsc] {
         let (ch, guard) = fresh(
             Options::default()
@@ -139,77 +137,49 @@ fn armed_descriptors_become_readable_on_the_peers_publish() {
                 .capacity(4096)
                 .max_message(1000),
         );
-        let key = ch.key();
-        let go = Notify::new();
-        let at = SharedCounters::new(1);
+        let (go, at) = (Notify::new(), SharedCounters::new(1));
+        let peer = TimedPeer {
+            key: ch.key(),
+            rounds: 20,
+            go: &go,
+            at: &at,
+        };
         // Receiving.
         let mut rx = ch.receiver().unwrap();
-        let mut child = spawn(|| {
-            let mut tx = Channel::open(key).unwrap().sender().unwrap();
-            for _ in 0..ROUNDS {
-                if !go.wait(T) {
-                    return 1;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-                at.at(0).store(mono_ns(), Ordering::SeqCst);
-                tx.send(b"now").unwrap();
-            }
-            0
-        });
+        let mut child = peer.sender();
         let mut delays = Vec::new();
-        for _ in 0..ROUNDS {
+        for _ in 0..peer.rounds {
             assert!(!rx.arm().unwrap(), "ready before the send");
             go.notify();
             assert!(readable(rx.as_raw_fd(), 10_000), "never readable");
-            delays.push(mono_ns().saturating_sub(at.at(0).load(Ordering::SeqCst)));
+            delays.push(peer.since());
             assert_eq!(&*rx.try_recv().unwrap(), b"now");
         }
         assert_eq!(child.wait_timeout(T), 0);
-        delays.sort_unstable();
-        assert!(
-            delays[ROUNDS / 2] < 10_000_000,
-            "{flavor:?} receive: {delays:?}"
-        );
+        let median = median_of(&mut delays);
+        assert!(median < 10_000_000, "{flavor:?} receive: {delays:?}");
         drop(rx);
-        // Sending, on a full ring. The child says when it has freed its two
-        // records, so that the second release's ring is not taken for the
-        // next round's.
+        // Sending, on a full ring (the child says when it has freed its
+        // two records, so that the second release's ring is not taken for
+        // the next round's).
         let (connected, done) = (Notify::new(), Notify::new());
-        let mut child = spawn(|| {
-            let mut rx = Channel::open(key).unwrap().receiver().unwrap();
-            connected.notify();
-            for _ in 0..ROUNDS {
-                if !go.wait(T) {
-                    return 1;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-                at.at(0).store(mono_ns(), Ordering::SeqCst);
-                drop(rx.recv_timeout(T).unwrap());
-                drop(rx.recv_timeout(T).unwrap());
-                done.notify();
-            }
-            while rx.recv_timeout(Duration::from_secs(2)).is_ok() {}
-            0
-        });
+        let mut child = peer.freer(&connected, &done);
         assert!(connected.wait(T));
         let mut tx = ch.sender().unwrap();
         let mut delays = Vec::new();
-        for round in 0..ROUNDS {
+        for round in 0..peer.rounds {
             while tx.try_send(&[round as u8; 1000]).is_ok() {}
             assert!(!tx.arm(1000).unwrap(), "room before the release");
             go.notify();
             assert!(readable(tx.as_raw_fd(), 10_000), "never readable");
-            delays.push(mono_ns().saturating_sub(at.at(0).load(Ordering::SeqCst)));
+            delays.push(peer.since());
             assert!(done.wait(T));
             tx.try_send(&[9; 1000]).unwrap();
         }
         drop(tx);
         assert_eq!(child.wait_timeout(T), 0);
-        delays.sort_unstable();
-        assert!(
-            delays[ROUNDS / 2] < 10_000_000,
-            "{flavor:?} send: {delays:?}"
-        );
+        let median = median_of(&mut delays);
+        assert!(median < 10_000_000, "{flavor:?} send: {delays:?}");
         finish(ch, guard);
     }
 }

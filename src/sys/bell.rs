@@ -97,6 +97,19 @@ impl BellSocket {
         self.id
     }
 
+    /// The waiter's half of the protocol before it waits (docs/FORMAT.md,
+    /// 6.3): drains the rings left from before, lets `announce` store this
+    /// doorbell's id where the wakers look, and issues the sleepers'
+    /// barrier (`membarrier`). Returns whether the barrier was issued:
+    /// without it the wakers' light fence may miss the announcement, and
+    /// the waiter must look again within `UNFENCED_POLL`. The caller looks
+    /// at its condition again next, and only then waits.
+    pub fn arm(&self, announce: impl FnOnce(u64)) -> bool {
+        self.drain();
+        announce(self.id);
+        super::membarrier_global()
+    }
+
     /// Reads every ring that arrived (non-blocking); returns how many.
     pub fn drain(&self) -> usize {
         let mut n = 0;

@@ -632,3 +632,72 @@ pub fn deny_membarrier() {
         );
     }
 }
+
+/// The peers of the timed wake-up tests (`select.rs`, `async_tokio.rs`,
+/// `fd.rs`): a child process that, for each of `rounds` rounds, waits for
+/// a token on `go`, sleeps 20 ms, stores the time into `at` and then acts
+/// on the channel at `key`; the parent measures from `at` to its own
+/// return from the wait under test.
+pub struct TimedPeer<'a> {
+    pub key: Key,
+    pub rounds: usize,
+    pub go: &'a Notify,
+    pub at: &'a SharedCounters,
+}
+
+impl TimedPeer<'_> {
+    fn round(&self) -> bool {
+        if !self.go.wait(Duration::from_secs(30)) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        self.at.at(0).store(mono_ns(), Ordering::SeqCst);
+        true
+    }
+
+    /// A sender that sends `b"now"` each round.
+    pub fn sender(&self) -> Child {
+        spawn(|| {
+            let mut tx = Channel::open(self.key).unwrap().sender().unwrap();
+            for _ in 0..self.rounds {
+                if !self.round() {
+                    return 1;
+                }
+                tx.send(b"now").unwrap();
+            }
+            0
+        })
+    }
+
+    /// A receiver that frees two records each round (room for the
+    /// largest message), then says so on `done`; it says on `connected`
+    /// when it has connected (a receiver that left tells senders so until
+    /// the next one connects), and drains what is left at the end.
+    pub fn freer(&self, connected: &Notify, done: &Notify) -> Child {
+        spawn(|| {
+            let mut rx = Channel::open(self.key).unwrap().receiver().unwrap();
+            connected.notify();
+            for _ in 0..self.rounds {
+                if !self.round() {
+                    return 1;
+                }
+                drop(rx.recv_timeout(Duration::from_secs(30)).unwrap());
+                drop(rx.recv_timeout(Duration::from_secs(30)).unwrap());
+                done.notify();
+            }
+            while rx.recv_timeout(Duration::from_secs(2)).is_ok() {}
+            0
+        })
+    }
+
+    /// Nanoseconds from the peer's last stored time to now.
+    pub fn since(&self) -> u64 {
+        mono_ns().saturating_sub(self.at.at(0).load(Ordering::SeqCst))
+    }
+}
+
+/// The median of `v` (sorted in place).
+pub fn median_of(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
