@@ -9,6 +9,7 @@ use crate::error::{open_err, OpenError};
 use crate::layout::{Flavor, Layout, MAGIC, NSEMS, STATE_READY};
 use crate::options::Options;
 use crate::receiver::Receiver;
+use crate::ring::broadcast::Start;
 use crate::segment::{check_key_path, remove_objects, Mapped, Mapping, Segment};
 use crate::sender::Sender;
 use crate::sync::Ordering;
@@ -291,10 +292,11 @@ impl Channel {
 
     /// The sending end.
     ///
-    /// SPSC: [`OpenError::Busy`] while another sender (in any process) is
-    /// alive; a killed sender frees its place. MPSC: any number, up to the
-    /// channel's sender slots ([`OpenError::TooManySenders`]); a killed
-    /// sender's slot is reused once its last claim has been received.
+    /// SPSC and broadcast (the publisher): [`OpenError::Busy`] while
+    /// another sender (in any process) is alive; a killed sender frees its
+    /// place. MPSC: any number, up to the channel's sender slots
+    /// ([`OpenError::TooManySenders`]); a killed sender's slot is reused
+    /// once its last claim has been received.
     pub fn sender(&self) -> Result<Sender, OpenError> {
         Sender::new(&self.seg)
     }
@@ -302,7 +304,30 @@ impl Channel {
     /// The receiving end. [`OpenError::Busy`] while another receiver (in
     /// any process) is alive; a killed receiver frees its place, and the
     /// next one continues from the first message not yet released.
+    ///
+    /// Broadcast: a new subscriber, starting with the next message
+    /// published ([`Start::Newest`]; see [`Channel::receiver_at`]). Any
+    /// number of them, in any processes, up to the channel's subscriber
+    /// slots ([`OpenError::TooManySubscribers`]); a killed subscriber's
+    /// slot is taken over by the next one to join (and, in
+    /// [`crate::Overflow::Block`], released by a publisher it holds back
+    /// once the recovery timeout has passed).
     pub fn receiver(&self) -> Result<Receiver, OpenError> {
-        Receiver::new(&self.seg)
+        Receiver::new(&self.seg, Start::Newest)
+    }
+
+    /// Broadcast: a new subscriber starting at `start`: with the next
+    /// message published ([`Start::Newest`]), or with the oldest message
+    /// still in the ring ([`Start::Oldest`]: up to a ring of history, less
+    /// an eighth). Other flavors: as [`Channel::receiver`] (their one
+    /// receiver continues from the first message not yet released).
+    ///
+    /// ```no_run
+    /// # fn f(ch: &shmchan::Channel) -> Result<(), shmchan::OpenError> {
+    /// let mut late = ch.receiver_at(shmchan::Start::Oldest)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn receiver_at(&self, start: Start) -> Result<Receiver, OpenError> {
+        Receiver::new(&self.seg, start)
     }
 }

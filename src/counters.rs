@@ -25,9 +25,10 @@ pub struct Counters {
     pub sent_messages: u64,
     /// Payload bytes committed by senders.
     pub sent_bytes: u64,
-    /// Messages released by receivers.
+    /// Messages released by receivers (broadcast: by all subscribers
+    /// together, each message counted once per subscriber).
     pub received_messages: u64,
-    /// Payload bytes released by receivers.
+    /// Payload bytes released by receivers (broadcast: all subscribers').
     pub received_bytes: u64,
     /// Times a sender found the ring full.
     pub full_events: u64,
@@ -53,7 +54,7 @@ impl Counters {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (mut sent_messages, mut sent_bytes) = (0u64, 0u64);
         match mapped.layout().flavor {
-            Flavor::Spsc => {
+            Flavor::Spsc | Flavor::Broadcast => {
                 sent_messages = load(&rs.producer.sent_messages);
                 sent_bytes = load(&rs.producer.sent_bytes);
             }
@@ -65,11 +66,24 @@ impl Counters {
                 }
             }
         }
+        let (mut received_messages, mut received_bytes) = (
+            load(&rs.consumer.received_messages),
+            load(&rs.consumer.received_bytes),
+        );
+        if mapped.layout().flavor == Flavor::Broadcast {
+            // Every subscriber's, together (each slot continues the counts
+            // of its earlier owners).
+            for i in 0..mapped.layout().sender_slots {
+                let slot = mapped.subscriber_slot(i);
+                received_messages = received_messages.wrapping_add(load(&slot.received_messages));
+                received_bytes = received_bytes.wrapping_add(load(&slot.received_bytes));
+            }
+        }
         Counters {
             sent_messages,
             sent_bytes,
-            received_messages: load(&rs.consumer.received_messages),
-            received_bytes: load(&rs.consumer.received_bytes),
+            received_messages,
+            received_bytes,
             full_events: load(&rs.wake.full_events),
             sender_sleeps: load(&rs.wake.sender_sleeps),
             receiver_sleeps: load(&rs.wake.receiver_sleeps),
@@ -86,6 +100,8 @@ pub(crate) enum Counted {
     SenderSlot(usize),
     /// The consumer's line.
     Receiver,
+    /// A broadcast subscriber's slot.
+    SubscriberSlot(usize),
 }
 
 impl Counted {
@@ -98,6 +114,10 @@ impl Counted {
                 (&s.sent_messages, &s.sent_bytes)
             }
             Counted::Receiver => (&rs.consumer.received_messages, &rs.consumer.received_bytes),
+            Counted::SubscriberSlot(i) => {
+                let s = mapped.subscriber_slot(i);
+                (&s.received_messages, &s.received_bytes)
+            }
         }
     }
 }

@@ -72,10 +72,16 @@ impl Segment {
         }
     }
 
-    /// The futex doorbell of MPSC senders.
+    /// The futex doorbell of MPSC senders, and of broadcast subscribers
+    /// (which count their sleeps as receivers').
     pub(crate) fn slot_futex(&self) -> SlotFutex<'_> {
+        let wake = &self.ring_state().wake;
         SlotFutex {
-            sleeps: &self.ring_state().wake.sender_sleeps,
+            sleeps: if self.layout().flavor == crate::layout::Flavor::Broadcast {
+                &wake.receiver_sleeps
+            } else {
+                &wake.sender_sleeps
+            },
         }
     }
 
@@ -94,9 +100,10 @@ impl Segment {
     }
 
     /// MPSC: wakes every sender asleep on a full ring (a receiver that
-    /// leaves, a channel being removed); nothing for SPSC.
+    /// leaves, a channel being removed); broadcast: every subscriber asleep
+    /// in its slot (a publisher that leaves, a removal); nothing for SPSC.
     pub(crate) fn wake_all_senders(&self) {
-        if self.layout().flavor == crate::layout::Flavor::Mpsc {
+        if self.layout().flavor != crate::layout::Flavor::Spsc {
             // SAFETY: as in wake_senders.
             let view = unsafe { self.mapped.ring() };
             let futex = self.slot_futex();

@@ -144,20 +144,27 @@ impl Drop for Registration {
         // A peer waiting in a poll loop (a `Select`): after the fence in
         // `leave`. Relaxed: the swap decides who rings it.
         sys::ring_bell_socket(socket.swap(0, Ordering::Relaxed));
-        if self.num == SEM_RECEIVERS {
-            // MPSC senders sleep in their slots, not on the counter.
+        // MPSC senders sleep in their slots, not on the counter; so do
+        // broadcast subscribers (woken when the publisher leaves).
+        let slots_sleep = match self.seg.layout().flavor {
+            crate::layout::Flavor::Mpsc => self.num == SEM_RECEIVERS,
+            crate::layout::Flavor::Broadcast => self.num == SEM_SENDERS,
+            crate::layout::Flavor::Spsc => false,
+        };
+        if slots_sleep {
             self.seg.wake_all_senders();
         }
     }
 }
 
-/// MPSC: refuses an endpoint in another pid namespace than the channel's
-/// creator (its pids would not mean the same to the receiver's recovery).
+/// MPSC and broadcast: refuses an endpoint in another pid namespace than
+/// the channel's creator (its pids would not mean the same to the
+/// receiver's recovery, or the publisher's release of dead subscribers).
 /// A channel that records none (0: an older creator, or unknown) is not
 /// checked.
 pub(crate) fn check_pid_namespace(seg: &Segment) -> Result<(), OpenError> {
     let channel = seg.layout().pid_ns;
-    if seg.layout().flavor != crate::layout::Flavor::Mpsc || channel == 0 {
+    if seg.layout().flavor == crate::layout::Flavor::Spsc || channel == 0 {
         return Ok(());
     }
     match sys::pid_namespace() {

@@ -39,6 +39,12 @@ pub enum OpenError {
         /// The channel's number of sender slots.
         slots: usize,
     },
+    /// Broadcast: every subscriber slot of the channel belongs to a live
+    /// subscriber (see [`crate::Options::max_subscribers`]).
+    TooManySubscribers {
+        /// The channel's number of subscriber slots.
+        slots: usize,
+    },
     /// MPSC: this process is in another pid namespace than the channel's
     /// creator. The receiver tells a dead sender from a live one by its
     /// pid, which means the same only within one namespace: such an
@@ -78,6 +84,10 @@ impl fmt::Display for OpenError {
             OpenError::InvalidHeader(e) => write!(f, "invalid channel header: {e}"),
             OpenError::NotInitialized => f.write_str("the channel's creator has not finished initialising it"),
             OpenError::Busy => f.write_str("the channel already has a live endpoint of this kind"),
+            OpenError::TooManySubscribers { slots } => write!(
+                f,
+                "all {slots} subscriber slots of the broadcast channel belong to live subscribers"
+            ),
             OpenError::TooManySenders { slots } => write!(
                 f,
                 "all {slots} sender slots of the channel are in use by live senders"
@@ -149,6 +159,10 @@ const FORKED: &str = "this endpoint belongs to the process that made it, not to 
 const DISCONNECTED_SEND: &str = "the receiver is gone (or the channel was removed)";
 const DISCONNECTED_RECV: &str =
     "every sender is gone and the channel is drained (or it was removed)";
+
+fn lagged(missed: &u64) -> String {
+    format!("the publisher wrote over {missed} messages this subscriber had not read (it goes on from the oldest one left)")
+}
 
 fn too_large(len: &usize, max: &usize) -> String {
     format!("message of {len} bytes is larger than the channel's maximum of {max}")
@@ -245,6 +259,14 @@ pub enum TryRecvError {
     Empty,
     /// Every sender is gone and the channel is drained.
     Disconnected,
+    /// Broadcast, [`crate::Overflow::Overwrite`]: this subscriber fell
+    /// more than a ring behind and the publisher wrote over `missed`
+    /// messages it had not read; the next receive gets the oldest message
+    /// still in the ring. Reported once per lap; the count is exact.
+    Lagged {
+        /// Messages lost to this subscriber.
+        missed: u64,
+    },
     /// The shared state is damaged.
     Corrupted(Corrupted),
     /// The endpoint was made by another process: this one is a child
@@ -255,6 +277,7 @@ pub enum TryRecvError {
 simple_display!(TryRecvError {
     Empty => "the channel is empty",
     Disconnected => DISCONNECTED_RECV,
+    Lagged { missed } => lagged(missed),
     Corrupted(c) => c,
     Forked => FORKED,
 });
@@ -264,6 +287,14 @@ simple_display!(TryRecvError {
 pub enum RecvError {
     /// Every sender is gone and the channel is drained.
     Disconnected,
+    /// Broadcast, [`crate::Overflow::Overwrite`]: this subscriber fell
+    /// more than a ring behind and the publisher wrote over `missed`
+    /// messages it had not read; the next receive gets the oldest message
+    /// still in the ring. Reported once per lap; the count is exact.
+    Lagged {
+        /// Messages lost to this subscriber.
+        missed: u64,
+    },
     /// The shared state is damaged.
     Corrupted(Corrupted),
     /// The endpoint was made by another process: this one is a child
@@ -273,6 +304,7 @@ pub enum RecvError {
 
 simple_display!(RecvError {
     Disconnected => DISCONNECTED_RECV,
+    Lagged { missed } => lagged(missed),
     Corrupted(c) => c,
     Forked => FORKED,
 });
@@ -284,6 +316,14 @@ pub enum RecvTimeoutError {
     Timeout,
     /// Every sender is gone and the channel is drained.
     Disconnected,
+    /// Broadcast, [`crate::Overflow::Overwrite`]: this subscriber fell
+    /// more than a ring behind and the publisher wrote over `missed`
+    /// messages it had not read; the next receive gets the oldest message
+    /// still in the ring. Reported once per lap; the count is exact.
+    Lagged {
+        /// Messages lost to this subscriber.
+        missed: u64,
+    },
     /// The shared state is damaged.
     Corrupted(Corrupted),
     /// The endpoint was made by another process: this one is a child
@@ -294,6 +334,7 @@ pub enum RecvTimeoutError {
 simple_display!(RecvTimeoutError {
     Timeout => "timed out waiting for a message",
     Disconnected => DISCONNECTED_RECV,
+    Lagged { missed } => lagged(missed),
     Corrupted(c) => c,
     Forked => FORKED,
 });
@@ -304,9 +345,14 @@ pub(crate) enum WaitError {
     Full,
     Timeout,
     Disconnected,
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
     Corrupted(Corrupted),
     Forked,
+    /// A broadcast subscriber lapped: the messages it missed.
+    Lagged(u64),
 }
 
 impl From<crate::wait::Stop> for WaitError {
@@ -321,7 +367,7 @@ impl From<crate::wait::Stop> for WaitError {
 impl From<WaitError> for TrySendError {
     fn from(e: WaitError) -> Self {
         match e {
-            WaitError::Full | WaitError::Timeout => TrySendError::Full,
+            WaitError::Full | WaitError::Timeout | WaitError::Lagged(_) => TrySendError::Full,
             WaitError::Disconnected => TrySendError::Disconnected,
             WaitError::TooLarge { len, max } => TrySendError::TooLarge { len, max },
             WaitError::Corrupted(c) => TrySendError::Corrupted(c),
@@ -334,9 +380,10 @@ impl From<WaitError> for SendError {
     fn from(e: WaitError) -> Self {
         match e {
             // A blocking send never times out; treat as disconnected if it does.
-            WaitError::Full | WaitError::Timeout | WaitError::Disconnected => {
-                SendError::Disconnected
-            }
+            WaitError::Full
+            | WaitError::Timeout
+            | WaitError::Disconnected
+            | WaitError::Lagged(_) => SendError::Disconnected,
             WaitError::TooLarge { len, max } => SendError::TooLarge { len, max },
             WaitError::Corrupted(c) => SendError::Corrupted(c),
             WaitError::Forked => SendError::Forked,
@@ -347,7 +394,9 @@ impl From<WaitError> for SendError {
 impl From<WaitError> for SendTimeoutError {
     fn from(e: WaitError) -> Self {
         match e {
-            WaitError::Full | WaitError::Timeout => SendTimeoutError::Timeout,
+            WaitError::Full | WaitError::Timeout | WaitError::Lagged(_) => {
+                SendTimeoutError::Timeout
+            }
             WaitError::Disconnected => SendTimeoutError::Disconnected,
             WaitError::TooLarge { len, max } => SendTimeoutError::TooLarge { len, max },
             WaitError::Corrupted(c) => SendTimeoutError::Corrupted(c),
@@ -360,6 +409,7 @@ impl From<WaitError> for TryRecvError {
     fn from(e: WaitError) -> Self {
         match e {
             WaitError::Disconnected => TryRecvError::Disconnected,
+            WaitError::Lagged(missed) => TryRecvError::Lagged { missed },
             WaitError::Corrupted(c) => TryRecvError::Corrupted(c),
             WaitError::Forked => TryRecvError::Forked,
             _ => TryRecvError::Empty,
@@ -372,6 +422,7 @@ impl From<WaitError> for RecvError {
         match e {
             WaitError::Corrupted(c) => RecvError::Corrupted(c),
             WaitError::Forked => RecvError::Forked,
+            WaitError::Lagged(missed) => RecvError::Lagged { missed },
             _ => RecvError::Disconnected,
         }
     }
@@ -384,6 +435,7 @@ impl From<WaitError> for RecvTimeoutError {
                 RecvTimeoutError::Timeout
             }
             WaitError::Disconnected => RecvTimeoutError::Disconnected,
+            WaitError::Lagged(missed) => RecvTimeoutError::Lagged { missed },
             WaitError::Corrupted(c) => RecvTimeoutError::Corrupted(c),
             WaitError::Forked => RecvTimeoutError::Forked,
         }

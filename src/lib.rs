@@ -194,7 +194,7 @@ pub use counters::Counters;
 pub use error::{
     OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-pub use layout::{Flavor, HeaderError, Layout};
+pub use layout::{Flavor, HeaderError, Layout, Overflow};
 #[cfg(not(shmchan_loom))]
 pub use options::Options;
 #[cfg(all(feature = "tokio", not(shmchan_loom)))]
@@ -203,6 +203,7 @@ pub use receiver::RecvStream;
 pub use receiver::{Iter, Message, Receiver, TryIter};
 #[cfg(not(shmchan_loom))]
 pub use removal::{ForcedRemoval, RemovedSegment, RemovedSems, SegmentKind};
+pub use ring::broadcast::Start;
 pub use ring::mpsc::DEFAULT_RECOVERY_TIMEOUT;
 pub use ring::Corrupted;
 #[cfg(not(shmchan_loom))]
@@ -272,10 +273,12 @@ pub use sys::Key;
 #[cfg(any(shmchan_loom, feature = "internals"))]
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::layout::lines::{ConsumerLine, ProducerLine, RingState, SenderSlot, WakeLine};
+    pub use crate::layout::lines::{
+        ConsumerLine, LapLine, ProducerLine, RingState, SenderSlot, SubscriberSlot, WakeLine,
+    };
     pub use crate::ring::cursor::{Cursor, MAX_WAKEUPS};
     pub use crate::ring::heap::HeapRing;
-    pub use crate::ring::{mpsc, spsc, wake};
+    pub use crate::ring::{broadcast, mpsc, spsc, wake};
     pub use crate::ring::{Corrupted, Record, Reservation, ReserveError, RingView};
     pub use crate::sync::Region;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::error::OpenError;
-use crate::layout::{Flavor, Layout};
+use crate::layout::{Flavor, Layout, Overflow};
 
 /// Options for [`crate::Channel::create`].
 ///
@@ -18,6 +18,8 @@ pub struct Options {
     mode: u32,
     flavor: Flavor,
     sender_slots: Option<usize>,
+    subscriber_slots: Option<usize>,
+    overflow: Overflow,
     remove_on_drop: bool,
     #[cfg(feature = "test-hooks")]
     init_stall: Option<Duration>,
@@ -33,6 +35,8 @@ impl Default for Options {
             mode: 0o600,
             flavor: Flavor::Spsc,
             sender_slots: None,
+            subscriber_slots: None,
+            overflow: Overflow::Block,
             remove_on_drop: false,
             #[cfg(feature = "test-hooks")]
             init_stall: None,
@@ -63,7 +67,7 @@ impl Options {
         self
     }
 
-    /// SPSC or MPSC.
+    /// SPSC, MPSC or broadcast.
     pub fn flavor(mut self, flavor: Flavor) -> Options {
         self.flavor = flavor;
         self
@@ -76,6 +80,27 @@ impl Options {
     /// [`OpenError::TooManySenders`].
     pub fn max_senders(mut self, senders: usize) -> Options {
         self.sender_slots = Some(senders);
+        self
+    }
+
+    /// Broadcast: the most subscribers alive at once, in all processes
+    /// together (default [`crate::layout::DEFAULT_SUBSCRIBERS`], 16; at
+    /// most [`crate::layout::MAX_SUBSCRIBERS`]). Each takes one 128-byte
+    /// line of the segment; one more gets
+    /// [`OpenError::TooManySubscribers`].
+    pub fn max_subscribers(mut self, subscribers: usize) -> Options {
+        self.subscriber_slots = Some(subscribers);
+        self
+    }
+
+    /// Broadcast: what the publisher does when the slowest subscriber is a
+    /// ring behind: wait ([`Overflow::Block`], the default: nothing is lost
+    /// for a live subscriber), or write over the oldest messages
+    /// ([`Overflow::Overwrite`]: the publisher never waits, and a
+    /// subscriber that lagged gets `Lagged { missed }` once). Other
+    /// flavors: only `Block`.
+    pub fn overflow(mut self, overflow: Overflow) -> Options {
+        self.overflow = overflow;
         self
     }
 
@@ -109,12 +134,33 @@ impl Options {
         }
         let mut layout = Layout::new(self.flavor, self.capacity, self.max_message)
             .map_err(OpenError::InvalidOptions)?;
-        if let Some(n) = self.sender_slots {
+        let slots = match self.flavor {
+            Flavor::Broadcast => {
+                if self.sender_slots.is_some() {
+                    return Err(OpenError::InvalidOptions(
+                        "max_senders is for MPSC channels; a broadcast channel has one publisher"
+                            .into(),
+                    ));
+                }
+                self.subscriber_slots
+            }
+            _ => {
+                if self.subscriber_slots.is_some() {
+                    return Err(OpenError::InvalidOptions(
+                        "max_subscribers is for broadcast channels".into(),
+                    ));
+                }
+                self.sender_slots
+            }
+        };
+        if let Some(n) = slots {
             layout = layout
                 .with_sender_slots(n)
                 .map_err(OpenError::InvalidOptions)?;
         }
-        Ok(layout)
+        layout
+            .with_overflow(self.overflow)
+            .map_err(OpenError::InvalidOptions)
     }
 
     /// The permission bits to give the objects once initialised.

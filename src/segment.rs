@@ -11,7 +11,7 @@
 //! through the ring, which checks every position and length it reads.
 
 use crate::error::{open_err, OpenError};
-use crate::layout::lines::{RingState, SenderSlot};
+use crate::layout::lines::{RingState, SenderSlot, SubscriberSlot};
 use crate::layout::{self, offset, HeaderError, Layout, HEADER_SIZE, LINE};
 use crate::ring::RingView;
 use crate::sync::AtomicU32;
@@ -148,7 +148,12 @@ impl Mapped {
     /// header, or the creator's own); [`OpenError::NotAChannel`] if the
     /// geometry does not lie inside the mapping.
     pub(crate) fn new(map: Mapping, layout: Layout) -> Result<Mapped, OpenError> {
-        let table_end = offset::SENDER_TABLE + layout.sender_slots * LINE;
+        let table_start = if layout.flavor == crate::layout::Flavor::Broadcast {
+            offset::SUBSCRIBER_TABLE
+        } else {
+            offset::SENDER_TABLE
+        };
+        let table_end = table_start + layout.sender_slots * LINE;
         if map.len() < layout.segment_len
             || layout.data_offset.checked_add(layout.capacity) > Some(layout.segment_len)
             || table_end > layout.data_offset
@@ -168,9 +173,32 @@ impl Mapped {
         self.map.ring_state()
     }
 
+    /// Broadcast subscriber slot `i` (panics if `i` is not below the
+    /// table's size, or on another flavor).
+    pub(crate) fn subscriber_slot(&self, i: usize) -> &SubscriberSlot {
+        assert!(
+            self.layout.flavor == crate::layout::Flavor::Broadcast && i < self.layout.sender_slots,
+            "subscriber slot {i}"
+        );
+        // SAFETY: slot i lies at SUBSCRIBER_TABLE + i * LINE, inside the
+        // table that `new` checked to end before the data region, inside
+        // the mapping; 128-aligned; atomics only, any bit pattern valid.
+        unsafe {
+            &*self
+                .map
+                .att
+                .as_ptr()
+                .add(offset::SUBSCRIBER_TABLE + i * LINE)
+                .cast::<SubscriberSlot>()
+        }
+    }
+
     /// MPSC sender slot `i` (panics if `i` is not below the table's size).
     pub(crate) fn sender_slot(&self, i: usize) -> &SenderSlot {
-        assert!(i < self.layout.sender_slots, "sender slot {i}");
+        assert!(
+            self.layout.flavor == crate::layout::Flavor::Mpsc && i < self.layout.sender_slots,
+            "sender slot {i}"
+        );
         // SAFETY: slot i lies at SENDER_TABLE + i * LINE, inside the table
         // that `new` checked to end before the data region, inside the
         // mapping; 128-aligned; atomics only, any bit pattern valid.

@@ -21,6 +21,16 @@ pub use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(shmchan_loom)]
 pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
+/// A retry loop's pause: a spin hint, or under loom a yield (so that the
+/// models let the thread being waited for run).
+#[inline]
+pub fn spin_hint() {
+    #[cfg(not(shmchan_loom))]
+    std::hint::spin_loop();
+    #[cfg(shmchan_loom)]
+    loom::thread::yield_now();
+}
+
 #[cfg(not(shmchan_loom))]
 mod region {
     use std::marker::PhantomData;

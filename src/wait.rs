@@ -307,6 +307,7 @@ pub enum Stop {
 ///
 /// When the peer is gone, one more attempt is made (what it did before it
 /// left counts), then [`Stop::Disconnected`].
+#[cfg(any(test, shmchan_loom))]
 pub fn block_on<T, E: From<Stop>, S: Sleeper + ?Sized>(
     sleeper: &S,
     spin_limit: u32,

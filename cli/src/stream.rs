@@ -138,6 +138,14 @@ fn output(r: io::Result<()>) -> Result<bool, Fail> {
     }
 }
 
+/// A subscriber of an overwriting broadcast fell a ring behind: one line
+/// on stderr, and the stream goes on from the oldest message left.
+fn lagged(missed: u64) {
+    eprintln!(
+        "shmchan: lagged: {missed} messages were overwritten before this subscriber read them"
+    );
+}
+
 /// `shmchan recv`.
 pub fn recv(
     key: &KeyOpts,
@@ -167,6 +175,10 @@ pub fn recv(
                 continue;
             }
             Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Lagged { missed }) => {
+                lagged(missed);
+                continue;
+            }
             Err(TryRecvError::Disconnected) => break,
             Err(TryRecvError::Corrupted(c)) => return Err(damaged(c)),
             Err(e @ TryRecvError::Forked) => return Err(e.to_string()),
@@ -179,6 +191,10 @@ pub fn recv(
             Some(t) => match rx.recv_timeout(t) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Lagged { missed }) => {
+                    lagged(missed);
+                    continue;
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(format!(
                         "no message came from {at} within {t:?} ({n} received)"
@@ -190,6 +206,10 @@ pub fn recv(
             None => match rx.recv() {
                 Ok(m) => m,
                 Err(RecvError::Disconnected) => break,
+                Err(RecvError::Lagged { missed }) => {
+                    lagged(missed);
+                    continue;
+                }
                 Err(RecvError::Corrupted(c)) => return Err(damaged(c)),
                 Err(e @ RecvError::Forked) => return Err(e.to_string()),
             },

@@ -4,8 +4,9 @@
 use std::fmt;
 
 use super::{
-    max_message_for, offset, Flavor, DEFAULT_SENDER_SLOTS, HEADER_SIZE, LINE, MAGIC, MAX_CAPACITY,
-    MAX_SENDER_SLOTS, MIN_CAPACITY, RECORD_HEADER, STATE_READY, VERSION,
+    max_message_for, offset, Flavor, Overflow, DEFAULT_SENDER_SLOTS, DEFAULT_SUBSCRIBERS,
+    HEADER_SIZE, LINE, MAGIC, MAX_CAPACITY, MAX_SENDER_SLOTS, MAX_SUBSCRIBERS, MIN_CAPACITY,
+    RECORD_HEADER, STATE_READY, VERSION,
 };
 
 /// The validated geometry of a channel: a private copy, read once from the
@@ -14,9 +15,14 @@ use super::{
 pub struct Layout {
     /// The algorithm.
     pub flavor: Flavor,
-    /// Where the data region starts (after the sender table).
+    /// Broadcast: what the publisher does when a subscriber is a ring
+    /// behind ([`Overflow::Block`] for the other flavors).
+    pub overflow: Overflow,
+    /// Where the data region starts (after the sender table, or the lap
+    /// line and the subscriber table).
     pub data_offset: usize,
-    /// Lines in the sender table (MPSC; 0 for SPSC).
+    /// Lines in the sender table (MPSC), or subscriber slots (broadcast);
+    /// 0 for SPSC.
     pub sender_slots: usize,
     /// Size of the data region, a power of two.
     pub capacity: usize,
@@ -64,6 +70,7 @@ impl Layout {
         }
         let layout = Layout {
             flavor,
+            overflow: Overflow::Block,
             data_offset: HEADER_SIZE,
             sender_slots: 0,
             capacity,
@@ -79,26 +86,36 @@ impl Layout {
         let slots = match flavor {
             Flavor::Spsc => 0,
             Flavor::Mpsc => DEFAULT_SENDER_SLOTS,
+            Flavor::Broadcast => DEFAULT_SUBSCRIBERS,
         };
         layout.with_sender_slots(slots)
     }
 
     /// The same geometry with `slots` sender slots (MPSC: 1 to
-    /// [`MAX_SENDER_SLOTS`], the most senders alive at once; SPSC: 0).
+    /// [`MAX_SENDER_SLOTS`], the most senders alive at once; SPSC: 0), or
+    /// subscriber slots (broadcast: 1 to [`MAX_SUBSCRIBERS`]).
     pub fn with_sender_slots(mut self, slots: usize) -> Result<Layout, String> {
-        let ok = match self.flavor {
-            Flavor::Spsc => slots == 0,
-            Flavor::Mpsc => (1..=MAX_SENDER_SLOTS).contains(&slots),
-        };
-        if !ok {
+        if !slots_fit(self.flavor, slots) {
             return Err(format!(
-                "{slots} sender slots: an MPSC channel has 1 to {MAX_SENDER_SLOTS}, an SPSC channel none"
+                "{slots} slots: an MPSC channel has 1 to {MAX_SENDER_SLOTS} sender slots, a broadcast channel 1 to {MAX_SUBSCRIBERS} subscriber slots, an SPSC channel none"
             ));
         }
         self.sender_slots = slots;
-        self.data_offset = data_offset_for(slots);
+        self.data_offset = table_end(self.flavor, slots);
         let page = crate_page_size();
         self.segment_len = (self.data_offset + self.capacity).div_ceil(page) * page;
+        Ok(self)
+    }
+
+    /// The same geometry with the broadcast overflow mode `overflow` (the
+    /// other flavors have only [`Overflow::Block`]).
+    pub fn with_overflow(mut self, overflow: Overflow) -> Result<Layout, String> {
+        if self.flavor != Flavor::Broadcast && overflow != Overflow::Block {
+            return Err(format!(
+                "overflow {overflow} is for broadcast channels only"
+            ));
+        }
+        self.overflow = overflow;
         Ok(self)
     }
 
@@ -137,6 +154,11 @@ impl Layout {
             &(self.sender_slots as u32).to_ne_bytes(),
         );
         put(&mut b, offset::SEM_ID, &self.sem_id.to_ne_bytes());
+        put(
+            &mut b,
+            offset::OVERFLOW,
+            &self.overflow.to_raw().to_ne_bytes(),
+        );
         put(&mut b, offset::KEY_DEV, &self.key_path.0.to_ne_bytes());
         put(&mut b, offset::KEY_INO, &self.key_path.1.to_ne_bytes());
         put(&mut b, offset::PID_NS, &self.pid_ns.to_ne_bytes());
@@ -145,9 +167,27 @@ impl Layout {
 }
 
 /// Where the data region starts when the header is followed by `slots`
-/// sender slots.
+/// sender slots (a broadcast channel's lap line and `n` subscriber slots
+/// are `n + 1` lines: `data_offset_for(n + 1)`).
 pub const fn data_offset_for(slots: usize) -> usize {
     HEADER_SIZE + slots * LINE
+}
+
+/// Where a `flavor` channel with `slots` slots has its data region.
+const fn table_end(flavor: Flavor, slots: usize) -> usize {
+    match flavor {
+        Flavor::Broadcast => data_offset_for(slots + 1),
+        _ => data_offset_for(slots),
+    }
+}
+
+/// Whether `slots` suits `flavor`.
+fn slots_fit(flavor: Flavor, slots: usize) -> bool {
+    match flavor {
+        Flavor::Spsc => slots == 0,
+        Flavor::Mpsc => (1..=MAX_SENDER_SLOTS).contains(&slots),
+        Flavor::Broadcast => (1..=MAX_SUBSCRIBERS).contains(&slots),
+    }
 }
 
 #[cfg(not(shmchan_loom))]
@@ -203,6 +243,12 @@ pub enum HeaderError {
     },
     /// An unknown flavor.
     BadFlavor {
+        /// The value found.
+        found: u32,
+    },
+    /// An unknown overflow mode, or one set on a channel that is not a
+    /// broadcast.
+    BadOverflow {
         /// The value found.
         found: u32,
     },
@@ -271,11 +317,18 @@ impl fmt::Display for HeaderError {
                 write!(f, "state {state:#x} is not ready ({STATE_READY:#x})")
             }
             HeaderError::BadFlavor { found } => {
-                write!(f, "flavor {found} is neither 1 (spsc) nor 2 (mpsc)")
+                write!(
+                    f,
+                    "flavor {found} is not 1 (spsc), 2 (mpsc) or 3 (broadcast)"
+                )
             }
+            HeaderError::BadOverflow { found } => write!(
+                f,
+                "overflow {found}: a broadcast channel has 0 (block) or 1 (overwrite), the others 0"
+            ),
             HeaderError::BadSenderSlots { found } => write!(
                 f,
-                "{found} sender slots: an MPSC channel has 1 to {MAX_SENDER_SLOTS}, an SPSC channel none"
+                "{found} slots: an MPSC channel has 1 to {MAX_SENDER_SLOTS}, a broadcast channel 1 to {MAX_SUBSCRIBERS}, an SPSC channel none"
             ),
             HeaderError::BadDataOffset { found } => {
                 write!(
@@ -354,16 +407,22 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
     let raw_flavor = get_u32(bytes, offset::FLAVOR);
     let flavor =
         Flavor::from_raw(raw_flavor).ok_or(HeaderError::BadFlavor { found: raw_flavor })?;
-    let slots = get_u32(bytes, offset::SENDER_SLOTS);
-    let slots_ok = match flavor {
-        Flavor::Spsc => slots == 0,
-        Flavor::Mpsc => slots >= 1 && slots as usize <= MAX_SENDER_SLOTS,
+    let raw_overflow = get_u32(bytes, offset::OVERFLOW);
+    let overflow = match (flavor, Overflow::from_raw(raw_overflow)) {
+        (Flavor::Broadcast, Some(o)) => o,
+        (_, Some(Overflow::Block)) => Overflow::Block,
+        _ => {
+            return Err(HeaderError::BadOverflow {
+                found: raw_overflow,
+            })
+        }
     };
-    if !slots_ok {
+    let slots = get_u32(bytes, offset::SENDER_SLOTS);
+    if !slots_fit(flavor, slots as usize) {
         return Err(HeaderError::BadSenderSlots { found: slots });
     }
     let data_offset = get_u64(bytes, offset::DATA_OFFSET);
-    if data_offset != data_offset_for(slots as usize) as u64 {
+    if data_offset != table_end(flavor, slots as usize) as u64 {
         return Err(HeaderError::BadDataOffset { found: data_offset });
     }
     let capacity = get_u64(bytes, offset::CAPACITY);
@@ -398,6 +457,7 @@ pub fn validate(bytes: &[u8], segment_len: usize) -> Result<Layout, HeaderError>
     }
     Ok(Layout {
         flavor,
+        overflow,
         data_offset: data_offset as usize,
         sender_slots: slots as usize,
         capacity: capacity as usize,
@@ -436,6 +496,43 @@ mod tests {
     }
 
     #[test]
+    fn a_broadcast_layout_has_the_lap_line_and_its_subscribers() {
+        let l = Layout::new(Flavor::Broadcast, 4096, None)
+            .unwrap()
+            .with_overflow(Overflow::Overwrite)
+            .unwrap();
+        assert_eq!(l.sender_slots, DEFAULT_SUBSCRIBERS);
+        assert_eq!(
+            l.data_offset,
+            HEADER_SIZE + LINE * (1 + DEFAULT_SUBSCRIBERS)
+        );
+        let img = image(&l);
+        assert_eq!(validate(&img, l.segment_len).unwrap(), l);
+        let mut b = img.clone();
+        b[offset::OVERFLOW..offset::OVERFLOW + 4].copy_from_slice(&2u32.to_ne_bytes());
+        assert_eq!(
+            validate(&b, l.segment_len),
+            Err(HeaderError::BadOverflow { found: 2 })
+        );
+        // The data region after the table less the lap line: refused.
+        let mut b = img;
+        let short = (HEADER_SIZE + LINE * DEFAULT_SUBSCRIBERS) as u64;
+        b[offset::DATA_OFFSET..offset::DATA_OFFSET + 8].copy_from_slice(&short.to_ne_bytes());
+        assert!(matches!(
+            validate(&b, l.segment_len),
+            Err(HeaderError::BadDataOffset { .. })
+        ));
+        assert!(Layout::new(Flavor::Spsc, 4096, None)
+            .unwrap()
+            .with_overflow(Overflow::Overwrite)
+            .is_err());
+        assert!(Layout::new(Flavor::Broadcast, 4096, None)
+            .unwrap()
+            .with_sender_slots(MAX_SUBSCRIBERS + 1)
+            .is_err());
+    }
+
+    #[test]
     fn rejects_each_field_with_its_value() {
         let l = Layout::new(Flavor::Spsc, 4096, None).unwrap();
         let base = image(&l);
@@ -451,7 +548,9 @@ mod tests {
                 "format version 9",
             ),
             (offset::STATE, 1u32.to_ne_bytes().to_vec(), "state 0x1"),
-            (offset::FLAVOR, 3u32.to_ne_bytes().to_vec(), "flavor 3"),
+            (offset::FLAVOR, 4u32.to_ne_bytes().to_vec(), "flavor 4"),
+            // overwrite is for broadcast channels only
+            (offset::OVERFLOW, 1u32.to_ne_bytes().to_vec(), "overflow 1"),
             (
                 offset::DATA_OFFSET,
                 64u64.to_ne_bytes().to_vec(),

@@ -26,7 +26,15 @@ pub struct ProducerLine {
     /// `{ position: u64 }`: the end of the committed records; the producer
     /// stores it with Release after writing them.
     pub tail: AtomicU64,
-    _pad: [AtomicU64; 7],
+    /// `{ count: u64 }`, broadcast: the messages published before `tail`
+    /// (the sequence number of the record at `tail`); with `tail`, under
+    /// the seqlock `tail_ver`.
+    pub next_seq: AtomicU64,
+    /// `{ version: u64 }`, broadcast: odd while the publisher stores `tail`
+    /// and `next_seq`, even between (a joining subscriber reads the pair
+    /// between two equal even values).
+    pub tail_ver: AtomicU64,
+    _pad: [AtomicU64; 5],
     /// `{ count: u64 }`: SPSC messages committed, ever (statistics only;
     /// MPSC senders count in their sender slots).
     pub sent_messages: AtomicU64,
@@ -141,6 +149,65 @@ impl Default for SenderSlot {
     }
 }
 
+/// The broadcast publisher's lap line, after the header: how far it may
+/// write, and the oldest message it has not overwritten. Written once per
+/// chunk of the ring (an eighth of it, at most), read by every subscriber
+/// of an `Overwrite` channel after each copy, and by every joining one.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct LapLine {
+    /// `{ position: u64 }`: the publisher writes no byte at or past
+    /// `front` before it has stored a larger `front`; so the bytes of a
+    /// position `p` are intact while `front <= p + capacity`.
+    pub front: AtomicU64,
+    /// `{ count: u64 }`: subscribers that have joined, ever. The publisher
+    /// loads it each time it moves `front` and then looks at the
+    /// subscriber table again.
+    pub joins: AtomicU64,
+    /// `{ version: u64 }`: the seqlock of `oldest_pos` and `oldest_seq`.
+    pub oldest_ver: AtomicU64,
+    /// `{ position: u64 }`: the first record at or past `front - capacity`
+    /// (a record boundary; intact).
+    pub oldest_pos: AtomicU64,
+    /// `{ count: u64 }`: the sequence number of the record at `oldest_pos`.
+    pub oldest_seq: AtomicU64,
+    _pad: [AtomicU64; 11],
+}
+
+/// One broadcast subscriber's line in the subscriber table. Its owner is
+/// the only writer but for `owner` (a publisher or a joiner frees the slot
+/// of a dead owner) and `sleeping`/`bell` (the publisher clears them when
+/// it wakes the owner). `sleeping` and `bell` are where a sender slot has
+/// them, so the wake code serves both tables.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct SubscriberSlot {
+    /// `{ pid: u64 }`: the owning subscriber's process, 0 when free.
+    pub owner: AtomicU64,
+    /// `{ position: u64 }`: the start of the first record the owner has not
+    /// released; [`super::NOT_JOINED`] until it has joined.
+    pub position: AtomicU64,
+    /// `{ count: u64 }`: messages received by this slot's owners (stored
+    /// every 64 messages and when waiting).
+    pub received_messages: AtomicU64,
+    /// `{ count: u64 }`: payload bytes received by this slot's owners.
+    pub received_bytes: AtomicU64,
+    /// `{ flag: u32 }`: 1 while the owner has announced that it is about to
+    /// sleep on an empty ring (as a sender slot's `sleeping`).
+    pub sleeping: AtomicU32,
+    _reserved: AtomicU32,
+    /// `{ id: u64 }`: the owner's socket doorbell while it waits in a poll
+    /// loop (as a sender slot's `bell`).
+    pub bell: AtomicU64,
+    /// `{ count: u64 }`: the sequence number of the record at `position`.
+    pub seq: AtomicU64,
+    /// `{ count: u64 }`: times the owner was told it lagged (overwrite).
+    pub lagged: AtomicU64,
+    /// `{ count: u64 }`: messages the owner missed, in all (overwrite).
+    pub missed: AtomicU64,
+    _pad: [AtomicU64; 7],
+}
+
 #[cfg(not(shmchan_loom))]
 mod asserts {
     use super::super::{offset, HEADER_SIZE, LINE};
@@ -226,5 +293,23 @@ mod asserts {
     const_assert!(offset::STATE + 4 <= LINE);
     const_assert_eq!(HEADER_SIZE % LINE, 0);
     const_assert_eq!(size_of::<SenderSlot>(), LINE);
+    const_assert_eq!(size_of::<SubscriberSlot>(), LINE);
+    const_assert_eq!(size_of::<LapLine>(), LINE);
+    const_assert_eq!(
+        offset_of!(SubscriberSlot, sleeping),
+        offset_of!(SenderSlot, sleeping)
+    );
+    const_assert_eq!(
+        offset_of!(SubscriberSlot, bell),
+        offset_of!(SenderSlot, bell)
+    );
+    const_assert_eq!(offset_of!(SubscriberSlot, position), 8);
+    const_assert_eq!(offset_of!(SubscriberSlot, seq), 48);
+    const_assert_eq!(offset_of!(SubscriberSlot, lagged), 56);
+    const_assert_eq!(offset_of!(SubscriberSlot, missed), 64);
+    const_assert_eq!(offset_of!(LapLine, oldest_seq), 32);
+    const_assert_eq!(offset::SUBSCRIBER_TABLE, offset::LAP_LINE + LINE);
+    const_assert_eq!(at!(producer, ProducerLine, next_seq), offset::NEXT_SEQ);
+    const_assert_eq!(at!(producer, ProducerLine, tail_ver), offset::TAIL_VER);
     const_assert!(offset::SENDER_SLOTS + 4 <= LINE);
 }

@@ -5,7 +5,7 @@
 //!  ------  ----  ----  ---------------  -------------------------------------
 //!       0     8     0  magic            creator, once ("SHMCHAN\0")
 //!       8     4     0  version          creator, once (1)
-//!      12     4     0  flavor           creator, once (1 = SPSC, 2 = MPSC)
+//!      12     4     0  flavor           creator, once (1 = SPSC, 2 = MPSC, 3 = broadcast)
 //!      16     8     0  data_offset      creator, once (512)
 //!      24     8     0  capacity         creator, once (power of two, bytes)
 //!      32     8     0  max_message      creator, once (payload bytes)
@@ -16,10 +16,13 @@
 //!      64     4     0  state            creator, last, Release (READY)
 //!      68     4     0  sender_slots     creator, once (MPSC: slots; SPSC: 0)
 //!      72     4     0  sem_id           creator, once (the semaphore set's id)
+//!      76     4     0  overflow         creator, once (broadcast: 0 = block, 1 = overwrite)
 //!      80     8     0  key_dev          creator, once (ftok key: the path's device)
 //!      88     8     0  key_ino          creator, once (ftok key: the path's inode)
 //!      96     8     0  pid_ns           creator, once (its pid namespace's inode, or 0)
 //!     128     8     1  tail             producer: end of committed records
+//!     136     8     1  next_seq         broadcast publisher: messages before tail
+//!     144     8     1  tail_ver         broadcast publisher: seqlock of tail, next_seq
 //!     192     8     1  sent_messages    SPSC producer: messages committed
 //!     200     8     1  sent_bytes       SPSC producer: payload bytes committed
 //!     208     8     1  receiver_gone    receiver: 1 on a clean drop, 0 on connect
@@ -38,7 +41,11 @@
 //!                                        `{ owner: u64, claim: u64,
 //!                                        sent_messages: u64, sent_bytes: u64,
 //!                                        sleeping: u32 }`
+//!     512   128        lap line         broadcast only: `{ front, joins,
+//!                                        oldest_ver, oldest_pos, oldest_seq }`
+//!     640     …        subscriber slots broadcast only: `sender_slots` lines
 //!     512 + 128 × sender_slots           data region, `capacity` bytes
+//!                                        (broadcast: 512 + 128 × (1 + slots))
 //! ```
 //!
 //! Lines are 128 bytes, so the producer's and the consumer's fields never
@@ -88,6 +95,15 @@ pub const MAX_CAPACITY: usize = 1 << 40;
 pub const DEFAULT_SENDER_SLOTS: usize = 64;
 /// The most sender slots an MPSC channel may have.
 pub const MAX_SENDER_SLOTS: usize = 4096;
+/// Subscriber slots of a broadcast channel unless the creator asks
+/// otherwise.
+pub const DEFAULT_SUBSCRIBERS: usize = 16;
+/// The most subscriber slots a broadcast channel may have (with the lap
+/// line, its table is as long as the longest sender table).
+pub const MAX_SUBSCRIBERS: usize = MAX_SENDER_SLOTS - 1;
+/// A subscriber slot's `position` while its owner has not joined yet (not
+/// a multiple of 8, so never a position).
+pub const NOT_JOINED: u64 = 1;
 /// A sender slot's `claim` when the slot's sender is not claiming.
 pub const NO_CLAIM: u64 = 1;
 /// Set in the high half of an MPSC record header while its producer writes
@@ -134,6 +150,8 @@ pub mod offset {
     pub const SENDER_SLOTS: usize = 68;
     /// `sem_id`
     pub const SEM_ID: usize = 72;
+    /// `overflow` (broadcast: 0 block, 1 overwrite; 0 for the others)
+    pub const OVERFLOW: usize = 76;
     /// `key_dev`
     pub const KEY_DEV: usize = 80;
     /// `key_ino`
@@ -142,6 +160,14 @@ pub mod offset {
     pub const PID_NS: usize = 96;
     /// The first sender slot (MPSC).
     pub const SENDER_TABLE: usize = super::HEADER_SIZE;
+    /// The broadcast lap line (broadcast only).
+    pub const LAP_LINE: usize = super::HEADER_SIZE;
+    /// The first subscriber slot (broadcast only), after the lap line.
+    pub const SUBSCRIBER_TABLE: usize = super::HEADER_SIZE + super::LINE;
+    /// `next_seq` (broadcast): messages published before `tail`.
+    pub const NEXT_SEQ: usize = 136;
+    /// `tail_ver` (broadcast): the seqlock of `tail` and `next_seq`.
+    pub const TAIL_VER: usize = 144;
     /// The ring's shared state (the producer, consumer and wake lines).
     pub const RING_STATE: usize = 128;
     /// `tail`
@@ -225,6 +251,51 @@ pub enum Flavor {
     Spsc,
     /// Many senders (in any processes), one receiver.
     Mpsc,
+    /// One publisher, many subscribers (in any processes), each of whom
+    /// receives every message (see [`Overflow`] for a slow one).
+    Broadcast,
+}
+
+/// What a broadcast publisher does when the slowest subscriber is a ring
+/// behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Overflow {
+    /// The publisher waits (as a pipe's writer): no live subscriber loses
+    /// a message. A subscriber that dies is released after the recovery
+    /// timeout ([`crate::Sender::set_recovery_timeout`]).
+    #[default]
+    Block,
+    /// The publisher never waits: a subscriber a ring behind loses the
+    /// oldest messages and is told how many (`Lagged { missed }`).
+    Overwrite,
+}
+
+impl Overflow {
+    /// The value stored in the header.
+    pub const fn to_raw(self) -> u32 {
+        match self {
+            Overflow::Block => 0,
+            Overflow::Overwrite => 1,
+        }
+    }
+
+    /// The mode a header value stands for.
+    pub const fn from_raw(raw: u32) -> Option<Overflow> {
+        match raw {
+            0 => Some(Overflow::Block),
+            1 => Some(Overflow::Overwrite),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Overflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Overflow::Block => "block",
+            Overflow::Overwrite => "overwrite",
+        })
+    }
 }
 
 impl Flavor {
@@ -233,6 +304,7 @@ impl Flavor {
         match self {
             Flavor::Spsc => 1,
             Flavor::Mpsc => 2,
+            Flavor::Broadcast => 3,
         }
     }
 
@@ -241,6 +313,7 @@ impl Flavor {
         match raw {
             1 => Some(Flavor::Spsc),
             2 => Some(Flavor::Mpsc),
+            3 => Some(Flavor::Broadcast),
             _ => None,
         }
     }
@@ -251,6 +324,7 @@ impl fmt::Display for Flavor {
         f.write_str(match self {
             Flavor::Spsc => "spsc",
             Flavor::Mpsc => "mpsc",
+            Flavor::Broadcast => "broadcast",
         })
     }
 }

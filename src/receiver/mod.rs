@@ -17,12 +17,13 @@ use crate::error::{
     bad_positions, OpenError, RecvError, RecvTimeoutError, TryRecvError, WaitError,
 };
 use crate::layout::{Flavor, SEM_DATA, SEM_RECEIVERS, SEM_SPACE};
+use crate::ring::broadcast::{self, Next, Start};
 use crate::ring::cursor::Cursor;
 use crate::ring::mpsc::{self, DEFAULT_RECOVERY_TIMEOUT};
 use crate::ring::{spsc, Corrupted, Record, RingView};
 use crate::segment::Segment;
 use crate::sys;
-use crate::wait::{self, CounterSleeper, DEFAULT_SPIN};
+use crate::wait::{self, CounterSleeper, Sleeper, SlotSleeper, DEFAULT_SPIN};
 #[cfg(doc)]
 use crate::Channel;
 
@@ -35,6 +36,8 @@ enum Cons {
     Spsc(spsc::Consumer<'static>),
     /// With the recovery policy for claims of dead senders.
     Mpsc(mpsc::Consumer<'static>, mpsc::Recoverer),
+    /// A subscriber of a broadcast channel.
+    Broadcast(broadcast::Subscriber<'static>),
 }
 
 /// A receiver's ring state: the consumer and the received counters.
@@ -44,6 +47,10 @@ struct ReadSide {
     shm_id: i32,
     /// The header's received counters.
     tally: Tally,
+    /// Broadcast, `Overflow::Overwrite`: the record in hand, copied out of
+    /// the ring and checked after the copy (the publisher may write over
+    /// the ring's bytes at any time, so they are never lent out).
+    scratch: Vec<u8>,
 }
 
 impl ReadSide {
@@ -53,6 +60,7 @@ impl ReadSide {
         match &mut self.consumer {
             Cons::Spsc(c) => c,
             Cons::Mpsc(c, _) => c,
+            Cons::Broadcast(c) => c,
         }
     }
 
@@ -61,13 +69,36 @@ impl ReadSide {
         match &self.consumer {
             Cons::Spsc(c) => c.view(),
             Cons::Mpsc(c, _) => c.view(),
+            Cons::Broadcast(c) => c.view(),
         }
+    }
+
+    /// Whether the record in hand is a copy (in `scratch`), not the ring's
+    /// bytes: a subscriber of an overwriting broadcast.
+    #[inline]
+    fn copied(&self) -> bool {
+        matches!(&self.consumer, Cons::Broadcast(c) if c.overwrites())
+    }
+
+    /// The bytes of `r`, the record in hand.
+    ///
+    /// # Safety
+    /// Unless [`ReadSide::copied`], `r` is committed and not released (no
+    /// producer writes it while the slice lives).
+    #[inline]
+    unsafe fn bytes(&self, r: Record) -> &[u8] {
+        if self.copied() {
+            return &self.scratch;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.view().region().slice(r.data_offset, r.len) }
     }
 
     fn has_data(&mut self) -> Result<bool, Corrupted> {
         match &mut self.consumer {
             Cons::Spsc(c) => c.has_data(),
             Cons::Mpsc(c, _) => c.has_data(),
+            Cons::Broadcast(c) => c.has_data(),
         }
     }
 
@@ -75,7 +106,7 @@ impl ReadSide {
     /// of its recovery timeout).
     fn poll(&self) -> Duration {
         match &self.consumer {
-            Cons::Spsc(_) => wait::POLL_INTERVAL,
+            Cons::Spsc(_) | Cons::Broadcast(_) => wait::POLL_INTERVAL,
             Cons::Mpsc(_, rec) => rec.poll_interval(wait::POLL_INTERVAL),
         }
     }
@@ -84,16 +115,46 @@ impl ReadSide {
     /// position for the recovery timeout (or at once with `force`, once
     /// every sender is gone), and its claimant is dead, the claim becomes
     /// padding and the look goes on.
+    ///
+    /// Broadcast: a subscriber lapped by an overwriting publisher goes on
+    /// from the oldest record and says how many it missed
+    /// ([`WaitError::Lagged`]); its record in hand is copied into
+    /// `scratch` and checked after the copy.
     #[inline]
-    fn attempt(&mut self, force: bool) -> Result<Option<Record>, Corrupted> {
+    fn attempt(&mut self, force: bool) -> Result<Option<Record>, WaitError> {
         match &mut self.consumer {
-            Cons::Spsc(c) => c.try_peek(),
+            Cons::Spsc(c) => c.try_peek().map_err(WaitError::Corrupted),
             Cons::Mpsc(c, rec) => {
                 let shm_id = self.shm_id;
                 let mut alive = |pid: u32| sys::process_attached(pid as i32, shm_id);
                 // SAFETY: process_attached says false only for a process
                 // that is gone or no longer maps the segment (see there).
-                unsafe { rec.next(c, force, &mut alive) }
+                unsafe { rec.next(c, force, &mut alive) }.map_err(WaitError::Corrupted)
+            }
+            Cons::Broadcast(c) => {
+                // A lap that cost only padding moves on and looks again;
+                // a few rounds at most (each moves to a later oldest).
+                for _ in 0..4 {
+                    match c.try_peek().map_err(WaitError::Corrupted)? {
+                        Next::Empty => return Ok(None),
+                        Next::Record(r) if !c.overwrites() => return Ok(Some(r)),
+                        Next::Record(r) => {
+                            self.scratch.clear();
+                            c.view()
+                                .region()
+                                .copy_out(r.data_offset, r.len, &mut self.scratch);
+                            if c.intact() {
+                                return Ok(Some(r));
+                            }
+                        }
+                        Next::Lapped => {}
+                    }
+                    match c.lagged().map_err(WaitError::Corrupted)? {
+                        0 => {}
+                        missed => return Err(WaitError::Lagged(missed)),
+                    }
+                }
+                Ok(None)
             }
         }
     }
@@ -109,6 +170,9 @@ pub struct Receiver {
     /// unmapped.
     side: ReadSide,
     spin_limit: u32,
+    /// Broadcast: messages missed in a lap found in the middle of a
+    /// `recv_batch`, reported by the next receive.
+    lag_owed: u64,
     reg: Registration,
     /// The async waiting state (feature `tokio`), made on first wait.
     #[cfg(feature = "tokio")]
@@ -129,16 +193,24 @@ impl Drop for Receiver {
                 self.select_retract(b.id());
             }
             self.side.tally.store(&self.reg.segment().mapped);
-            // Senders see it at their next send.
-            set_receiver_gone(self.reg.segment(), true);
+            match &self.side.consumer {
+                // SAFETY: the receiver is going: no message borrows it.
+                Cons::Broadcast(c) => unsafe { c.leave() },
+                // Senders see it at their next send.
+                _ => set_receiver_gone(self.reg.segment(), true),
+            }
         }
     }
 }
 
 impl Receiver {
-    /// The receiver of `seg` (see [`Channel::receiver`]).
-    pub(crate) fn new(seg: &Arc<Segment>) -> Result<Receiver, OpenError> {
+    /// The receiver of `seg` (see [`Channel::receiver`]); a broadcast
+    /// subscriber starts at `start`.
+    pub(crate) fn new(seg: &Arc<Segment>, start: Start) -> Result<Receiver, OpenError> {
         check_pid_namespace(seg)?;
+        if seg.layout().flavor == Flavor::Broadcast {
+            return Receiver::subscribe(seg, start);
+        }
         let reg = Registration::new(seg, SEM_RECEIVERS, true)?;
         set_receiver_gone(seg, false);
         reg.clear_stale_wake();
@@ -149,35 +221,89 @@ impl Receiver {
         // The registration is exclusive: no other receiver is registered,
         // in any process (each holds its +1 with SEM_UNDO until it drops or
         // dies; an inherited one in a forked child refuses every operation).
-        let mut consumer = match seg.layout().flavor {
+        let consumer = match seg.layout().flavor {
             // SAFETY: the only consumer (see above).
             Flavor::Spsc => unsafe { spsc::Consumer::new(view) }.map(Cons::Spsc),
             // SAFETY: the only consumer (see above).
             Flavor::Mpsc => unsafe { mpsc::Consumer::new(view) }
                 .map(|c| Cons::Mpsc(c, mpsc::Recoverer::new(DEFAULT_RECOVERY_TIMEOUT))),
+            Flavor::Broadcast => unreachable!("subscribers are made by subscribe"),
         }
         .map_err(bad_positions)?;
+        Ok(Receiver::made(seg, reg, consumer, Counted::Receiver))
+    }
+
+    /// A new subscriber of the broadcast channel `seg`, at `start`.
+    fn subscribe(seg: &Arc<Segment>, start: Start) -> Result<Receiver, OpenError> {
+        // Subscribers sleep in their own slots: what a predecessor in ours
+        // killed asleep left (a flag) wakes nobody.
+        let reg = Registration::new(seg, SEM_RECEIVERS, false)?;
+        // SAFETY: as in `new`.
+        let view: RingView<'static> = unsafe { seg.mapped.ring() };
+        let pid = sys::current_pid() as u32;
+        let shm_id = seg.shm.id();
+        let mut alive = |pid: u32| sys::process_attached(pid as i32, shm_id);
+        // SAFETY: process_attached says false only for a process that is
+        // gone or no longer maps the segment (see there).
+        let slot = unsafe { broadcast::take_slot(&view, pid, &mut alive) }.ok_or(
+            OpenError::TooManySubscribers {
+                slots: view.sender_slots(),
+            },
+        )?;
+        // The joiner's heavy fence (the publisher's is light when its
+        // process is registered for membarrier, which then works here too).
+        let mut barrier = || {
+            sys::membarrier_global();
+        };
+        // SAFETY: the slot was just taken for this subscriber.
+        let sub = match unsafe { broadcast::Subscriber::join(view, slot, start, &mut barrier) } {
+            Ok(sub) => sub,
+            Err(c) => {
+                // Relaxed (inside): the slot was never used.
+                broadcast::free_slot(&view, slot);
+                return Err(bad_positions(c));
+            }
+        };
+        Ok(Receiver::made(
+            seg,
+            reg,
+            Cons::Broadcast(sub),
+            Counted::SubscriberSlot(slot),
+        ))
+    }
+
+    /// The receiver around `consumer`, registered as `reg`, counting into
+    /// `counted`.
+    fn made(
+        seg: &Arc<Segment>,
+        reg: Registration,
+        mut consumer: Cons,
+        counted: Counted,
+    ) -> Receiver {
         // Light only when this process is registered for membarrier (see
         // ring::wake::claim_with).
         let light = sys::membarrier_register();
         match &mut consumer {
             Cons::Spsc(c) => c.wakeups().set_light_fence(light),
             Cons::Mpsc(c, _) => c.wakeups().set_light_fence(light),
+            Cons::Broadcast(c) => c.wakeups().set_light_fence(light),
         }
         reg.announce_connect();
-        Ok(Receiver {
+        Receiver {
             side: ReadSide {
                 consumer,
                 shm_id: seg.shm.id(),
-                tally: Tally::new(&seg.mapped, Counted::Receiver),
+                tally: Tally::new(&seg.mapped, counted),
+                scratch: Vec::new(),
             },
             spin_limit: DEFAULT_SPIN,
+            lag_owed: 0,
             reg,
             #[cfg(feature = "tokio")]
             waiter: None,
             fd_bell: std::cell::OnceCell::new(),
             _not_sync: PhantomData,
-        })
+        }
     }
 
     /// Sets how many steps a blocked receive spins before it sleeps on the
@@ -203,7 +329,7 @@ impl Receiver {
     /// MPSC: how many claims of dead senders this receiver has skipped.
     pub fn recovered_claims(&self) -> u64 {
         match &self.side.consumer {
-            Cons::Spsc(_) => 0,
+            Cons::Spsc(_) | Cons::Broadcast(_) => 0,
             Cons::Mpsc(_, rec) => rec.recovered(),
         }
     }
@@ -219,7 +345,7 @@ impl Receiver {
     /// sleeping sender, so the wake-up is posted here, whatever the result.
     #[inline]
     fn peek(&mut self, force: bool) -> Result<Option<Record>, WaitError> {
-        let r = self.side.attempt(force).map_err(WaitError::Corrupted);
+        let r = self.side.attempt(force);
         self.flush();
         r
     }
@@ -227,6 +353,9 @@ impl Receiver {
     fn next_inner(&mut self, block: bool, deadline: Option<Instant>) -> Result<Record, WaitError> {
         if self.reg.forked() {
             return Err(WaitError::Forked);
+        }
+        if self.lag_owed != 0 {
+            return Err(WaitError::Lagged(std::mem::take(&mut self.lag_owed)));
         }
         if let Some(r) = self.peek(false)? {
             return Ok(r);
@@ -243,6 +372,10 @@ impl Receiver {
             }
             return Err(WaitError::Full);
         }
+        let sub_slot = match &self.side.consumer {
+            Cons::Broadcast(c) => Some(c.slot()),
+            _ => None,
+        };
         let poll = self.side.poll();
         let side = Cell::new(Some(&mut self.side));
         let with = |f: &mut dyn FnMut(&mut ReadSide) -> Result<Option<Record>, WaitError>| {
@@ -253,16 +386,34 @@ impl Receiver {
             r
         };
         let bell = seg.bell(SEM_DATA);
-        let sleeper = CounterSleeper {
-            waiters: &seg.ring_state().wake.recv_waiters,
-            bell: &bell,
+        let futex = seg.slot_futex();
+        let counted;
+        let in_slot;
+        // Subscribers sleep in their own slots, as MPSC senders do.
+        let sleeper: &dyn Sleeper = match sub_slot {
+            Some(slot) => {
+                in_slot = SlotSleeper {
+                    flag: &seg.mapped.subscriber_slot(slot).sleeping,
+                    mask: &seg.ring_state().wake.sleeping_senders,
+                    slot,
+                    futex: &futex,
+                };
+                &in_slot
+            }
+            None => {
+                counted = CounterSleeper {
+                    waiters: &seg.ring_state().wake.recv_waiters,
+                    bell: &bell,
+                };
+                &counted
+            }
         };
         let r = wait::block_on_polling(
-            &sleeper,
+            sleeper,
             self.spin_limit,
             deadline,
             poll,
-            || with(&mut |s| s.attempt(false).map_err(WaitError::Corrupted)),
+            || with(&mut |s| s.attempt(false)),
             || {
                 let mut has = true;
                 let _ = with(&mut |s| {
@@ -339,10 +490,15 @@ impl Receiver {
     /// releases it.
     fn copy_out(&mut self, r: Record, buf: &mut Vec<u8>) -> usize {
         buf.clear();
-        self.side
-            .view()
-            .region()
-            .copy_out(r.data_offset, r.len, buf);
+        if self.side.copied() {
+            // Copied and checked already: hand over the copy.
+            std::mem::swap(buf, &mut self.side.scratch);
+        } else {
+            self.side
+                .view()
+                .region()
+                .copy_out(r.data_offset, r.len, buf);
+        }
         self.side.tally.add(r.len, &self.reg.segment().mapped);
         // SAFETY: `r` is the record our consumer returned last, released
         // once, here.
@@ -409,8 +565,9 @@ impl Receiver {
         let mut n = 0;
         loop {
             // SAFETY: the record is committed and not released (we release
-            // at the end), so no producer writes it while `f` reads it.
-            let msg = unsafe { self.side.view().region().slice(r.data_offset, r.len) };
+            // at the end), so no producer writes it while `f` reads it (or
+            // it is a copy).
+            let msg = unsafe { self.side.bytes(r) };
             f(msg);
             self.side.tally.add(r.len, &self.reg.segment().mapped);
             // SAFETY: `r` is the record our consumer returned last.
@@ -421,6 +578,13 @@ impl Receiver {
             }
             match self.side.attempt(false) {
                 Ok(Some(next)) => r = next,
+                // A lag, like an error, ends the batch; the next call
+                // reports it (the subscriber has moved to the oldest
+                // record, and counted what it missed).
+                Err(WaitError::Lagged(missed)) => {
+                    self.lag_owed = missed;
+                    break;
+                }
                 Ok(None) | Err(_) => break,
             }
         }
@@ -453,16 +617,10 @@ impl Deref for Message<'_> {
             return &[];
         }
         // SAFETY: the record is committed (published by the producer's
-        // Release store, of tail or of its header, which our Acquire load
-        // saw) and not yet released, so no producer writes it while we
-        // hold it.
-        unsafe {
-            self.rx
-                .side
-                .view()
-                .region()
-                .slice(self.rec.data_offset, self.rec.len)
-        }
+        // Release store of its header, which our Acquire load saw) and
+        // not yet released, so no producer writes it while we hold it;
+        // or, in an overwriting broadcast, the bytes are a copy.
+        unsafe { self.rx.side.bytes(self.rec) }
     }
 }
 

@@ -23,12 +23,13 @@ impl Receiver {
     /// (inherited through `fork`). It may say true spuriously: the receive
     /// says what there is.
     pub(crate) fn select_ready(&self) -> bool {
-        if self.reg.forked() {
+        if self.reg.forked() || self.lag_owed != 0 {
             return true;
         }
         let (view, pos) = match &self.side.consumer {
             Cons::Spsc(c) => (*c.view(), c.position()),
             Cons::Mpsc(c, _) => (*c.view(), c.position()),
+            Cons::Broadcast(c) => return c.ready(),
         };
         // Acquire: pairs with the producers' Release store of the header
         // (spsc::Producer::publish_pending, mpsc::Producer::commit).
@@ -37,7 +38,7 @@ impl Receiver {
             .atomic_u64(view.index(pos))
             .load(Ordering::Acquire);
         match &self.side.consumer {
-            Cons::Spsc(_) => word != 0,
+            Cons::Spsc(_) | Cons::Broadcast(_) => word != 0,
             Cons::Mpsc(..) => word != 0 && (word >> 32) as u32 & crate::layout::CLAIM_BIT == 0,
         }
     }
@@ -52,7 +53,7 @@ impl Receiver {
             return true;
         }
         match &self.side.consumer {
-            Cons::Spsc(_) => false,
+            Cons::Spsc(_) | Cons::Broadcast(_) => false,
             Cons::Mpsc(c, _) => {
                 // Relaxed: a hint (the receive that follows looks again).
                 let tail = seg.ring_state().producer.tail.load(Ordering::Relaxed);
@@ -62,14 +63,30 @@ impl Receiver {
     }
 
     /// [`crate::Select`]: announces the waiter's doorbell `id` in the
-    /// channel's `recv_bell` (the caller re-checks after its barrier).
+    /// channel's `recv_bell` (a subscriber: in its slot, and the slot's bit
+    /// of `sleeping_senders`, which the publisher claims after a publish;
+    /// the caller re-checks after its barrier).
     pub(crate) fn select_announce(&self, id: u64) {
-        wake::announce_bell(&self.reg.segment().ring_state().wake.recv_bell, id);
+        let seg = self.reg.segment();
+        let wake = &seg.ring_state().wake;
+        match &self.side.consumer {
+            Cons::Broadcast(c) => {
+                let slot = c.slot();
+                let bell = &seg.mapped.subscriber_slot(slot).bell;
+                wake::announce_slot_bell(bell, &wake.sleeping_senders, slot, id);
+            }
+            _ => wake::announce_bell(&wake.recv_bell, id),
+        }
     }
 
     /// [`crate::Select`]: takes back the announcement of doorbell `id`.
     pub(crate) fn select_retract(&self, id: u64) {
-        wake::retract_bell(&self.reg.segment().ring_state().wake.recv_bell, id);
+        let seg = self.reg.segment();
+        let bell = match &self.side.consumer {
+            Cons::Broadcast(c) => &seg.mapped.subscriber_slot(c.slot()).bell,
+            _ => &seg.ring_state().wake.recv_bell,
+        };
+        wake::retract_bell(bell, id);
     }
 }
 

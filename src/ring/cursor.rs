@@ -29,6 +29,17 @@ use crate::sync::Ordering;
 /// (SEMVMX, 32,767: a post past it fails with `ERANGE`).
 pub const MAX_WAKEUPS: u32 = crate::layout::MAX_SENDER_SLOTS as u32;
 
+/// Whose positions a cursor keeps, which decides where it releases to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reader {
+    /// The SPSC consumer: `head`.
+    Spsc,
+    /// The MPSC consumer: `head`, zeroing what it releases.
+    Mpsc,
+    /// A broadcast subscriber: the `position` (and `seq`) of its slot.
+    Subscriber(usize),
+}
+
 /// A consumer's positions and owed wake-ups (see the module docs).
 #[derive(Debug)]
 pub struct Cursor<'a> {
@@ -36,6 +47,10 @@ pub struct Cursor<'a> {
     read: u64,
     head: u64,
     cached_tail: u64,
+    /// The sequence number of the record at `read`: messages read past
+    /// (broadcast subscribers store it with their position).
+    seq: u64,
+    reader: Reader,
     wake: Wakeups,
     /// The most posts one release may owe: 1 for SPSC (one sender at
     /// most), the number of sender slots for MPSC (at most
@@ -43,6 +58,32 @@ pub struct Cursor<'a> {
     max_wakeups: u32,
     /// MPSC: zero what is released, and wake senders in their slots.
     mpsc: bool,
+}
+
+impl<'a> Cursor<'a> {
+    /// A broadcast subscriber's cursor in slot `slot`, at `pos`, whose
+    /// record has sequence number `seq`.
+    pub(crate) fn subscriber(view: RingView<'a>, slot: usize, pos: u64, seq: u64) -> Cursor<'a> {
+        let mut c = Cursor::new(view, pos, pos, false);
+        c.reader = Reader::Subscriber(slot);
+        c.seq = seq;
+        c
+    }
+
+    /// The sequence number of the record at the read position.
+    #[inline]
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Moves a cursor that holds nothing to `pos`, whose record has
+    /// sequence number `seq` (a lapped subscriber), and releases to it.
+    pub(crate) fn reset(&mut self, pos: u64, seq: u64) {
+        debug_assert_eq!(self.read, self.head);
+        self.read = pos;
+        self.seq = seq;
+        self.release_to(pos);
+    }
 }
 
 impl<'a> Cursor<'a> {
@@ -54,6 +95,8 @@ impl<'a> Cursor<'a> {
             read: head,
             head,
             cached_tail: tail,
+            seq: 0,
+            reader: if mpsc { Reader::Mpsc } else { Reader::Spsc },
             wake: Wakeups::default(),
             // MPSC: one sleeper per sender slot at most.
             max_wakeups: if mpsc {
@@ -127,6 +170,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub unsafe fn advance(&mut self, r: Record) {
         self.read = r.end;
+        self.seq = self.seq.wrapping_add(1);
     }
 
     /// Frees every record read so far with one Release store of `head`.
@@ -144,6 +188,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub unsafe fn consume(&mut self, r: Record) {
         self.read = r.end;
+        self.seq = self.seq.wrapping_add(1);
         self.release_to(r.end);
     }
 
@@ -155,6 +200,21 @@ impl<'a> Cursor<'a> {
 
     #[inline]
     fn release_to(&mut self, head: u64) {
+        if let Reader::Subscriber(slot) = self.reader {
+            self.head = head;
+            let s = self.view.subscriber_slot(slot);
+            // Relaxed: statistics (lag in messages), read with the position.
+            s.seq.store(self.seq, Ordering::Relaxed);
+            // Release: pairs with the Acquire load of the position in
+            // broadcast::Fanout::reload: our reads of the records before it
+            // happen before the publisher reuses their space.
+            s.position.store(head, Ordering::Release);
+            let wake = &self.view.state().wake;
+            // One publisher at most waits for space.
+            self.wake
+                .claim_after_publish_with_bell(&wake.send_waiters, 1, &wake.send_bell);
+            return;
+        }
         if self.mpsc {
             self.zero_to(head);
         }

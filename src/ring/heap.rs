@@ -4,7 +4,7 @@
 use std::ptr::NonNull;
 
 use super::RingView;
-use crate::layout::lines::{RingState, SenderSlot};
+use crate::layout::lines::{LapLine, RingState, SenderSlot, SubscriberSlot};
 use crate::layout::{max_message_for, MIN_CAPACITY};
 use crate::sync::Region;
 
@@ -21,6 +21,8 @@ pub struct HeapRing {
     #[cfg(shmchan_loom)]
     atoms: Box<[crate::sync::AtomicU64]>,
     senders: Box<[SenderSlot]>,
+    /// Broadcast: the lap line, the subscriber table, overwriting or not.
+    broadcast: Option<(Box<LapLine>, Box<[SubscriberSlot]>, bool)>,
     max_message: usize,
 }
 
@@ -50,8 +52,25 @@ impl HeapRing {
                 .map(|_| crate::sync::AtomicU64::new(0))
                 .collect(),
             senders: (0..slots).map(|_| SenderSlot::default()).collect(),
+            broadcast: None,
             max_message: max_message.min(max_message_for(capacity)),
         }
+    }
+
+    /// As [`HeapRing::new`], a broadcast ring with `subscribers` slots,
+    /// whose publisher overwrites or not.
+    pub fn broadcast(
+        capacity: usize,
+        max_message: usize,
+        subscribers: usize,
+        overwrite: bool,
+    ) -> HeapRing {
+        let mut ring = HeapRing::new(capacity, max_message);
+        let table = (0..subscribers)
+            .map(|_| SubscriberSlot::default())
+            .collect();
+        ring.broadcast = Some((Box::default(), table, overwrite));
+        ring
     }
 
     /// The shared state (see [`RingView::shared_state`]; loads and the
@@ -77,11 +96,24 @@ impl HeapRing {
         // SAFETY: state, cells and senders are owned by self, which the
         // view borrows; geometry as `new` made it (checked again by
         // RingView::new).
-        unsafe {
+        let view = unsafe {
             RingView::new(NonNull::from(&*self.state), region, self.max_message).with_senders(
                 NonNull::new_unchecked(self.senders.as_ptr().cast_mut()),
                 self.senders.len(),
             )
+        };
+        match &self.broadcast {
+            None => view,
+            // SAFETY: the lap line and the table are owned by self, which
+            // the view borrows.
+            Some((lap, table, overwrite)) => unsafe {
+                view.with_subscribers(
+                    NonNull::from(&**lap),
+                    NonNull::new_unchecked(table.as_ptr().cast_mut()),
+                    table.len(),
+                    *overwrite,
+                )
+            },
         }
     }
 

@@ -14,6 +14,7 @@
 //! hand out (a [`Reservation`], a [`Record`]) is given back only to the
 //! endpoint it came from.
 
+pub mod broadcast;
 pub mod cursor;
 #[cfg(any(shmchan_loom, feature = "internals", test))]
 pub mod heap;
@@ -25,7 +26,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use crate::layout::lines::{RingState, SenderSlot};
+use crate::layout::lines::{LapLine, RingState, SenderSlot, SubscriberSlot};
 use crate::layout::record_size;
 use crate::sync::Region;
 
@@ -38,9 +39,14 @@ pub struct RingView<'a> {
     region: Region<'a>,
     mask: u64,
     max_message: usize,
-    /// The MPSC sender table (dangling when `sender_slots` is 0).
+    /// The MPSC sender table, or the broadcast subscriber table (dangling
+    /// when `sender_slots` is 0).
     senders: NonNull<SenderSlot>,
     sender_slots: usize,
+    /// Broadcast: the lap line; `None` for the other flavors.
+    lap: Option<NonNull<LapLine>>,
+    /// Broadcast: [`crate::layout::Overflow::Overwrite`].
+    overwrite: bool,
     _memory: PhantomData<&'a RingState>,
 }
 
@@ -72,7 +78,79 @@ impl<'a> RingView<'a> {
             max_message,
             senders: NonNull::dangling(),
             sender_slots: 0,
+            lap: None,
+            overwrite: false,
             _memory: PhantomData,
+        }
+    }
+
+    /// The same view as a broadcast ring: the lap line at `lap`, `slots`
+    /// subscriber slots at `subscribers`, overwriting or not.
+    ///
+    /// # Safety
+    /// `lap` must point to a [`LapLine`] and `subscribers` to `slots`
+    /// [`SubscriberSlot`]s, valid for `'a`.
+    pub unsafe fn with_subscribers(
+        mut self,
+        lap: NonNull<LapLine>,
+        subscribers: NonNull<SubscriberSlot>,
+        slots: usize,
+        overwrite: bool,
+    ) -> RingView<'a> {
+        self.lap = Some(lap);
+        self.senders = subscribers.cast();
+        self.sender_slots = slots;
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Whether this is a broadcast ring.
+    #[inline]
+    pub fn is_broadcast(&self) -> bool {
+        self.lap.is_some()
+    }
+
+    /// Whether this is a broadcast ring whose publisher overwrites.
+    #[inline]
+    pub fn overwrites(&self) -> bool {
+        self.overwrite
+    }
+
+    /// The broadcast lap line. Panics on a view of another flavor.
+    #[inline]
+    pub(crate) fn lap(&self) -> &'a LapLine {
+        let lap = self.lap.expect("a broadcast view");
+        // SAFETY: valid for 'a (with_subscribers contract).
+        unsafe { lap.as_ref() }
+    }
+
+    /// Subscriber slot `i` of a broadcast ring (panics if `i` is not below
+    /// [`Self::sender_slots`], or on a view of another flavor).
+    #[inline]
+    pub(crate) fn subscriber_slot(&self, i: usize) -> &'a SubscriberSlot {
+        assert!(
+            self.is_broadcast() && i < self.sender_slots,
+            "subscriber slot {i} of {}",
+            self.sender_slots
+        );
+        // SAFETY: in bounds (checked); the table holds SubscriberSlots
+        // valid for 'a (with_subscribers contract).
+        unsafe { &*self.senders.cast::<SubscriberSlot>().as_ptr().add(i) }
+    }
+
+    /// The `sleeping` flag and `bell` of slot `i` of either table (they lie
+    /// at the same offsets in a sender and a subscriber slot).
+    #[inline]
+    pub(crate) fn slot_wake(
+        &self,
+        i: usize,
+    ) -> (&'a crate::sync::AtomicU32, &'a crate::sync::AtomicU64) {
+        if self.is_broadcast() {
+            let s = self.subscriber_slot(i);
+            (&s.sleeping, &s.bell)
+        } else {
+            let s = self.sender_slot(i);
+            (&s.sleeping, &s.bell)
         }
     }
 
@@ -100,7 +178,7 @@ impl<'a> RingView<'a> {
     /// (so the data region lies inside it).
     #[cfg(not(shmchan_loom))]
     pub unsafe fn in_segment(base: NonNull<u8>, layout: &crate::layout::Layout) -> RingView<'a> {
-        use crate::layout::offset::{RING_STATE, SENDER_TABLE};
+        use crate::layout::offset::{LAP_LINE, RING_STATE, SENDER_TABLE, SUBSCRIBER_TABLE};
         let base = base.as_ptr();
         debug_assert!((base as usize).is_multiple_of(128));
         debug_assert!(layout.data_offset + layout.capacity <= layout.segment_len);
@@ -113,8 +191,23 @@ impl<'a> RingView<'a> {
             let region = Region::from_raw(base.add(layout.data_offset), layout.capacity);
             let senders = NonNull::new_unchecked(base.add(SENDER_TABLE).cast::<SenderSlot>());
             debug_assert!(SENDER_TABLE + layout.sender_slots * 128 <= layout.data_offset);
-            RingView::new(state, region, layout.max_message)
-                .with_senders(senders, layout.sender_slots)
+            let view = RingView::new(state, region, layout.max_message);
+            if layout.flavor == crate::layout::Flavor::Broadcast {
+                // The lap line and the subscriber table fill
+                // LAP_LINE..data_offset (validate checked the length).
+                debug_assert!(SUBSCRIBER_TABLE + layout.sender_slots * 128 <= layout.data_offset);
+                let lap = NonNull::new_unchecked(base.add(LAP_LINE).cast::<LapLine>());
+                let subs =
+                    NonNull::new_unchecked(base.add(SUBSCRIBER_TABLE).cast::<SubscriberSlot>());
+                view.with_subscribers(
+                    lap,
+                    subs,
+                    layout.sender_slots,
+                    layout.overflow == crate::layout::Overflow::Overwrite,
+                )
+            } else {
+                view.with_senders(senders, layout.sender_slots)
+            }
         }
     }
 
@@ -130,7 +223,7 @@ impl<'a> RingView<'a> {
     #[inline]
     pub(crate) fn sender_slot(&self, i: usize) -> &'a SenderSlot {
         assert!(
-            i < self.sender_slots,
+            !self.is_broadcast() && i < self.sender_slots,
             "sender slot {i} of {}",
             self.sender_slots
         );
@@ -192,6 +285,16 @@ impl<'a> RingView<'a> {
     #[cfg(any(shmchan_loom, feature = "internals"))]
     pub unsafe fn shared_sender_slot(&self, i: usize) -> &'a SenderSlot {
         self.sender_slot(i)
+    }
+
+    /// Subscriber slot `i` and the lap line of a broadcast ring, for models
+    /// and fuzz targets (panics on another flavor).
+    ///
+    /// # Safety
+    /// As for [`Self::shared_sender_slot`].
+    #[cfg(any(shmchan_loom, feature = "internals"))]
+    pub unsafe fn shared_subscriber_slot(&self, i: usize) -> (&'a SubscriberSlot, &'a LapLine) {
+        (self.subscriber_slot(i), self.lap())
     }
 
     /// The data region.

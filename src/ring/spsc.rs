@@ -45,23 +45,95 @@ const PUBLISH: Ordering = Ordering::Relaxed;
 /// The word past every record that must be free too (the next header).
 const NEXT: u64 = RECORD_HEADER as u64;
 
+/// What a producer of SPSC records needs to know of its readers: where
+/// they have released up to, what it must announce before it writes, and
+/// how it makes a publish known. [`Single`] is the one SPSC consumer; the
+/// broadcast publisher's subscribers are [`super::broadcast::Fanout`].
+pub trait Fan: std::fmt::Debug {
+    /// The readers' released position as it is now (the slow path: the
+    /// cache says full), given our `tail` and the position last cached.
+    fn reload(&self, view: &RingView<'_>, tail: u64, cached: u64) -> Result<u64, Corrupted>;
+
+    /// Before the producer writes `[tail, end)` (a record and the free word
+    /// past it), whose space the cache says is free: announce it. `false`
+    /// when a look at the readers (new ones) finds it is not free after
+    /// all; `cached` is then updated.
+    fn cover(
+        &mut self,
+        view: &RingView<'_>,
+        tail: u64,
+        end: u64,
+        cached: &mut u64,
+    ) -> Result<bool, Corrupted>;
+
+    /// A message record was committed (counted for the sequence numbers).
+    fn counted(&mut self);
+
+    /// After the publishing header store: store `tail` (and what goes with
+    /// it) and claim the readers that sleep.
+    fn published(&mut self, view: &RingView<'_>, tail: u64, wake: &mut Wakeups);
+}
+
+/// The one SPSC consumer: its `head`, and `recv_waiters`/`recv_bell`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Single;
+
+impl Fan for Single {
+    #[inline]
+    fn reload(&self, view: &RingView<'_>, tail: u64, cached: u64) -> Result<u64, Corrupted> {
+        // Acquire: pairs with the Release store of head in
+        // Cursor::release_to, so the consumer's reads of the space we are
+        // about to reuse happened before our writes to it.
+        let head = view.state().consumer.head.load(Ordering::Acquire);
+        view.check_span(head, tail)?;
+        if head.wrapping_sub(cached) > view.capacity() {
+            return Err(Corrupted::new("head moved backwards", [cached, head, tail]));
+        }
+        Ok(head)
+    }
+
+    #[inline(always)]
+    fn cover(&mut self, _: &RingView<'_>, _: u64, _: u64, _: &mut u64) -> Result<bool, Corrupted> {
+        Ok(true)
+    }
+
+    #[inline(always)]
+    fn counted(&mut self) {}
+
+    #[inline]
+    fn published(&mut self, view: &RingView<'_>, tail: u64, wake: &mut Wakeups) {
+        let st = view.state();
+        // Release: pairs with the Acquire load of tail in
+        // Consumer::has_data (a receiver about to sleep checks that no
+        // published header behind tail reads as zero). Nobody reads tail to
+        // learn what was published: it is a snapshot for statistics, and a
+        // successor's starting point, after which it looks at the headers.
+        st.producer.tail.store(tail, Ordering::Release);
+        // At most one receiver sleeps: we owe at most one post, even if
+        // someone forged a larger count.
+        wake.claim_after_publish_with_bell(&st.wake.recv_waiters, 1, &st.wake.recv_bell);
+    }
+}
+
 /// The producing end. Not `Sync`: one owner at a time.
 #[derive(Debug)]
-pub struct Producer<'a> {
+pub struct Producer<'a, F: Fan = Single> {
     view: RingView<'a>,
     /// Our position: the end of what we committed (equal to the shared
     /// `tail` unless `pending`).
     tail: u64,
-    /// The consumer's `head` as last seen; may be stale (behind).
+    /// The readers' released position as last seen; may be stale (behind).
     cached_head: u64,
     /// The first record committed with `commit_unpublished` and not yet
     /// published: its header's index and word, stored last.
     pending: Option<(usize, u64)>,
     /// Receivers claimed by our publishes that the caller must post for.
     wake: Wakeups,
+    /// Who reads what we publish.
+    fan: F,
 }
 
-impl<'a> Producer<'a> {
+impl<'a> Producer<'a, Single> {
     /// Takes the producing end of `view`, continuing from the shared `tail`
     /// and the records published past it (a producer that died between a
     /// publish and its store of `tail` leaves one behind).
@@ -69,23 +141,43 @@ impl<'a> Producer<'a> {
     /// # Safety
     /// No other SPSC producer of this ring (in any thread or process) is
     /// used while this one is.
-    pub unsafe fn new(view: RingView<'a>) -> Result<Producer<'a>, Corrupted> {
+    pub unsafe fn new(view: RingView<'a>) -> Result<Producer<'a, Single>, Corrupted> {
+        // Acquire (in reload): pairs with the Release store of head in
+        // Cursor::release_to, so the consumer's reads of the space up to
+        // head happened before our writes to it (the `restart` loom model
+        // checks this).
+        // SAFETY: the caller's contract.
+        unsafe {
+            Producer::with_fan(view, Single, |view, _, _| {
+                Ok(view.state().consumer.head.load(Ordering::Acquire))
+            })
+        }
+    }
+}
+
+impl<'a, F: Fan> Producer<'a, F> {
+    /// [`Producer::new`] for the readers `fan`, whose released position
+    /// `head(view, stored_tail)` gives.
+    ///
+    /// # Safety
+    /// As for [`Producer::new`].
+    pub(crate) unsafe fn with_fan(
+        view: RingView<'a>,
+        mut fan: F,
+        head: impl FnOnce(&RingView<'a>, &F, u64) -> Result<u64, Corrupted>,
+    ) -> Result<Producer<'a, F>, Corrupted> {
         let st = view.state();
         // Relaxed: `tail` is our own position, left by an earlier producer
         // (this one may replace one that exited). We write only past the
         // records published from it, into space that the Acquire load of
-        // head below (or in `free`) orders after the consumer's reads, and
-        // those after the earlier producer's writes. (In a channel, the
-        // registration's semop also orders these loads after the earlier
-        // producer's last store.)
+        // the readers' position (in `head`, or in `fits`) orders after
+        // their reads, and those after the earlier producer's writes. (In a
+        // channel, the registration's semop also orders these loads after
+        // the earlier producer's last store.)
         let stored = st.producer.tail.load(Ordering::Relaxed);
-        // Acquire: pairs with the Release store of head in
-        // Cursor::release_to, so the consumer's reads of the space up to
-        // head happened before our writes to it (the `restart` loom model
-        // checks this).
-        let head = st.consumer.head.load(Ordering::Acquire);
+        let head = head(&view, &fan, stored)?;
         view.check_span(head.min(stored), head.max(stored))?;
-        let tail = Self::published_end(&view, stored)?;
+        let tail = Self::published_end(&view, stored, &mut fan)?;
         if tail.wrapping_sub(head) > view.capacity() - NEXT {
             return Err(Corrupted::new(
                 "published records end outside head..head + capacity - 8",
@@ -98,12 +190,28 @@ impl<'a> Producer<'a> {
             cached_head: head,
             pending: None,
             wake: Wakeups::default(),
+            fan,
         })
+    }
+
+    /// The readers.
+    pub(crate) fn fan(&mut self) -> &mut F {
+        &mut self.fan
+    }
+
+    /// The readers, to look at.
+    pub(crate) fn fan_ref(&self) -> &F {
+        &self.fan
+    }
+
+    /// Our position: the end of what we committed.
+    pub(crate) fn tail(&self) -> u64 {
+        self.tail
     }
 
     /// The end of the records published from `from`: the first position
     /// past it whose header word is zero.
-    fn published_end(view: &RingView<'a>, from: u64) -> Result<u64, Corrupted> {
+    fn published_end(view: &RingView<'a>, from: u64, fan: &mut F) -> Result<u64, Corrupted> {
         let mut pos = from;
         while pos.wrapping_sub(from) <= view.capacity() {
             let idx = view.index(pos);
@@ -116,6 +224,7 @@ impl<'a> Producer<'a> {
             let room = view.capacity() - idx as u64;
             pos = pos.wrapping_add(match split_record_header(word) {
                 (kind::MESSAGE, len) => {
+                    fan.counted();
                     view.check_record("message record does not fit", pos, len, room)?
                 }
                 (kind::PADDING, len) if idx != 0 && RECORD_HEADER as u64 + len as u64 == room => {
@@ -140,28 +249,23 @@ impl<'a> Producer<'a> {
         &self.view
     }
 
-    /// Whether `need` bytes past our position are free, reloading `head`
-    /// only if they do not fit the cache.
+    /// Whether `need` bytes past our position are free, reloading the
+    /// readers' position only if they do not fit the cache; and, when they
+    /// are, announced to the readers (see [`Fan::cover`]).
     #[inline]
     fn fits(&mut self, need: u64) -> Result<bool, Corrupted> {
         let cap = self.view.capacity();
         let used = self.tail.wrapping_sub(self.cached_head);
-        if cap - used.min(cap) >= need {
-            return Ok(true);
+        if cap - used.min(cap) < need {
+            let head = self.fan.reload(&self.view, self.tail, self.cached_head)?;
+            self.cached_head = head;
+            if cap - self.tail.wrapping_sub(head) < need {
+                return Ok(false);
+            }
         }
-        // Acquire: pairs with the Release store of head in
-        // Cursor::release_to, so the consumer's reads of the space we are
-        // about to reuse happened before our writes to it.
-        let head = self.view.state().consumer.head.load(Ordering::Acquire);
-        let used = self.view.check_span(head, self.tail)?;
-        if head.wrapping_sub(self.cached_head) > cap {
-            return Err(Corrupted::new(
-                "head moved backwards",
-                [self.cached_head, head, self.tail],
-            ));
-        }
-        self.cached_head = head;
-        Ok(cap - used >= need)
+        let end = self.tail.wrapping_add(need);
+        self.fan
+            .cover(&self.view, self.tail, end, &mut self.cached_head)
     }
 
     /// Whether `try_reserve(len)` can make progress now: the record fits,
@@ -178,10 +282,11 @@ impl<'a> Producer<'a> {
     pub fn space_now(&self, len: usize) -> bool {
         let rec = record_size(len.min(self.view.max_message())) as u64;
         let contiguous = self.view.capacity() - self.view.index(self.tail) as u64;
-        // Acquire: as in `fits`.
-        let head = self.view.state().consumer.head.load(Ordering::Acquire);
-        match self.view.check_span(head, self.tail) {
-            Ok(used) => self.view.capacity() - used >= rec.min(contiguous) + NEXT,
+        // Acquire (in reload): as in `fits`.
+        match self.fan.reload(&self.view, self.tail, self.cached_head) {
+            Ok(head) => {
+                self.view.capacity() - self.tail.wrapping_sub(head) >= rec.min(contiguous) + NEXT
+            }
             Err(_) => true,
         }
     }
@@ -249,6 +354,7 @@ impl<'a> Producer<'a> {
     #[inline]
     pub unsafe fn commit_unpublished(&mut self, r: Reservation) {
         debug_assert_eq!(r.start, self.tail);
+        self.fan.counted();
         self.put(
             self.view.index(r.start),
             r.end,
@@ -288,21 +394,12 @@ impl<'a> Producer<'a> {
         let Some((idx, word)) = self.pending.take() else {
             return;
         };
-        let st = self.view.state();
         // Release (PUBLISH): pairs with the Acquire load of the header in
-        // Consumer::try_peek; makes the records' headers and payloads, and
-        // the zero past the last, visible before this header.
+        // Consumer::try_peek (and broadcast::Subscriber::try_peek); makes
+        // the records' headers and payloads, and the zero past the last,
+        // visible before this header.
         self.view.region().atomic_u64(idx).store(word, PUBLISH);
-        // Release: pairs with the Acquire load of tail in
-        // Consumer::has_data (a receiver about to sleep checks that no
-        // published header behind tail reads as zero). Nobody reads tail to
-        // learn what was published: it is a snapshot for statistics, and a
-        // successor's starting point, after which it looks at the headers.
-        st.producer.tail.store(self.tail, Ordering::Release);
-        // At most one receiver sleeps: we owe at most one post, even if
-        // someone forged a larger count.
-        self.wake
-            .claim_after_publish_with_bell(&st.wake.recv_waiters, 1, &st.wake.recv_bell);
+        self.fan.published(&self.view, self.tail, &mut self.wake);
     }
 
     /// Copies `msg` into the ring as one record.
@@ -390,29 +487,8 @@ impl<'a> Consumer<'a> {
         if self.next_header(Ordering::Relaxed) != 0 {
             return Ok(true);
         }
-        // Acquire: pairs with the Release store of tail in
-        // Producer::publish_pending, after the headers it covers.
-        let tail = self
-            .cursor
-            .view()
-            .state()
-            .producer
-            .tail
-            .load(Ordering::Acquire);
-        let read = self.cursor.position();
-        let ahead = tail.wrapping_sub(read);
-        if ahead == 0 || ahead > self.cursor.view().capacity() {
-            return Ok(false);
-        }
-        // Relaxed: ordered by the Acquire load of tail above.
-        if self.next_header(Ordering::Relaxed) != 0 {
-            return Ok(true);
-        }
-        self.stalled = Some(Corrupted::new(
-            "the header at the read position is zero, behind the published tail",
-            [read, tail, self.cursor.head()],
-        ));
-        Ok(true)
+        self.stalled = zero_behind_tail(&self.cursor);
+        Ok(self.stalled.is_some())
     }
 
     /// The next committed record, if any, without releasing it. Padding is
@@ -433,46 +509,81 @@ impl<'a> Consumer<'a> {
                     Some(e) => Err(e),
                 };
             }
-            let c = &mut self.cursor;
-            let read = c.position();
-            let view = *c.view();
-            let idx = view.index(read);
-            // What may still be published past `read`: the region less what
-            // we hold and the word that stays free.
-            let avail = (view.capacity() - NEXT).saturating_sub(read.wrapping_sub(c.head()));
-            let (k, len) = split_record_header(word);
-            match k {
-                kind::MESSAGE => {
-                    let rec = view.check_record("message record does not fit", read, len, avail)?;
-                    return Ok(Some(Record {
-                        data_offset: idx + RECORD_HEADER,
-                        len: len as usize,
-                        end: read.wrapping_add(rec),
-                    }));
-                }
-                kind::PADDING => {
-                    let size = (RECORD_HEADER + len as usize) as u64;
-                    let room = view.capacity() - idx as u64;
-                    if idx == 0 || size != room || size > avail {
-                        return Err(Corrupted::new(
-                            "padding record does not end the region",
-                            [read, u64::from(len), avail],
-                        ));
-                    }
-                    c.skip(size);
-                }
-                _ => {
-                    return Err(Corrupted::new(
-                        "unknown record kind",
-                        [read, u64::from(k), u64::from(len)],
-                    ))
-                }
+            if let Some(r) = parse(&mut self.cursor, word)? {
+                return Ok(Some(r));
             }
         }
         Err(Corrupted::new(
             "padding follows padding",
             [self.cursor.position(), self.cursor.head(), 0],
         ))
+    }
+}
+
+/// Finding a zero header at the read position of `c`, a reader about to
+/// sleep looks at the shared `tail`: past the read position, the header
+/// there was published, so a zero one was written by someone outside the
+/// protocol, and waiting for it would wait for ever.
+pub(super) fn zero_behind_tail(c: &Cursor<'_>) -> Option<Corrupted> {
+    let view = c.view();
+    // Acquire: pairs with the Release store of tail in Fan::published,
+    // after the headers it covers.
+    let tail = view.state().producer.tail.load(Ordering::Acquire);
+    let read = c.position();
+    let ahead = tail.wrapping_sub(read);
+    if ahead == 0 || ahead > view.capacity() {
+        return None;
+    }
+    // Relaxed: ordered by the Acquire load of tail above.
+    let word = view
+        .region()
+        .atomic_u64(view.index(read))
+        .load(Ordering::Relaxed);
+    (word == 0).then(|| {
+        Corrupted::new(
+            "the header at the read position is zero, behind the published tail",
+            [read, tail, c.head()],
+        )
+    })
+}
+
+/// The record whose header `word` (non-zero) was loaded at the read
+/// position of `c` (SPSC records: also a broadcast ring's): `Some` for a
+/// message, `None` for padding, which is skipped.
+#[inline]
+pub(super) fn parse(c: &mut Cursor<'_>, word: u64) -> Result<Option<Record>, Corrupted> {
+    let read = c.position();
+    let view = *c.view();
+    let idx = view.index(read);
+    // What may still be published past `read`: the region less what
+    // we hold and the word that stays free.
+    let avail = (view.capacity() - NEXT).saturating_sub(read.wrapping_sub(c.head()));
+    let (k, len) = split_record_header(word);
+    match k {
+        kind::MESSAGE => {
+            let rec = view.check_record("message record does not fit", read, len, avail)?;
+            Ok(Some(Record {
+                data_offset: idx + RECORD_HEADER,
+                len: len as usize,
+                end: read.wrapping_add(rec),
+            }))
+        }
+        kind::PADDING => {
+            let size = (RECORD_HEADER + len as usize) as u64;
+            let room = view.capacity() - idx as u64;
+            if idx == 0 || size != room || size > avail {
+                return Err(Corrupted::new(
+                    "padding record does not end the region",
+                    [read, u64::from(len), avail],
+                ));
+            }
+            c.skip(size);
+            Ok(None)
+        }
+        _ => Err(Corrupted::new(
+            "unknown record kind",
+            [read, u64::from(k), u64::from(len)],
+        )),
     }
 }
 

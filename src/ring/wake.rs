@@ -67,7 +67,7 @@ pub fn claim_with(waiters: &AtomicU32, light: bool) -> u32 {
 /// The waker's store-load fence, between its publish and its loads of the
 /// announcements (see [`claim_with`] for `light`).
 #[inline]
-fn fence_after_publish(light: bool) {
+pub(crate) fn fence_after_publish(light: bool) {
     #[cfg(not(shmchan_loom))]
     if light {
         // A compiler fence: the caller's store is not moved after its

@@ -18,6 +18,7 @@ use crate::error::{
     bad_positions, OpenError, SendError, SendTimeoutError, TrySendError, WaitError,
 };
 use crate::layout::{Flavor, SEM_DATA, SEM_SENDERS, SEM_SPACE};
+use crate::ring::broadcast::{self, Fanout};
 use crate::ring::wake::Wakeups;
 use crate::ring::{mpsc, spsc, Corrupted, Reservation, ReserveError, RingView};
 use crate::segment::Segment;
@@ -34,6 +35,46 @@ use crate::Channel;
 enum Prod {
     Spsc(spsc::Producer<'static>),
     Mpsc(mpsc::Producer<'static>),
+    /// With the release of dead subscribers that hold it back.
+    Broadcast(spsc::Producer<'static, Fanout>, Holdback),
+}
+
+/// A broadcast publisher in `Overflow::Block` mode held back by its
+/// slowest subscriber: since when, and after how long it looks whether
+/// the subscribers holding it back are alive.
+#[derive(Debug)]
+struct Holdback {
+    since: Option<Instant>,
+    timeout: Duration,
+    shm_id: i32,
+    /// Slots of dead subscribers released, ever (by this publisher).
+    released: u64,
+}
+
+impl Holdback {
+    /// After a reservation of `len` bytes found the ring full: when it has
+    /// been full for the timeout, releases the slots of the dead
+    /// subscribers holding the publisher back; whether any was.
+    fn release_dead(&mut self, p: &spsc::Producer<'static, Fanout>, len: usize) -> bool {
+        let now = Instant::now();
+        let since = *self.since.get_or_insert(now);
+        if now.duration_since(since) < self.timeout {
+            return false;
+        }
+        let view = p.view();
+        let rec = crate::layout::record_size(len.min(view.max_message())) as u64;
+        let contiguous = view.capacity() - view.index(p.tail()) as u64;
+        let need = rec.min(contiguous) + 8;
+        let shm_id = self.shm_id;
+        let mut alive = |pid: u32| sys::process_attached(pid as i32, shm_id);
+        // SAFETY: process_attached says false only for a process that is
+        // gone or no longer maps the segment (see there).
+        let n = unsafe { Fanout::recover(p.fan_ref(), view, p.tail(), need, &mut alive) };
+        self.released += n as u64;
+        // Look again a timeout later (a live subscriber stays).
+        self.since = Some(now);
+        n > 0
+    }
 }
 
 impl Prod {
@@ -42,6 +83,7 @@ impl Prod {
         match self {
             Prod::Spsc(p) => p.view(),
             Prod::Mpsc(p) => p.view(),
+            Prod::Broadcast(p, _) => p.view(),
         }
     }
 
@@ -50,6 +92,16 @@ impl Prod {
         match self {
             Prod::Spsc(p) => p.try_reserve(len),
             Prod::Mpsc(p) => p.try_reserve(len),
+            Prod::Broadcast(p, hold) => loop {
+                match p.try_reserve(len) {
+                    Err(ReserveError::Full) if hold.release_dead(p, len) => continue,
+                    Err(e) => return Err(e),
+                    Ok(r) => {
+                        hold.since = None;
+                        return Ok(r);
+                    }
+                }
+            },
         }
     }
 
@@ -63,12 +115,15 @@ impl Prod {
             match self {
                 Prod::Spsc(p) => p.commit(r),
                 Prod::Mpsc(p) => p.commit(r),
+                Prod::Broadcast(p, _) => p.commit(r),
             }
         }
     }
 
     /// Commits a record of a batch: SPSC, unpublished until
-    /// [`Prod::publish_pending`]; MPSC, published by its header as any.
+    /// [`Prod::publish_pending`]; MPSC and broadcast, published by its
+    /// header as any (a broadcast publisher moving `front` reads its own
+    /// records' headers, which an unpublished batch keeps back).
     ///
     /// # Safety
     /// As for [`Prod::commit`].
@@ -79,6 +134,7 @@ impl Prod {
             match self {
                 Prod::Spsc(p) => p.commit_unpublished(r),
                 Prod::Mpsc(p) => p.commit(r),
+                Prod::Broadcast(p, _) => p.commit(r),
             }
         }
     }
@@ -99,7 +155,7 @@ impl Prod {
     #[inline]
     unsafe fn abort(&mut self, r: Reservation) {
         match self {
-            Prod::Spsc(_) => {}
+            Prod::Spsc(_) | Prod::Broadcast(..) => {}
             // SAFETY: the caller's contract.
             Prod::Mpsc(p) => unsafe { p.abort(r) },
         }
@@ -109,6 +165,7 @@ impl Prod {
         match self {
             Prod::Spsc(p) => p.has_space(len),
             Prod::Mpsc(p) => p.has_space(len),
+            Prod::Broadcast(p, _) => p.has_space(len),
         }
     }
 
@@ -118,7 +175,15 @@ impl Prod {
         match self {
             Prod::Spsc(p) => p.wakeups(),
             Prod::Mpsc(p) => p.wakeups(),
+            Prod::Broadcast(p, _) => p.wakeups(),
         }
+    }
+
+    /// Whether a receiver's departure ends this producer's sends (not a
+    /// broadcast publisher's: it publishes with no subscriber).
+    #[inline]
+    fn needs_receiver(&self) -> bool {
+        !matches!(self, Prod::Broadcast(..))
     }
 }
 
@@ -230,6 +295,23 @@ impl Sender {
                     }
                 }
             }
+            Flavor::Broadcast => {
+                // One publisher: an exclusive registration, as SPSC.
+                let reg = Registration::new(seg, SEM_SENDERS, true)?;
+                reg.clear_stale_wake();
+                // SAFETY: the registration is exclusive (see SPSC above).
+                let mut p = unsafe { broadcast::publisher(view) }.map_err(bad_positions)?;
+                // Joiners issue the barrier (Subscriber::join): light only
+                // when this process is registered for membarrier.
+                p.fan().set_light_fence(sys::membarrier_register());
+                let hold = Holdback {
+                    since: None,
+                    timeout: mpsc::DEFAULT_RECOVERY_TIMEOUT,
+                    shm_id: seg.shm.id(),
+                    released: 0,
+                };
+                (reg, Prod::Broadcast(p, hold), Counted::SpscSender)
+            }
         };
         // Every sleeper of this crate issues the barrier (see
         // ring::wake::claim_with): light only when this process is
@@ -273,6 +355,38 @@ impl Sender {
         self.spin_limit = steps;
     }
 
+    /// Broadcast, [`crate::Overflow::Block`]: how long the slowest
+    /// subscribers may hold the publisher back before it checks whether
+    /// they are alive (their pid gone, or no longer attached to the
+    /// segment). A dead subscriber's slot is then released, and the
+    /// publisher goes on; a live one is never released, however slow.
+    /// Default [`crate::DEFAULT_RECOVERY_TIMEOUT`] (100 ms); a blocked
+    /// send looks again every quarter of it. Other flavors: no effect.
+    pub fn set_recovery_timeout(&mut self, timeout: Duration) {
+        if let Prod::Broadcast(_, hold) = &mut self.producer {
+            hold.timeout = timeout;
+        }
+    }
+
+    /// Broadcast: how many slots of dead subscribers this publisher has
+    /// released (0 for the other flavors).
+    pub fn released_subscribers(&self) -> u64 {
+        match &self.producer {
+            Prod::Broadcast(_, hold) => hold.released,
+            _ => 0,
+        }
+    }
+
+    /// Broadcast: the subscribers joined now (a snapshot of the
+    /// subscriber table, dead ones not yet released included); 0 for the
+    /// other flavors.
+    pub fn subscribers(&self) -> usize {
+        match &self.producer {
+            Prod::Broadcast(p, _) => broadcast::joined(p.view(), p.tail()),
+            _ => 0,
+        }
+    }
+
     #[inline]
     fn flush(&mut self) {
         self.reg.segment().pay(SEM_DATA, self.producer.wakeups());
@@ -294,12 +408,12 @@ impl Sender {
         // A receiver that left cleanly said so in the line we hold; one
         // that was killed cannot, and is looked for every LIVENESS_EVERY
         // sends (a system call).
-        if receiver_left(self.producer.view().state()) {
+        if receiver_left(self.producer.view().state()) && self.producer.needs_receiver() {
             return Err(WaitError::Disconnected);
         }
         self.until_look = self.until_look.saturating_sub(sends);
         if self.until_look == 0 {
-            if receiver_gone(self.reg.segment()) {
+            if self.gone() {
                 // Look again at the next send, until a receiver is back.
                 self.until_look = 1;
                 return Err(WaitError::Disconnected);
@@ -324,7 +438,7 @@ impl Sender {
             .full_events
             .fetch_add(1, Ordering::Relaxed);
         if !block {
-            return Err(if receiver_gone(&seg) {
+            return Err(if self.gone() {
                 WaitError::Disconnected
             } else {
                 WaitError::Full
@@ -332,9 +446,18 @@ impl Sender {
         }
         // MPSC senders sleep in their own slot (ring::mpsc::sleepers).
         let slot = match &self.producer {
-            Prod::Spsc(_) => None,
+            Prod::Spsc(_) | Prod::Broadcast(..) => None,
             Prod::Mpsc(p) => Some(p.slot()),
         };
+        // A held-back publisher looks at its subscribers' liveness within
+        // a quarter of its recovery timeout.
+        let poll = match &self.producer {
+            Prod::Broadcast(_, hold) => {
+                (hold.timeout / 4).clamp(Duration::from_millis(1), wait::POLL_INTERVAL)
+            }
+            _ => wait::POLL_INTERVAL,
+        };
+        let needs_receiver = self.producer.needs_receiver();
         let producer = Cell::new(Some(&mut self.producer));
         let with = |f: &mut dyn FnMut(&mut Prod) -> Result<Option<Reservation>, WaitError>| {
             let p = producer.take().expect("producer in use");
@@ -365,10 +488,11 @@ impl Sender {
                 &in_slot
             }
         };
-        wait::block_on(
+        wait::block_on_polling(
             sleeper,
             self.spin_limit,
             deadline,
+            poll,
             || {
                 with(&mut |p| match p.try_reserve(len) {
                     Ok(r) => Ok(Some(r)),
@@ -387,8 +511,14 @@ impl Sender {
                 });
                 has
             },
-            || receiver_gone(&seg),
+            || gone(&seg, needs_receiver),
         )
+    }
+
+    /// Whether sends end here: the receiver gone (not for a broadcast
+    /// publisher), or the channel removed. A system call.
+    fn gone(&self) -> bool {
+        gone(self.reg.segment(), self.producer.needs_receiver())
     }
 
     fn send_inner(
@@ -552,7 +682,7 @@ impl Sender {
     #[doc(hidden)]
     pub fn claim_and_stop(&mut self, len: usize, stage: mpsc::Stage) -> bool {
         match &mut self.producer {
-            Prod::Spsc(_) => false,
+            Prod::Spsc(_) | Prod::Broadcast(..) => false,
             Prod::Mpsc(p) => p.try_reserve_until(len, stage).is_ok(),
         }
     }
@@ -564,6 +694,16 @@ impl Sender {
             .map_err(TrySendError::from)?;
         self.flush();
         Ok(Grant { tx: self, res })
+    }
+}
+
+/// Whether a sender's sends end: the receiver gone when it `needs` one,
+/// else only the channel removed.
+fn gone(seg: &Segment, needs: bool) -> bool {
+    if needs {
+        receiver_gone(seg)
+    } else {
+        seg.alive(crate::layout::SEM_RECEIVERS).is_none()
     }
 }
 

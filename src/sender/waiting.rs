@@ -5,7 +5,7 @@
 //! looks (docs/FORMAT.md, 6.3).
 
 use super::{Prod, Sender};
-use crate::endpoint::{receiver_gone, receiver_left};
+use crate::endpoint::receiver_left;
 use crate::sys;
 #[cfg(feature = "tokio")]
 use {
@@ -31,11 +31,18 @@ impl Sender {
     /// Whether a send of `len` bytes may proceed now, as
     /// [`Sender::select_ready`] says it for `max_message`.
     fn ready_for(&self, len: usize) -> bool {
-        if self.reg.forked() || receiver_left(self.producer.view().state()) {
+        if self.reg.forked()
+            || (receiver_left(self.producer.view().state()) && self.producer.needs_receiver())
+        {
             return true;
         }
         match &self.producer {
             Prod::Spsc(p) => p.space_now(len),
+            Prod::Broadcast(p, hold) => {
+                // Held back for the recovery timeout: a send may release a
+                // dead subscriber.
+                p.space_now(len) || hold.since.is_some_and(|t| t.elapsed() >= hold.timeout)
+            }
             Prod::Mpsc(p) => p.has_space(len).unwrap_or(true),
         }
     }
@@ -43,7 +50,7 @@ impl Sender {
     /// [`crate::Select`]'s slower look (a system call): the receiver gone
     /// (killed: no flag says so) or the channel removed.
     pub(crate) fn select_stuck(&self) -> bool {
-        receiver_gone(self.reg.segment())
+        self.gone()
     }
 
     /// [`crate::Select`]: announces the waiter's doorbell `id`: SPSC in
@@ -52,7 +59,9 @@ impl Sender {
     pub(crate) fn select_announce(&self, id: u64) {
         let wake = &self.reg.segment().ring_state().wake;
         match &self.producer {
-            Prod::Spsc(_) => crate::ring::wake::announce_bell(&wake.send_bell, id),
+            Prod::Spsc(_) | Prod::Broadcast(..) => {
+                crate::ring::wake::announce_bell(&wake.send_bell, id)
+            }
             Prod::Mpsc(p) => {
                 let slot = p.slot();
                 let s = self.producer.view().sender_slot(slot);
@@ -65,7 +74,7 @@ impl Sender {
     pub(crate) fn select_retract(&self, id: u64) {
         let wake = &self.reg.segment().ring_state().wake;
         let bell = match &self.producer {
-            Prod::Spsc(_) => &wake.send_bell,
+            Prod::Spsc(_) | Prod::Broadcast(..) => &wake.send_bell,
             Prod::Mpsc(p) => &self.producer.view().sender_slot(p.slot()).bell,
         };
         crate::ring::wake::retract_bell(bell, id);
@@ -91,13 +100,18 @@ impl crate::aio::Waitable for SpaceFor<'_> {
         self.tx.select_retract(id);
     }
     fn poll_interval(&self) -> Duration {
-        wait::POLL_INTERVAL
+        match &self.tx.producer {
+            Prod::Broadcast(_, hold) => {
+                (hold.timeout / 4).clamp(Duration::from_millis(1), wait::POLL_INTERVAL)
+            }
+            _ => wait::POLL_INTERVAL,
+        }
     }
     fn spin_limit(&self) -> u32 {
         self.tx.spin_limit
     }
     fn gone(&self) -> bool {
-        receiver_gone(self.tx.reg.segment())
+        self.tx.gone()
     }
 }
 

@@ -24,7 +24,7 @@ pub fn claim_sleepers(view: &RingView<'_>, groups: u64, wake: &mut dyn FnMut(&At
         let b = bits.trailing_zeros() as usize;
         bits &= bits - 1;
         for i in (b..slots).step_by(64) {
-            claimed += claim_one(&view.sender_slot(i).sleeping, wake);
+            claimed += claim_one(view.slot_wake(i).0, wake);
         }
     }
     claimed
@@ -42,7 +42,7 @@ pub fn claim_all_sleepers(view: &RingView<'_>, wake: &mut dyn FnMut(&AtomicU32))
         .sleeping_senders
         .swap(0, Ordering::Acquire);
     (0..view.sender_slots())
-        .map(|i| claim_one(&view.sender_slot(i).sleeping, wake))
+        .map(|i| claim_one(view.slot_wake(i).0, wake))
         .sum()
 }
 
@@ -53,7 +53,7 @@ pub fn claim_all_sleepers(view: &RingView<'_>, wake: &mut dyn FnMut(&AtomicU32))
 pub fn claim_slot_bells(view: &RingView<'_>, groups: u64, all: bool, ring: &mut dyn FnMut(u64)) {
     let slots = view.sender_slots();
     let mut take = |i: usize| {
-        let bell = &view.sender_slot(i).bell;
+        let bell = view.slot_wake(i).1;
         // Relaxed: made visible by the mask's Release/Acquire pair, as the
         // flags; the swap decides who rings it.
         if bell.load(Ordering::Relaxed) != 0 {

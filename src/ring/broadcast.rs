@@ -1,0 +1,913 @@
+//! The broadcast ring: one publisher, many subscribers, each of whom reads
+//! every record. The records are SPSC records (see [`super::spsc`]: each
+//! published by its header word, the word past it zeroed first), so a
+//! subscriber reads them as an SPSC consumer does; what differs is whom
+//! the publisher waits for and what it announces.
+//!
+//! State, in positions (byte counts that only grow):
+//! - The publisher owns `tail` and, beside it under the seqlock `tail_ver`,
+//!   `next_seq` (the sequence number of the record at `tail`: a
+//!   subscriber joining at the newest message reads the pair).
+//! - Each subscriber owns a slot of the subscriber table: its `position`
+//!   (the start of the first record it has not released) and `seq` (that
+//!   record's sequence number).
+//! - The lap line: `front`, past which the publisher writes nothing
+//!   before it has stored a larger `front` (stored once per chunk of the
+//!   ring, an eighth at most, so subscribers that load it keep it cached);
+//!   the bytes of position `p` are intact while `front <= p + capacity`.
+//!   `oldest_pos`/`oldest_seq` (under the seqlock `oldest_ver`): the first
+//!   record at or past `front - capacity`, and its sequence number, where
+//!   a lapped subscriber goes on. `joins`: how many subscribers ever
+//!   joined.
+//!
+//! `Overflow::Block`: the publisher's free space ends at the slowest
+//! joined subscriber's position plus the capacity (or nowhere, with no
+//! subscriber: it writes over the oldest records). `Overflow::Overwrite`:
+//! it never waits; a subscriber checks `front` after loading each header
+//! and again after copying each payload (seqlock style: a copy that a later
+//! lap may have touched is dropped), and when lapped goes on from the
+//! oldest record, counting what it missed from the sequence numbers.
+//!
+//! Joining: take a free slot (or a dead owner's), store the start
+//! position, increment `joins`, issue the heavy fence (`membarrier`), then
+//! load `front`: if it is more than a ring past the start, start again.
+//! The publisher, each time it moves `front`, issues the light fence and
+//! loads `joins`; a changed value makes it look at the table again. So
+//! either the joiner sees the publisher's new `front` (and starts later),
+//! or the publisher sees the joiner before it writes past the old one.
+//!
+//! Every value read from shared memory is checked before use; a broken
+//! invariant yields [`Corrupted`] and changes nothing.
+
+use std::ops::{Deref, DerefMut};
+
+use super::cursor::Cursor;
+use super::spsc::{self, Fan, Producer};
+use super::wake::{self, Wakeups};
+use super::{Corrupted, Record, RingView};
+use crate::layout::{kind, record_size, split_record_header, NOT_JOINED, RECORD_HEADER};
+use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
+
+/// The word past every record that must be free too (the next header).
+const NEXT: u64 = RECORD_HEADER as u64;
+
+/// How many times a join starts again before it gives up (a publisher
+/// that laps the ring faster than a subscriber can join, or a forged
+/// `front`).
+const JOIN_TRIES: u32 = 10_000;
+
+/// How many looks a seqlock read takes before it takes the values as they
+/// are (a writer killed between its two version stores never finishes).
+const SEQLOCK_TRIES: u32 = 1_000;
+
+/// The Release fence after a store of `front`, before the writes it
+/// covers. Under `shmchan_mutant_broadcast` (with `shmchan_loom`) it is
+/// left out, so that the models can show they catch it.
+#[inline]
+fn front_fence() {
+    #[cfg(not(all(shmchan_loom, shmchan_mutant_broadcast)))]
+    // Release fence: pairs with the Acquire fence in Subscriber::intact
+    // and the Acquire load of a header in Subscriber::try_peek: a reader
+    // that sees any word we write after this sees this front, or a later.
+    fence(Ordering::Release);
+}
+
+/// Where a new subscriber starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Start {
+    /// With the next message published (none that were published before).
+    #[default]
+    Newest,
+    /// With the oldest message still in the ring.
+    Oldest,
+}
+
+/// Reads a pair of words written under the seqlock `ver` (odd while the
+/// writer stores them). After [`SEQLOCK_TRIES`] looks at an odd or moving
+/// version, the values as they are.
+fn read_pair(ver: &AtomicU64, a: &AtomicU64, b: &AtomicU64) -> (u64, u64) {
+    let mut last = (0, 0);
+    for _ in 0..SEQLOCK_TRIES {
+        // Acquire: pairs with the Release store of the even version after
+        // the writer's stores of the pair.
+        let v1 = ver.load(Ordering::Acquire);
+        // Relaxed: the version loads around them decide.
+        let x = a.load(Ordering::Relaxed);
+        let y = b.load(Ordering::Relaxed);
+        // Acquire fence: pairs with the Release fence after the writer's
+        // store of the odd version: if we saw any of its new values, the
+        // version below reads odd or later.
+        fence(Ordering::Acquire);
+        let v2 = ver.load(Ordering::Relaxed);
+        if v1 == v2 && v1 % 2 == 0 {
+            return (x, y);
+        }
+        last = (x, y);
+        spin_hint();
+    }
+    last
+}
+
+/// Stores a pair under the seqlock `ver`, whose current (even) value the
+/// single writer keeps in `mine`.
+fn write_pair(ver: &AtomicU64, mine: &mut u64, a: &AtomicU64, x: u64, b: &AtomicU64, y: u64) {
+    *mine = mine.wrapping_add(1);
+    // Relaxed: ordered before the pair by the fence below.
+    ver.store(*mine, Ordering::Relaxed);
+    // Release fence: pairs with the Acquire fence in `read_pair`.
+    fence(Ordering::Release);
+    // Relaxed: published by the version store below.
+    a.store(x, Ordering::Relaxed);
+    b.store(y, Ordering::Relaxed);
+    *mine = mine.wrapping_add(1);
+    // Release: pairs with the first Acquire load in `read_pair`.
+    ver.store(*mine, Ordering::Release);
+}
+
+/// The broadcast publisher's side of the ring: what an SPSC producer
+/// ([`Producer`]) needs to publish to subscribers (see the module docs).
+#[derive(Debug)]
+pub struct Fanout {
+    overwrite: bool,
+    /// The sequence number of the next message.
+    next_seq: u64,
+    tail_ver: u64,
+    /// The shared `front` as we stored it.
+    front: u64,
+    /// How far past the end of a write `front` is moved (a multiple of 8,
+    /// 0 when the largest record leaves no room for more).
+    chunk: u64,
+    oldest_pos: u64,
+    oldest_seq: u64,
+    oldest_ver: u64,
+    /// `joins` as last loaded.
+    joins: u64,
+    /// Use the light fence before loading `joins` (see
+    /// `wake::claim_with`).
+    light: bool,
+}
+
+impl Fanout {
+    /// Continues from the shared state (zeros in a new channel).
+    fn resume(view: &RingView<'_>) -> Result<Fanout, Corrupted> {
+        let st = view.state();
+        let lap = view.lap();
+        let cap = view.capacity();
+        // Relaxed: an earlier publisher's values; no publisher runs beside
+        // us (the caller's contract), and in a channel the registration's
+        // semop orders these loads after its last stores.
+        let front = lap.front.load(Ordering::Relaxed);
+        let oldest_pos = lap.oldest_pos.load(Ordering::Relaxed);
+        let oldest_seq = lap.oldest_seq.load(Ordering::Relaxed);
+        let tail = st.producer.tail.load(Ordering::Relaxed);
+        view.check_span(oldest_pos, tail)?;
+        if front.wrapping_sub(tail) > cap || front % 8 != 0 {
+            return Err(Corrupted::new(
+                "front is not within a ring past tail",
+                [tail, front, oldest_pos],
+            ));
+        }
+        let largest = record_size(view.max_message()) as u64 + NEXT;
+        let even = |v: u64| v.wrapping_add(1) & !1;
+        Ok(Fanout {
+            overwrite: view.overwrites(),
+            next_seq: st.producer.next_seq.load(Ordering::Relaxed),
+            tail_ver: even(st.producer.tail_ver.load(Ordering::Relaxed)),
+            front,
+            chunk: (cap / 8).min(cap - largest) & !7,
+            oldest_pos,
+            oldest_seq,
+            oldest_ver: even(lap.oldest_ver.load(Ordering::Relaxed)),
+            // Acquire: pairs with the SeqCst increment by a joiner, after
+            // its position: the table look in `publisher` sees it.
+            joins: lap.joins.load(Ordering::Acquire),
+            light: false,
+        })
+    }
+
+    /// Use the light fence before loading `joins`: only in a process
+    /// registered for `membarrier`, whose joiners issue the barrier.
+    pub fn set_light_fence(&mut self, light: bool) {
+        self.light = light;
+    }
+
+    /// Moves `front` to cover `end`: first the oldest record past the
+    /// new `front - capacity`, then `front`.
+    fn advance(&mut self, view: &RingView<'_>, tail: u64, end: u64) -> Result<(), Corrupted> {
+        let cap = view.capacity();
+        let front = if self.chunk == 0 {
+            end
+        } else {
+            end.wrapping_add((self.chunk - end % self.chunk) % self.chunk)
+        };
+        let (mut pos, mut seq) = (self.oldest_pos, self.oldest_seq);
+        while front.wrapping_sub(pos) > cap {
+            // Our own records, published (behind tail: front is at most a
+            // ring past it), and not yet overwritten (past the old front
+            // less the capacity).
+            let ahead = tail.wrapping_sub(pos);
+            let idx = view.index(pos);
+            // Relaxed: words we wrote.
+            let word = view.region().atomic_u64(idx).load(Ordering::Relaxed);
+            let room = cap - idx as u64;
+            let size = match split_record_header(word) {
+                (kind::MESSAGE, len) if ahead <= cap => {
+                    seq = seq.wrapping_add(1);
+                    view.check_record("a record behind tail does not fit", pos, len, ahead)?
+                }
+                (kind::PADDING, len)
+                    if idx != 0 && RECORD_HEADER as u64 + len as u64 == room && ahead <= cap =>
+                {
+                    room
+                }
+                (k, len) => {
+                    return Err(Corrupted::new(
+                        "a record behind tail is broken",
+                        [pos, u64::from(k), u64::from(len)],
+                    ))
+                }
+            };
+            pos = pos.wrapping_add(size);
+        }
+        let lap = view.lap();
+        if (pos, seq) != (self.oldest_pos, self.oldest_seq) {
+            (self.oldest_pos, self.oldest_seq) = (pos, seq);
+            write_pair(
+                &lap.oldest_ver,
+                &mut self.oldest_ver,
+                &lap.oldest_pos,
+                pos,
+                &lap.oldest_seq,
+                seq,
+            );
+        }
+        // Release: pairs with the Acquire load in Subscriber::lapped: a
+        // subscriber that sees this front sees the oldest record above.
+        lap.front.store(front, Ordering::Release);
+        front_fence();
+        self.front = front;
+        Ok(())
+    }
+
+    /// Frees the slots of dead subscribers that hold the publisher back
+    /// (their position is less than `need` bytes from a ring behind
+    /// `tail`); returns how many.
+    ///
+    /// # Safety
+    /// `alive` must never call a live subscriber's process dead (its slot
+    /// would be freed under it, and its records overwritten while it reads
+    /// them).
+    pub unsafe fn recover(
+        &self,
+        view: &RingView<'_>,
+        tail: u64,
+        need: u64,
+        alive: &mut dyn FnMut(u32) -> bool,
+    ) -> usize {
+        let cap = view.capacity();
+        let mut freed = 0;
+        for i in 0..view.sender_slots() {
+            let s = view.subscriber_slot(i);
+            // Acquire: as in `slowest`.
+            let owner = s.owner.load(Ordering::Acquire);
+            if owner == 0 {
+                continue;
+            }
+            let pos = s.position.load(Ordering::Acquire);
+            let lag = tail.wrapping_sub(pos);
+            if pos % 8 != 0 || lag > cap || cap - lag >= need {
+                continue;
+            }
+            if !alive(owner as u32)
+                && s.owner
+                    .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                freed += 1;
+            }
+        }
+        freed
+    }
+}
+
+/// The slowest joined subscriber: its position and slot, or `None` when
+/// no subscriber has joined. A slot whose position is not a multiple of 8
+/// or more than a ring behind `tail` is joining (its owner will see that
+/// `front` passed it and start again) and is not counted.
+pub fn slowest(view: &RingView<'_>, tail: u64) -> Option<(u64, usize)> {
+    let cap = view.capacity();
+    let mut best: Option<(u64, usize)> = None;
+    for i in 0..view.sender_slots() {
+        let s = view.subscriber_slot(i);
+        // Acquire: pairs with the Release store of 0 in Subscriber::leave
+        // (the leaver's reads are done).
+        if s.owner.load(Ordering::Acquire) == 0 {
+            continue;
+        }
+        // Acquire: pairs with the Release store of the position in
+        // Cursor::release_to: the subscriber's reads of what it released
+        // happen before we write over them.
+        let pos = s.position.load(Ordering::Acquire);
+        let lag = tail.wrapping_sub(pos);
+        if pos % 8 != 0 || lag > cap {
+            continue;
+        }
+        if best.is_none_or(|(p, _)| tail.wrapping_sub(p) < lag) {
+            best = Some((pos, i));
+        }
+    }
+    best
+}
+
+/// How many subscribers have joined (owned slots with a position within a
+/// ring behind `tail`).
+pub fn joined(view: &RingView<'_>, tail: u64) -> usize {
+    let cap = view.capacity();
+    (0..view.sender_slots())
+        .filter(|&i| {
+            let s = view.subscriber_slot(i);
+            // Relaxed: a snapshot.
+            let pos = s.position.load(Ordering::Relaxed);
+            s.owner.load(Ordering::Relaxed) != 0 && pos % 8 == 0 && tail.wrapping_sub(pos) <= cap
+        })
+        .count()
+}
+
+impl Fan for Fanout {
+    #[inline]
+    fn reload(&self, view: &RingView<'_>, tail: u64, _: u64) -> Result<u64, Corrupted> {
+        if self.overwrite {
+            return Ok(tail);
+        }
+        Ok(slowest(view, tail).map_or(tail, |(pos, _)| pos))
+    }
+
+    #[inline]
+    fn cover(
+        &mut self,
+        view: &RingView<'_>,
+        tail: u64,
+        end: u64,
+        cached: &mut u64,
+    ) -> Result<bool, Corrupted> {
+        if end.wrapping_sub(self.front) as i64 <= 0 {
+            return Ok(true);
+        }
+        self.advance(view, tail, end)?;
+        if self.overwrite {
+            return Ok(true);
+        }
+        // The store-load fence between our store of front and our load of
+        // joins (light: the joiner's membarrier is the other half).
+        wake::fence_after_publish(self.light);
+        // Relaxed: ordered by the fence above (see the module docs).
+        let joins = view.lap().joins.load(Ordering::Relaxed);
+        if joins == self.joins {
+            return Ok(true);
+        }
+        self.joins = joins;
+        *cached = self.reload(view, tail, *cached)?;
+        Ok(view.capacity() - tail.wrapping_sub(*cached) >= end.wrapping_sub(tail))
+    }
+
+    #[inline]
+    fn counted(&mut self) {
+        self.next_seq = self.next_seq.wrapping_add(1);
+    }
+
+    #[inline]
+    fn published(&mut self, view: &RingView<'_>, tail: u64, wake: &mut Wakeups) {
+        let st = view.state();
+        // `tail` Release: pairs with the Acquire load of tail in
+        // spsc::zero_behind_tail (as for SPSC).
+        self.tail_ver = self.tail_ver.wrapping_add(1);
+        // Relaxed: ordered before the pair by the fence below.
+        st.producer.tail_ver.store(self.tail_ver, Ordering::Relaxed);
+        // Release fence: pairs with the Acquire fence in `read_pair`.
+        fence(Ordering::Release);
+        // Relaxed: published by the version store below.
+        st.producer.next_seq.store(self.next_seq, Ordering::Relaxed);
+        // Release: pairs with the Acquire load in spsc::zero_behind_tail.
+        st.producer.tail.store(tail, Ordering::Release);
+        self.tail_ver = self.tail_ver.wrapping_add(1);
+        // Release: pairs with the first Acquire load in `read_pair`.
+        st.producer.tail_ver.store(self.tail_ver, Ordering::Release);
+        // Subscribers sleep in their slots, as MPSC senders do; none
+        // counts itself in recv_waiters (max 0: nothing posted for it).
+        wake.claim_senders_after_publish(&st.wake.recv_waiters, 0, &st.wake.sleeping_senders);
+    }
+}
+
+/// Takes the publishing end of a broadcast `view`, continuing from the
+/// shared state.
+///
+/// # Safety
+/// No other publisher of this ring (in any thread or process) is used
+/// while this one is.
+pub unsafe fn publisher(view: RingView<'_>) -> Result<Producer<'_, Fanout>, Corrupted> {
+    let fan = Fanout::resume(&view)?;
+    // SAFETY: the caller's contract.
+    unsafe {
+        Producer::with_fan(view, fan, |view, fan, stored| {
+            fan.reload(view, stored, stored)
+        })
+    }
+}
+
+/// Takes a free subscriber slot, or one whose owner `alive` says is dead,
+/// for the process `pid`; `None` when every slot has a live owner.
+///
+/// # Safety
+/// `alive` must never call a live subscriber's process dead.
+pub unsafe fn take_slot(
+    view: &RingView<'_>,
+    pid: u32,
+    alive: &mut dyn FnMut(u32) -> bool,
+) -> Option<usize> {
+    let n = view.sender_slots();
+    let take = |i: usize, from: u64| {
+        let s = view.subscriber_slot(i);
+        // Acquire: pairs with the Release store of 0 by a leaving owner
+        // (or the CAS that freed a dead one's slot).
+        if s.owner
+            .compare_exchange(from, u64::from(pid), Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        // Relaxed: until the join stores a position the publisher skips the
+        // slot (or, seeing the old owner's position, waits a little more).
+        s.position.store(NOT_JOINED, Ordering::Relaxed);
+        s.sleeping.store(0, Ordering::Relaxed);
+        s.bell.store(0, Ordering::Relaxed);
+        true
+    };
+    // Relaxed: a hint; the CAS decides.
+    if let Some(i) =
+        (0..n).find(|&i| view.subscriber_slot(i).owner.load(Ordering::Relaxed) == 0 && take(i, 0))
+    {
+        return Some(i);
+    }
+    (0..n).find(|&i| {
+        // Relaxed: a hint; the CAS decides.
+        let owner = view.subscriber_slot(i).owner.load(Ordering::Relaxed);
+        owner != 0 && owner != u64::from(pid) && !alive(owner as u32) && take(i, owner)
+    })
+}
+
+/// Gives back a slot taken with [`take_slot`] whose subscriber never
+/// joined.
+pub fn free_slot(view: &RingView<'_>, slot: usize) {
+    // Release: pairs with the Acquire CAS of the next taker.
+    view.subscriber_slot(slot).owner.store(0, Ordering::Release);
+}
+
+/// What a subscriber's look at the ring found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A message (in `Overwrite` mode: copy it, then ask
+    /// [`Subscriber::intact`] before using the copy).
+    Record(Record),
+    /// Nothing published yet.
+    Empty,
+    /// The publisher has written over the read position
+    /// ([`Subscriber::lagged`] goes on from the oldest record).
+    Lapped,
+}
+
+/// A broadcast subscriber: a [`Cursor`] (which it derefs to, for
+/// `advance`, `release`, `consume` and the wake-ups) in its own slot.
+#[derive(Debug)]
+pub struct Subscriber<'a> {
+    cursor: Cursor<'a>,
+    slot: usize,
+    overwrite: bool,
+    /// Found by [`Subscriber::has_data`] (see `spsc::Consumer`).
+    stalled: Option<Corrupted>,
+}
+
+impl<'a> Deref for Subscriber<'a> {
+    type Target = Cursor<'a>;
+    fn deref(&self) -> &Cursor<'a> {
+        &self.cursor
+    }
+}
+
+impl DerefMut for Subscriber<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.cursor
+    }
+}
+
+impl<'a> Subscriber<'a> {
+    /// Joins the ring in `slot` (taken with [`take_slot`]) at `start`.
+    /// `barrier` is the heavy fence (in a channel, `membarrier`; it
+    /// returns whether it ran: if not, the caller's publisher uses the
+    /// full fence anyway).
+    ///
+    /// # Safety
+    /// `slot` was taken for this subscriber and is used by nobody else.
+    pub unsafe fn join(
+        view: RingView<'a>,
+        slot: usize,
+        start: Start,
+        barrier: &mut dyn FnMut(),
+    ) -> Result<Subscriber<'a>, Corrupted> {
+        let st = view.state();
+        let lap = view.lap();
+        let s = view.subscriber_slot(slot);
+        for _ in 0..JOIN_TRIES {
+            let (pos, seq) = match start {
+                Start::Newest => read_pair(
+                    &st.producer.tail_ver,
+                    &st.producer.tail,
+                    &st.producer.next_seq,
+                ),
+                Start::Oldest => read_pair(&lap.oldest_ver, &lap.oldest_pos, &lap.oldest_seq),
+            };
+            if pos % 8 != 0 {
+                return Err(Corrupted::new(
+                    "a start position is not a multiple of 8",
+                    [pos, seq, 0],
+                ));
+            }
+            // Relaxed: statistics.
+            s.seq.store(seq, Ordering::Relaxed);
+            // SeqCst: with the increment and the fence below, the joiner's
+            // half of the store-load pair against the publisher's store of
+            // front and load of joins (see the module docs).
+            s.position.store(pos, Ordering::SeqCst);
+            lap.joins.fetch_add(1, Ordering::SeqCst);
+            barrier();
+            // SeqCst fence: pairs with the publisher's fence between its
+            // store of front and its load of joins (the barrier above is
+            // the heavy half when the publisher's fence is light).
+            fence(Ordering::SeqCst);
+            // Acquire: as in `lapped`.
+            let front = lap.front.load(Ordering::Acquire);
+            if front.wrapping_sub(pos) <= view.capacity() {
+                return Ok(Subscriber {
+                    cursor: Cursor::subscriber(view, slot, pos, seq),
+                    slot,
+                    overwrite: view.overwrites(),
+                    stalled: None,
+                });
+            }
+            spin_hint();
+        }
+        Err(Corrupted::new(
+            "front stays more than a ring past every start",
+            [lap.front.load(Ordering::Relaxed), 0, 0],
+        ))
+    }
+
+    /// The slot this subscriber owns.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Whether the publisher overwrites (copies must be checked with
+    /// [`Subscriber::intact`]).
+    pub fn overwrites(&self) -> bool {
+        self.overwrite
+    }
+
+    /// Whether a receive may proceed now (a record, padding, or a lap
+    /// waiting): a hint for a look from outside the receiving path.
+    pub fn ready(&self) -> bool {
+        let view = self.cursor.view();
+        // Acquire: as in try_peek.
+        let word = view
+            .region()
+            .atomic_u64(view.index(self.cursor.position()))
+            .load(Ordering::Acquire);
+        word != 0 || (self.overwrite && self.lapped())
+    }
+
+    /// Whether the publisher may have written over the read position.
+    #[inline]
+    fn lapped(&self) -> bool {
+        let view = self.cursor.view();
+        // Acquire: pairs with the Release store of front in
+        // Fanout::advance (the oldest record it stored before is visible
+        // to `lagged`). Ordered after the caller's Acquire load or fence.
+        let front = view.lap().front.load(Ordering::Acquire);
+        front.wrapping_sub(self.cursor.position()) > view.capacity()
+    }
+
+    /// After copying the record at the read position (`Overwrite`):
+    /// whether the copy is of that record, with no byte of a later lap.
+    #[inline]
+    pub fn intact(&self) -> bool {
+        // Acquire fence: pairs with the Release fence after the store of
+        // front in Fanout::advance: if the copy read any word written after
+        // it, the load in `lapped` sees that front (or a later one).
+        fence(Ordering::Acquire);
+        !self.lapped()
+    }
+
+    /// The next committed record, if any, without releasing it; padding is
+    /// skipped. `Overwrite`: [`Next::Lapped`] when the publisher has
+    /// written over the read position.
+    #[inline]
+    pub fn try_peek(&mut self) -> Result<Next, Corrupted> {
+        // At most two rounds, as for SPSC.
+        for _ in 0..2 {
+            let view = *self.cursor.view();
+            // Acquire: pairs with the Release store of the header in
+            // Producer::publish_pending; and, when a later lap wrote the
+            // word, with the fence after the store of front that covers it
+            // (front_fence), which `lapped` then sees.
+            let word = view
+                .region()
+                .atomic_u64(view.index(self.cursor.position()))
+                .load(Ordering::Acquire);
+            if self.overwrite && self.lapped() {
+                return Ok(Next::Lapped);
+            }
+            if word == 0 {
+                return match self.stalled.take() {
+                    None => Ok(Next::Empty),
+                    Some(e) => Err(e),
+                };
+            }
+            if let Some(r) = spsc::parse(&mut self.cursor, word)? {
+                return Ok(Next::Record(r));
+            }
+        }
+        Err(Corrupted::new(
+            "padding follows padding",
+            [self.cursor.position(), self.cursor.head(), 0],
+        ))
+    }
+
+    /// Whether a record (or a lap) is waiting: the look of a subscriber
+    /// about to sleep (a zero header behind `tail` is reported by the next
+    /// `try_peek`, as for SPSC).
+    pub fn has_data(&mut self) -> Result<bool, Corrupted> {
+        let view = self.cursor.view();
+        // Relaxed: a hint; try_peek loads the word again with Acquire.
+        let word = view
+            .region()
+            .atomic_u64(view.index(self.cursor.position()))
+            .load(Ordering::Relaxed);
+        if word != 0 || (self.overwrite && self.lapped()) {
+            return Ok(true);
+        }
+        self.stalled = spsc::zero_behind_tail(&self.cursor);
+        Ok(self.stalled.is_some())
+    }
+
+    /// After [`Next::Lapped`] (nothing held): goes on from the oldest
+    /// record still intact; returns how many messages were missed (0 when
+    /// only padding was, or when the publisher's oldest record is not past
+    /// the read position yet: then nothing moves).
+    pub fn lagged(&mut self) -> Result<u64, Corrupted> {
+        let view = *self.cursor.view();
+        let lap = view.lap();
+        let (pos, seq) = read_pair(&lap.oldest_ver, &lap.oldest_pos, &lap.oldest_seq);
+        let read = self.cursor.position();
+        let ahead = pos.wrapping_sub(read);
+        if ahead == 0 || ahead as i64 <= 0 {
+            return Ok(0);
+        }
+        let missed = seq.wrapping_sub(self.cursor.seq());
+        // Every message takes 8 bytes at least.
+        if pos % 8 != 0 || missed > ahead / 8 {
+            return Err(Corrupted::new(
+                "the oldest record's position and sequence number disagree",
+                [read, pos, missed],
+            ));
+        }
+        self.cursor.reset(pos, seq);
+        if missed > 0 {
+            let s = view.subscriber_slot(self.slot);
+            // Relaxed: statistics, written by this slot's owner only.
+            s.lagged
+                .store(s.lagged.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            s.missed.store(
+                s.missed.load(Ordering::Relaxed).wrapping_add(missed),
+                Ordering::Relaxed,
+            );
+        }
+        Ok(missed)
+    }
+
+    /// Gives the slot back: the publisher stops waiting for it.
+    ///
+    /// # Safety
+    /// Nothing this subscriber handed out (a record) is in use, and it is
+    /// used no more.
+    pub unsafe fn leave(&self) {
+        let s = self.cursor.view().subscriber_slot(self.slot);
+        // Release: pairs with the Acquire load of owner in `slowest`: our
+        // reads happen before the publisher writes over what we held.
+        s.owner.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(all(test, not(shmchan_loom)))]
+mod tests {
+    use super::*;
+    use crate::ring::heap::HeapRing;
+    use crate::ring::ReserveError;
+
+    // SAFETY (for every `unsafe` below): each test runs on one thread, with
+    // one publisher per ring and one subscriber per slot, and hands each
+    // record and reservation back to the endpoint that made it; `alive`
+    // closures answer for slots the test controls.
+
+    fn sub<'a>(ring: &'a HeapRing, pid: u32, start: Start) -> Subscriber<'a> {
+        let view = ring.view();
+        // SAFETY: see the top of the module.
+        unsafe {
+            let slot = take_slot(&view, pid, &mut |_| true).expect("a free slot");
+            Subscriber::join(view, slot, start, &mut || {}).unwrap()
+        }
+    }
+
+    /// The next message: `Ok(None)` when empty, `Err(missed)` when lapped.
+    fn pop(s: &mut Subscriber) -> Result<Option<Vec<u8>>, u64> {
+        loop {
+            match s.try_peek().unwrap() {
+                Next::Empty => return Ok(None),
+                Next::Record(r) => {
+                    let mut v = Vec::new();
+                    s.view().region().copy_out(r.data_offset, r.len, &mut v);
+                    if !s.overwrites() || s.intact() {
+                        // SAFETY: see the top of the module.
+                        unsafe { s.consume(r) };
+                        return Ok(Some(v));
+                    }
+                }
+                Next::Lapped => {}
+            }
+            match s.lagged().unwrap() {
+                0 => {}
+                n => return Err(n),
+            }
+        }
+    }
+
+    fn msg(i: u32) -> Vec<u8> {
+        let len = (i as usize * 7) % 40;
+        let mut v = vec![i as u8; len.max(4)];
+        v[..4].copy_from_slice(&i.to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn block_every_subscriber_gets_every_message_in_order() {
+        let ring = HeapRing::broadcast(256, 248, 4, false);
+        // SAFETY: the only publisher.
+        let mut p = unsafe { publisher(ring.view()) }.unwrap();
+        let mut a = sub(&ring, 1, Start::Newest);
+        let mut b = sub(&ring, 2, Start::Newest);
+        let (mut sent, mut got_a, mut got_b) = (0u32, 0u32, 0u32);
+        let mut fulls = 0;
+        for round in 0..3000u32 {
+            match p.try_push(&msg(sent)) {
+                Ok(()) => sent += 1,
+                Err(ReserveError::Full) => fulls += 1,
+                Err(e) => panic!("{e:?}"),
+            }
+            // a reads often, b rarely: b holds the publisher back.
+            while let Some(m) = pop(&mut a).unwrap() {
+                assert_eq!(m, msg(got_a));
+                got_a += 1;
+            }
+            if round % 13 == 0 {
+                while let Some(m) = pop(&mut b).unwrap() {
+                    assert_eq!(m, msg(got_b));
+                    got_b += 1;
+                }
+            }
+        }
+        while let Some(m) = pop(&mut b).unwrap() {
+            assert_eq!(m, msg(got_b));
+            got_b += 1;
+        }
+        assert_eq!((got_a, got_b), (sent, sent));
+        assert!(sent > 500 && fulls > 500, "{sent} sent, {fulls} full");
+    }
+
+    #[test]
+    fn block_with_no_subscriber_never_waits_and_a_late_one_starts_at_the_newest() {
+        let ring = HeapRing::broadcast(256, 248, 2, false);
+        // SAFETY: the only publisher.
+        let mut p = unsafe { publisher(ring.view()) }.unwrap();
+        for i in 0..1000 {
+            p.try_push(&msg(i)).unwrap();
+        }
+        let mut s = sub(&ring, 1, Start::Newest);
+        assert_eq!(pop(&mut s), Ok(None));
+        p.try_push(&msg(1000)).unwrap();
+        assert_eq!(pop(&mut s), Ok(Some(msg(1000))));
+        // From the oldest: what is left of the last laps, in order, up to
+        // the newest.
+        let mut o = sub(&ring, 2, Start::Oldest);
+        let mut got = vec![];
+        while let Some(m) = pop(&mut o).unwrap() {
+            got.push(u32::from_le_bytes(m[..4].try_into().unwrap()));
+        }
+        assert!(got.len() > 3, "{got:?}");
+        assert_eq!(*got.last().unwrap(), 1000);
+        assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+    }
+
+    #[test]
+    fn overwrite_a_slow_subscriber_is_told_exactly_what_it_missed() {
+        let ring = HeapRing::broadcast(512, 248, 2, true);
+        // SAFETY: the only publisher.
+        let mut p = unsafe { publisher(ring.view()) }.unwrap();
+        let mut fast = sub(&ring, 1, Start::Newest);
+        let mut slow = sub(&ring, 2, Start::Newest);
+        let (mut got, mut missed, mut lags) = (0u64, 0u64, 0);
+        let mut next = 0u32;
+        for i in 0..5000u32 {
+            p.try_push(&msg(i))
+                .expect("an overwriting publisher never waits");
+            assert_eq!(pop(&mut fast), Ok(Some(msg(i))));
+            if i % 97 == 0 {
+                loop {
+                    match pop(&mut slow) {
+                        Ok(Some(m)) => {
+                            let seq = u32::from_le_bytes(m[..4].try_into().unwrap());
+                            assert_eq!(seq, next, "a message out of order");
+                            assert_eq!(m, msg(seq), "a torn message");
+                            next += 1;
+                            got += 1;
+                        }
+                        Ok(None) => break,
+                        Err(n) => {
+                            missed += n;
+                            lags += 1;
+                            next += n as u32;
+                        }
+                    }
+                }
+            }
+        }
+        loop {
+            match pop(&mut slow) {
+                Ok(Some(_)) => got += 1,
+                Ok(None) => break,
+                Err(n) => {
+                    missed += n;
+                    lags += 1;
+                }
+            }
+        }
+        assert_eq!(got + missed, 5000);
+        assert!(lags > 10 && missed > 1000, "{lags} lags, {missed} missed");
+        let s = ring.view().subscriber_slot(slow.slot());
+        assert_eq!(s.missed.load(Ordering::Relaxed), missed);
+        assert_eq!(s.lagged.load(Ordering::Relaxed), lags);
+    }
+
+    #[test]
+    fn a_dead_subscriber_is_released_and_a_live_one_never() {
+        let ring = HeapRing::broadcast(256, 248, 2, false);
+        // SAFETY: the only publisher.
+        let mut p = unsafe { publisher(ring.view()) }.unwrap();
+        let dead = sub(&ring, 7, Start::Newest);
+        let live = sub(&ring, 8, Start::Newest);
+        while p.try_push(&[1; 32]).is_ok() {}
+        let tail = p.tail();
+        // SAFETY: "7" is dead, "8" alive.
+        let freed = unsafe {
+            p.fan_ref()
+                .recover(&ring.view(), tail, 48, &mut |pid| pid == 8)
+        };
+        assert_eq!(freed, 1);
+        assert_eq!(
+            p.try_push(&[1; 32]),
+            Err(ReserveError::Full),
+            "8 holds it back"
+        );
+        // SAFETY: as above.
+        let freed = unsafe {
+            p.fan_ref()
+                .recover(&ring.view(), tail, 48, &mut |pid| pid == 8)
+        };
+        assert_eq!(freed, 0);
+        // SAFETY: the subscriber leaves; the publisher goes on.
+        unsafe { live.leave() };
+        p.try_push(&[1; 32]).unwrap();
+        // The dead one's slot is taken by the next joiner.
+        assert_eq!(dead.slot(), sub(&ring, 9, Start::Newest).slot());
+    }
+
+    #[test]
+    fn a_joiner_waits_for_a_front_within_a_ring() {
+        let ring = HeapRing::broadcast(256, 248, 1, false);
+        // A forged front far ahead of every start: the join gives up.
+        // One thread; a forged value for the join to see.
+        ring.view().lap().front.store(1 << 20, Ordering::Relaxed);
+        let view = ring.view();
+        // SAFETY: see the top of the module.
+        let slot = unsafe { take_slot(&view, 1, &mut |_| true) }.unwrap();
+        // SAFETY: as above.
+        assert!(unsafe { Subscriber::join(view, slot, Start::Newest, &mut || {}) }.is_err());
+    }
+}
