@@ -211,7 +211,7 @@ pub use select::{ReadyTimeoutError, Select, TryReadyError};
 #[cfg(not(shmchan_loom))]
 pub use sender::{Grant, Sender};
 #[cfg(not(shmchan_loom))]
-pub use stats::{Found, Listing, Stats};
+pub use stats::{Found, Listing, Stats, SubscriberStats};
 #[cfg(not(shmchan_loom))]
 pub use sys::Key;
 

@@ -63,6 +63,36 @@ pub struct Stats {
     pub gid: u32,
     /// Whether the creating process still exists.
     pub creator_alive: bool,
+    /// Broadcast: each subscriber slot with an owner (empty for the other
+    /// flavors).
+    pub subscribers: Vec<SubscriberStats>,
+}
+
+/// One broadcast subscriber as [`Channel::inspect`] found it (a snapshot:
+/// the position is stored at each release, the counters every 64
+/// messages and when the subscriber waits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// The slot's index in the subscriber table.
+    pub slot: usize,
+    /// The owning process.
+    pub pid: u32,
+    /// Whether that process still exists.
+    pub alive: bool,
+    /// Whether it has joined (a position within a ring behind `tail`).
+    pub joined: bool,
+    /// The start of the first record it has not released.
+    pub position: u64,
+    /// Bytes published past its position.
+    pub lag_bytes: u64,
+    /// Messages published past its position.
+    pub lag_messages: u64,
+    /// Messages it received (this slot's owners, in all).
+    pub received_messages: u64,
+    /// Times it was told it lagged (`Overflow::Overwrite`).
+    pub lagged: u64,
+    /// Messages it missed, in all.
+    pub missed: u64,
 }
 
 impl Stats {
@@ -200,6 +230,29 @@ fn read_stats(
         .map_err(|e| open_err("shmctl(IPC_STAT)", e))?;
     let rs = mapped.ring_state();
     let layout = *mapped.layout();
+    let broadcast = layout.flavor == crate::layout::Flavor::Broadcast;
+    let tail = rs.producer.tail.load(Ordering::Relaxed);
+    let subscribers = if broadcast {
+        subscribers(mapped, tail)
+    } else {
+        Vec::new()
+    };
+    // Sleepers in slots: MPSC senders, broadcast subscribers.
+    let asleep_in_slots = (0..layout.sender_slots)
+        .filter(|&i| {
+            let flag = if broadcast {
+                &mapped.subscriber_slot(i).sleeping
+            } else {
+                &mapped.sender_slot(i).sleeping
+            };
+            flag.load(Ordering::Relaxed) != 0
+        })
+        .count() as u32;
+    let (slot_senders, slot_receivers) = if broadcast {
+        (0, asleep_in_slots)
+    } else {
+        (asleep_in_slots, 0)
+    };
     let value = |num: u16| {
         sems.and_then(|s| s.value(num).ok())
             .map(|v| v.max(0) as u32)
@@ -210,25 +263,79 @@ fn read_stats(
         shm_id,
         sem_id: sems.map(|s| s.id()),
         layout,
-        head: rs.consumer.head.load(Ordering::Relaxed),
-        tail: rs.producer.tail.load(Ordering::Relaxed),
+        head: match subscribers
+            .iter()
+            .filter(|s| s.joined)
+            .max_by_key(|s| s.lag_bytes)
+        {
+            Some(slowest) => slowest.position,
+            None if broadcast => tail,
+            None => rs.consumer.head.load(Ordering::Relaxed),
+        },
+        tail,
         counters: Counters::read(mapped),
         senders: value(SEM_SENDERS),
         receivers: value(SEM_RECEIVERS),
         sender_connects: rs.wake.sender_connects.load(Ordering::Relaxed),
         receiver_connects: rs.wake.receiver_connects.load(Ordering::Relaxed),
-        recv_waiters: rs.wake.recv_waiters.load(Ordering::Relaxed),
-        send_waiters: rs.wake.send_waiters.load(Ordering::Relaxed).saturating_add(
-            (0..layout.sender_slots)
-                .filter(|&i| mapped.sender_slot(i).sleeping.load(Ordering::Relaxed) != 0)
-                .count() as u32,
-        ),
+        recv_waiters: rs
+            .wake
+            .recv_waiters
+            .load(Ordering::Relaxed)
+            .saturating_add(slot_receivers),
+        send_waiters: rs
+            .wake
+            .send_waiters
+            .load(Ordering::Relaxed)
+            .saturating_add(slot_senders),
         attached: st.nattch.saturating_sub(u64::from(temporary)),
         mode: st.mode,
         uid: st.uid,
         gid: st.gid,
         creator_alive: sys::process_exists(layout.creator_pid as i32),
+        subscribers,
     })
+}
+
+/// The owned slots of a broadcast channel's subscriber table.
+fn subscribers(mapped: &Mapped, tail: u64) -> Vec<SubscriberStats> {
+    let cap = mapped.layout().capacity as u64;
+    // Relaxed: a snapshot (the published count beside tail is under a
+    // seqlock; one publish apart is good enough for display).
+    let next_seq = mapped
+        .ring_state()
+        .producer
+        .next_seq
+        .load(Ordering::Relaxed);
+    (0..mapped.layout().sender_slots)
+        .filter_map(|slot| {
+            let s = mapped.subscriber_slot(slot);
+            let load = |a: &crate::sync::AtomicU64| a.load(Ordering::Relaxed);
+            let pid = load(&s.owner);
+            if pid == 0 {
+                return None;
+            }
+            let position = load(&s.position);
+            let lag = tail.wrapping_sub(position);
+            let joined = position % 8 == 0 && lag <= cap;
+            Some(SubscriberStats {
+                slot,
+                pid: pid as u32,
+                alive: sys::process_exists(pid as i32),
+                joined,
+                position,
+                lag_bytes: if joined { lag } else { 0 },
+                lag_messages: if joined {
+                    next_seq.saturating_sub(load(&s.seq))
+                } else {
+                    0
+                },
+                received_messages: load(&s.received_messages),
+                lagged: load(&s.lagged),
+                missed: load(&s.missed),
+            })
+        })
+        .collect()
 }
 
 /// Inspects the segment `shm_id` (found at `key`) without registering.
