@@ -317,7 +317,7 @@ fn subscribers(mapped: &Mapped, tail: u64) -> Vec<SubscriberStats> {
             }
             let position = load(&s.position);
             let lag = tail.wrapping_sub(position);
-            let joined = position % 8 == 0 && lag <= cap;
+            let joined = position.is_multiple_of(8) && lag <= cap;
             Some(SubscriberStats {
                 slot,
                 pid: pid as u32,

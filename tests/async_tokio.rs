@@ -240,7 +240,7 @@ fn assert_took(took: Duration, asked: Duration) {
 /// completion is under 10 ms (the 100 ms timer alone gives about 80 ms).
 #[test]
 fn async_waits_are_woken_through_the_doorbell() {
-    for flavor in [Flavor::Spsc, Flavor::Mpsc] {
+    for flavor in [Flavor::Spsc, Flavor::Mpsc, Flavor::Broadcast] {
         // The receiving side.
         let (ch, guard) = fresh(
             Options::default()

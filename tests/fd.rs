@@ -130,7 +130,7 @@ fn receivers_in_a_plain_epoll_loop_get_every_message() {
 /// about 80 ms here), SPSC and MPSC.
 #[test]
 fn armed_descriptors_become_readable_on_the_peers_publish() {
-    for flavor in [Flavor::Spsc, Flavor::Mpsc] {
+    for flavor in [Flavor::Spsc, Flavor::Mpsc, Flavor::Broadcast] {
         let (ch, guard) = fresh(
             Options::default()
                 .flavor(flavor)

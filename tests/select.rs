@@ -134,7 +134,7 @@ fn select_over_100_channels_fed_at_random_by_several_processes() {
 /// 10 ms (with no doorbell it is about 80 ms).
 #[test]
 fn a_waiting_select_is_woken_by_a_send_in_another_process() {
-    for flavor in [Flavor::Spsc, Flavor::Mpsc] {
+    for flavor in [Flavor::Spsc, Flavor::Mpsc, Flavor::Broadcast] {
         let (ch, guard) = fresh(Options::default().flavor(flavor).capacity(4096));
         let mut rx = ch.receiver().unwrap();
         let (go, at) = (Notify::new(), SharedCounters::new(1));
@@ -172,7 +172,7 @@ fn a_waiting_select_is_woken_by_a_send_in_another_process() {
 /// 80 ms here).
 #[test]
 fn a_select_on_a_full_channel_is_woken_when_space_is_freed() {
-    for flavor in [Flavor::Spsc, Flavor::Mpsc] {
+    for flavor in [Flavor::Spsc, Flavor::Mpsc, Flavor::Broadcast] {
         let (ch, guard) = fresh(
             Options::default()
                 .flavor(flavor)

@@ -99,7 +99,7 @@ fn read_pair(ver: &AtomicU64, a: &AtomicU64, b: &AtomicU64) -> (u64, u64) {
         // version below reads odd or later.
         fence(Ordering::Acquire);
         let v2 = ver.load(Ordering::Relaxed);
-        if v1 == v2 && v1 % 2 == 0 {
+        if v1 == v2 && v1.is_multiple_of(2) {
             return (x, y);
         }
         last = (x, y);
@@ -161,7 +161,7 @@ impl Fanout {
         let oldest_seq = lap.oldest_seq.load(Ordering::Relaxed);
         let tail = st.producer.tail.load(Ordering::Relaxed);
         view.check_span(oldest_pos, tail)?;
-        if front.wrapping_sub(tail) > cap || front % 8 != 0 {
+        if front.wrapping_sub(tail) > cap || !front.is_multiple_of(8) {
             return Err(Corrupted::new(
                 "front is not within a ring past tail",
                 [tail, front, oldest_pos],
@@ -275,7 +275,7 @@ impl Fanout {
             }
             let pos = s.position.load(Ordering::Acquire);
             let lag = tail.wrapping_sub(pos);
-            if pos % 8 != 0 || lag > cap || cap - lag >= need {
+            if !pos.is_multiple_of(8) || lag > cap || cap - lag >= need {
                 continue;
             }
             if !alive(owner as u32)
@@ -309,7 +309,7 @@ pub fn slowest(view: &RingView<'_>, tail: u64) -> Option<(u64, usize)> {
         // happen before we write over them.
         let pos = s.position.load(Ordering::Acquire);
         let lag = tail.wrapping_sub(pos);
-        if pos % 8 != 0 || lag > cap {
+        if !pos.is_multiple_of(8) || lag > cap {
             continue;
         }
         if best.is_none_or(|(p, _)| tail.wrapping_sub(p) < lag) {
@@ -328,7 +328,9 @@ pub fn joined(view: &RingView<'_>, tail: u64) -> usize {
             let s = view.subscriber_slot(i);
             // Relaxed: a snapshot.
             let pos = s.position.load(Ordering::Relaxed);
-            s.owner.load(Ordering::Relaxed) != 0 && pos % 8 == 0 && tail.wrapping_sub(pos) <= cap
+            s.owner.load(Ordering::Relaxed) != 0
+                && pos.is_multiple_of(8)
+                && tail.wrapping_sub(pos) <= cap
         })
         .count()
 }
@@ -525,7 +527,7 @@ impl<'a> Subscriber<'a> {
                 ),
                 Start::Oldest => read_pair(&lap.oldest_ver, &lap.oldest_pos, &lap.oldest_seq),
             };
-            if pos % 8 != 0 {
+            if !pos.is_multiple_of(8) {
                 return Err(Corrupted::new(
                     "a start position is not a multiple of 8",
                     [pos, seq, 0],
@@ -673,7 +675,7 @@ impl<'a> Subscriber<'a> {
         }
         let missed = seq.wrapping_sub(self.cursor.seq());
         // Every message takes 8 bytes at least.
-        if pos % 8 != 0 || missed > ahead / 8 {
+        if !pos.is_multiple_of(8) || missed > ahead / 8 {
             return Err(Corrupted::new(
                 "the oldest record's position and sequence number disagree",
                 [read, pos, missed],
