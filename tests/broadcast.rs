@@ -461,3 +461,74 @@ fn a_sleeping_subscriber_is_woken_by_each_publish_and_by_the_departure() {
     assert!(ch.stats().unwrap().counters.receiver_sleeps >= 200);
     finish(ch, guard);
 }
+
+/// Async subscribers: `recv_async` gets every message of a Block
+/// publisher in another process, in order and intact; the stream of an
+/// Overwrite subscriber that dawdles goes on past its lags, and its items
+/// plus `missed()` are what was published, each item intact.
+#[test]
+fn async_subscribers_block_and_overwrite() {
+    const N: u64 = 100_000;
+    for overflow in [Overflow::Block, Overflow::Overwrite] {
+        let (ch, guard) = fresh(broadcast(8 << 10, 200, overflow));
+        let key = ch.key();
+        let stream = Stream::new(100);
+        let mut rx = ch.receiver().unwrap();
+        let st = &stream;
+        let mut publisher = spawn(move || {
+            let mut tx = Channel::open(key).unwrap().sender().unwrap();
+            let mut buf = vec![0u8; st.max()];
+            for seq in 0..N {
+                let n = st.len(seq);
+                st.fill(seq, &mut buf[..n]);
+                tx.send(&buf[..n]).unwrap();
+            }
+            0
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (got, missed) = rt.block_on(async {
+            if overflow == Overflow::Block {
+                let mut seq = 0;
+                loop {
+                    match rx.recv_async().await {
+                        Ok(m) => {
+                            stream.check(seq, &m).unwrap();
+                            seq += 1;
+                        }
+                        Err(RecvError::Disconnected) => break (seq, 0),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            } else {
+                let mut s = rx.stream();
+                let mut got = 0u64;
+                while let Some(m) = s.next().await {
+                    let seq = u64::from_le_bytes({
+                        let mut b = [0u8; 8];
+                        b[..m.len().min(8)].copy_from_slice(&m[..m.len().min(8)]);
+                        b
+                    });
+                    if m.len() >= 8 {
+                        stream.check(seq, &m).unwrap();
+                    }
+                    got += 1;
+                    if got % 1000 == 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                }
+                assert_eq!(s.ended_by(), Some(&RecvError::Disconnected));
+                (got, s.missed())
+            }
+        });
+        assert_eq!(publisher.wait_timeout(T), 0);
+        assert_eq!(got + missed, N, "{overflow:?}: {got} + {missed}");
+        if overflow == Overflow::Overwrite {
+            assert!(missed > 0, "the dawdling stream never lagged");
+        }
+        drop(rx);
+        finish(ch, guard);
+    }
+}

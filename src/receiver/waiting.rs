@@ -150,6 +150,7 @@ impl Receiver {
         RecvStream {
             rx: self,
             ended: None,
+            missed: 0,
         }
     }
 
@@ -251,6 +252,9 @@ impl Drop for RecvFuture<'_> {
 pub struct RecvStream<'a> {
     rx: &'a mut Receiver,
     ended: Option<RecvError>,
+    /// Messages an overwriting broadcast publisher wrote over before this
+    /// subscriber's stream read them.
+    missed: u64,
 }
 
 #[cfg(feature = "tokio")]
@@ -269,6 +273,15 @@ impl RecvStream<'_> {
     pub fn ended_by(&self) -> Option<&RecvError> {
         self.ended.as_ref()
     }
+
+    /// Broadcast, [`crate::Overflow::Overwrite`]: the messages lost so far
+    /// because the publisher wrote over them before this subscriber read
+    /// them (a lag does not end the stream: it goes on with the oldest
+    /// message left, as [`Receiver::recv`] does after
+    /// [`RecvError::Lagged`]).
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -284,17 +297,23 @@ impl futures_core::Stream for RecvStream<'_> {
         if me.ended.is_some() {
             return Poll::Ready(None);
         }
-        match me.rx.poll_record(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(rec)) => {
-                let mut v = Vec::new();
-                me.rx.copy_out(rec, &mut v);
-                Poll::Ready(Some(v))
-            }
-            Poll::Ready(Err(e)) => {
-                me.ended = Some(e);
-                Poll::Ready(None)
-            }
+        loop {
+            return match me.rx.poll_record(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(rec)) => {
+                    let mut v = Vec::new();
+                    me.rx.copy_out(rec, &mut v);
+                    Poll::Ready(Some(v))
+                }
+                Poll::Ready(Err(RecvError::Lagged { missed })) => {
+                    me.missed = me.missed.saturating_add(missed);
+                    continue;
+                }
+                Poll::Ready(Err(e)) => {
+                    me.ended = Some(e);
+                    Poll::Ready(None)
+                }
+            };
         }
     }
 }
