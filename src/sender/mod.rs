@@ -296,6 +296,8 @@ impl Sender {
                 }
             }
             Flavor::Broadcast => {
+                // It tells dead subscribers by their pids (see MPSC).
+                check_pid_namespace(seg)?;
                 // One publisher: an exclusive registration, as SPSC.
                 let reg = Registration::new(seg, SEM_SENDERS, true)?;
                 reg.clear_stale_wake();
