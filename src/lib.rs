@@ -103,6 +103,40 @@
 //! is seen through a `pthread_atfork` handler: a child made by a raw `clone`
 //! system call is not detected.)
 //!
+//! # One publisher, many subscribers
+//!
+//! [`Flavor::Broadcast`] channels have one publisher ([`Channel::sender`])
+//! and any number of subscribers ([`Channel::receiver`], up to
+//! [`Options::max_subscribers`]), each of which receives every message.
+//! With [`Overflow::Block`] (the default) the publisher waits for the
+//! slowest subscriber (a killed one is released after
+//! [`Sender::set_recovery_timeout`]); with [`Overflow::Overwrite`] it never
+//! waits, and a subscriber a ring behind gets [`RecvError::Lagged`] with
+//! the exact count it missed.
+//!
+//! ```
+//! use shmchan::{Channel, Flavor, Key, Options, Overflow, RecvError};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let opts = Options::default()
+//!     .flavor(Flavor::Broadcast)
+//!     .overflow(Overflow::Overwrite)
+//!     .capacity(4096)
+//!     .remove_on_drop(true);
+//! let channel = Channel::create(Key::private(), opts)?;
+//! let mut tx = channel.sender()?;
+//! let (mut a, mut b) = (channel.receiver()?, channel.receiver()?);
+//! tx.send(b"tick")?;
+//! assert_eq!(&*a.recv()?, b"tick");
+//! assert_eq!(&*b.recv()?, b"tick");
+//! // `b` falls behind: the publisher writes over what it has not read.
+//! for i in 0..10_000u32 {
+//!     tx.send(&i.to_le_bytes())?;
+//!     a.recv()?;
+//! }
+//! assert!(matches!(b.recv(), Err(RecvError::Lagged { missed }) if missed > 9_000));
+//! # Ok(()) }
+//! ```
+//!
 //! # Trust
 //!
 //! Every process that may write the segment (its mode decides which) can
@@ -132,6 +166,9 @@
 //!   honest producer overwrites a message still held, say) makes them a data
 //!   race in yours. Use them for speed between processes you trust (same
 //!   program, same user, mode `0600`); use the copies when a peer may not be.
+//!   (A subscriber of an [`Overflow::Overwrite`] broadcast never lends out
+//!   the ring: its `Message` is a copy checked after it was made, since the
+//!   publisher may write over any slot at any time.)
 //!
 //! # Not across `exec`
 //!
