@@ -161,7 +161,9 @@ impl ReadSide {
 }
 
 /// The receiving end of a channel. `Send`, not `Sync`: it owns the
-/// consumer's private position and cache.
+/// consumer's private position and cache. In a broadcast channel, a
+/// subscriber: it has its own position in the ring (and its own slot of
+/// the segment), and receives every message published after it joined.
 ///
 /// Not usable across `fork()`, like [`crate::Sender`].
 #[derive(Debug)]

@@ -189,7 +189,9 @@ impl Prod {
 
 /// The sending end of a channel. `Send`, not `Sync`: it owns the
 /// producer's private position and cache. In an MPSC channel, every thread
-/// or process that sends has its own `Sender` (see [`Sender::try_clone`]).
+/// or process that sends has its own `Sender` (see [`Sender::try_clone`]);
+/// a broadcast channel has one, the publisher, which never gets
+/// `Disconnected` for want of subscribers (see [`Sender::subscribers`]).
 ///
 /// Not usable across `fork()`: a child that inherits a `Sender` is not a
 /// registered sender (the kernel does not copy `SEM_UNDO` adjustments), so
