@@ -270,7 +270,7 @@ impl Channel {
         self.seg.layout().max_message
     }
 
-    /// SPSC or MPSC.
+    /// SPSC, MPSC or broadcast.
     pub fn flavor(&self) -> Flavor {
         self.seg.layout().flavor
     }

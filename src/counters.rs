@@ -41,7 +41,9 @@ pub struct Counters {
 
 impl Counters {
     /// Messages sent and not yet received (sent minus received; a message
-    /// in a receiver's hand counts as waiting).
+    /// in a receiver's hand counts as waiting). Not for broadcast, whose
+    /// received count is all subscribers' together: each subscriber's lag
+    /// is in [`crate::SubscriberStats::lag_messages`].
     pub fn waiting(&self) -> u64 {
         self.sent_messages.saturating_sub(self.received_messages)
     }

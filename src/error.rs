@@ -31,7 +31,8 @@ pub enum OpenError {
     /// The creator has not finished initialising within the wait bound (or
     /// died while doing so).
     NotInitialized,
-    /// SPSC: the channel already has a live sender (or a live receiver).
+    /// SPSC: the channel already has a live sender (or a live receiver);
+    /// broadcast: it already has a live publisher.
     Busy,
     /// MPSC: every sender slot of the channel belongs to a live sender
     /// (see [`crate::Options::max_senders`]).

@@ -41,7 +41,7 @@ pub struct Stats {
     pub counters: Counters,
     /// Live registered senders (`None`: the semaphore set was not found).
     pub senders: Option<u32>,
-    /// Live registered receivers (0 or 1).
+    /// Live registered receivers (0 or 1; broadcast: subscribers).
     pub receivers: Option<u32>,
     /// Senders that ever connected.
     pub sender_connects: u64,
@@ -79,13 +79,16 @@ pub struct SubscriberStats {
     pub pid: u32,
     /// Whether that process still exists.
     pub alive: bool,
-    /// Whether it has joined (a position within a ring behind `tail`).
+    /// Whether it has joined (a position, within a ring behind `tail` in
+    /// Block mode).
     pub joined: bool,
     /// The start of the first record it has not released.
     pub position: u64,
-    /// Bytes published past its position.
+    /// Bytes published past its position (in Overwrite mode more than the
+    /// capacity when the publisher has lapped it: it has not read since).
     pub lag_bytes: u64,
-    /// Messages published past its position.
+    /// Messages published past its position (those of them that were
+    /// written over are counted as missed when it reads next).
     pub lag_messages: u64,
     /// Messages it received (this slot's owners, in all).
     pub received_messages: u64,
@@ -300,6 +303,7 @@ fn read_stats(
 /// The owned slots of a broadcast channel's subscriber table.
 fn subscribers(mapped: &Mapped, tail: u64) -> Vec<SubscriberStats> {
     let cap = mapped.layout().capacity as u64;
+    let overwrite = mapped.layout().overflow == crate::layout::Overflow::Overwrite;
     // Relaxed: a snapshot (the published count beside tail is under a
     // seqlock; one publish apart is good enough for display).
     let next_seq = mapped
@@ -317,7 +321,7 @@ fn subscribers(mapped: &Mapped, tail: u64) -> Vec<SubscriberStats> {
             }
             let position = load(&s.position);
             let lag = tail.wrapping_sub(position);
-            let joined = position.is_multiple_of(8) && lag <= cap;
+            let joined = position.is_multiple_of(8) && (overwrite || lag <= cap);
             Some(SubscriberStats {
                 slot,
                 pid: pid as u32,

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use shmchan::{Channel, Flavor, Key, OpenError, Options, SegmentKind};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
+use shmchan::{Channel, Flavor, Key, OpenError, Options, Overflow, SegmentKind, Start};
 use shmchan_bench as bench;
 
 use args::KeyArg;
@@ -50,9 +51,13 @@ impl KeyOpts {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a channel (a segment and a semaphore set) at KEY.
+    /// Create a channel (a segment and a semaphore set) at KEY: SPSC by
+    /// default, MPSC with --mpsc, broadcast (one publisher, every
+    /// subscriber gets every message) with --broadcast.
     ///
     /// Example: shmchan create /tmp/k --capacity 4M --max-message 64K --mode 660
+    ///
+    /// Example: shmchan create 0x5eed --broadcast --overwrite --max-subscribers 4
     Create {
         #[command(flatten)]
         key: KeyOpts,
@@ -68,6 +73,18 @@ enum Command {
         /// MPSC: the most senders alive at once.
         #[arg(long, requires = "mpsc")]
         max_senders: Option<usize>,
+        /// One publisher, many subscribers (each `recv` is one, and gets
+        /// every message published after it joined).
+        #[arg(long, conflicts_with_all = ["mpsc", "max_senders"])]
+        broadcast: bool,
+        /// Broadcast: the publisher never waits; it writes over the oldest
+        /// messages, and a subscriber a ring behind is told how many it
+        /// missed (default: the publisher waits for the slowest subscriber).
+        #[arg(long)]
+        overwrite: bool,
+        /// Broadcast: the most subscribers alive at once (default 16).
+        #[arg(long)]
+        max_subscribers: Option<usize>,
         /// Permission bits, octal, of the segment and the semaphore set.
         #[arg(long, default_value = "600", value_parser = args::mode)]
         mode: u32,
@@ -91,13 +108,26 @@ enum Command {
     /// length-prefixed records with --framed. Exits 0 once every sender
     /// that connected is gone and the channel is drained.
     ///
+    /// On a broadcast channel each recv is a subscriber of its own: it gets
+    /// every message published after it joined (--from-oldest: from the
+    /// oldest still in the ring), whatever the other subscribers read. With
+    /// --overwrite, one that fell a ring behind says on stderr how many
+    /// messages it missed (`lagged: N messages ...`) and goes on.
+    ///
     /// Example: shmchan recv /tmp/k --count 10 --timeout 5s
+    ///
+    /// Example: shmchan recv 0x5eed --from-oldest
     Recv {
         #[command(flatten)]
         key: KeyOpts,
         /// Write records of a u32 little-endian length and the bytes.
         #[arg(long)]
         framed: bool,
+        /// Broadcast: start with the oldest message still in the ring
+        /// (default: with the next one published). The other flavors'
+        /// receiver always starts with the oldest message not yet received.
+        #[arg(long)]
+        from_oldest: bool,
         /// Stop after this many messages.
         #[arg(long)]
         count: Option<u64>,
@@ -105,7 +135,12 @@ enum Command {
         #[arg(long, value_parser = args::duration)]
         timeout: Option<Duration>,
     },
-    /// List the shmchan channels of this machine.
+    /// List the shmchan channels of this machine. A broadcast channel's
+    /// FLAVOR says its overflow mode (broadcast/block, broadcast/overwrite),
+    /// RECEIVER counts its live subscribers, WAITING is the slowest one's
+    /// lag, and each subscriber has a line below it: pid, alive or dead,
+    /// position, lag in messages and bytes (or lapped), messages received,
+    /// times lagged and messages missed.
     ///
     /// Example: shmchan ls --all
     Ls {
@@ -113,7 +148,10 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Show one channel in detail: header, positions, counters, endpoints.
+    /// Show one channel in detail: header, positions, counters, endpoints;
+    /// broadcast: the overflow mode and a line per subscriber (pid, alive
+    /// or dead, position, lag in messages and bytes, messages received,
+    /// times lagged, messages missed).
     ///
     /// Example: shmchan stat /tmp/k --watch
     Stat {
@@ -208,38 +246,94 @@ pub fn open_failure(e: &OpenError, at: &str, side: &str) -> String {
         OpenError::TooManySenders { .. } => {
             format!("the channel at {at}: {e}; create it with a larger --max-senders")
         }
+        OpenError::TooManySubscribers { .. } => {
+            format!("the channel at {at}: {e}; create it with a larger --max-subscribers")
+        }
         e => format!("{at}: {e}"),
     }
+}
+
+/// The broadcast-only flags of `create` without --broadcast: a usage
+/// error (status 2), in clap's words, saying what to add.
+fn check_create_flags(cli: &Cli) {
+    let Command::Create {
+        broadcast: false,
+        overwrite,
+        max_subscribers,
+        ..
+    } = &cli.command
+    else {
+        return;
+    };
+    let flag = if *overwrite {
+        "--overwrite"
+    } else if max_subscribers.is_some() {
+        "--max-subscribers"
+    } else {
+        return;
+    };
+    let mut cmd = Cli::command();
+    // Built: the subcommand's usage line names the binary too.
+    cmd.build();
+    let create = cmd
+        .find_subcommand_mut("create")
+        .expect("the create subcommand");
+    let bin = create
+        .get_bin_name()
+        .unwrap_or("shmchan create")
+        .to_string();
+    create
+        .error(
+            ErrorKind::MissingRequiredArgument,
+            format!(
+                "{flag} is for broadcast channels only; add --broadcast ({bin} KEY --broadcast {flag}{})",
+                if flag == "--overwrite" { "" } else { " N" }
+            ),
+        )
+        .exit()
 }
 
 fn create(
     key: &KeyOpts,
     capacity: usize,
     max_message: Option<usize>,
-    mpsc: bool,
-    max_senders: Option<usize>,
+    flavor: Flavor,
+    overflow: Overflow,
+    slots: Option<usize>,
     mode: u32,
 ) -> Result<(), Fail> {
     let k = key.resolve()?;
     let mut opts = Options::default()
         .capacity(capacity)
         .mode(mode)
-        .flavor(if mpsc { Flavor::Mpsc } else { Flavor::Spsc });
+        .flavor(flavor)
+        .overflow(overflow);
     if let Some(m) = max_message {
         opts = opts.max_message(m);
     }
-    if let Some(n) = max_senders {
-        opts = opts.max_senders(n);
+    if let Some(n) = slots {
+        opts = match flavor {
+            Flavor::Broadcast => opts.max_subscribers(n),
+            _ => opts.max_senders(n),
+        };
     }
     let at = key.key.to_string();
     let ch = Channel::create(k, opts).map_err(|e| match e {
         OpenError::InvalidOptions(why) => format!("cannot create {at}: {why}"),
         e => open_failure(&e, &at, "endpoint"),
     })?;
+    let l = ch.layout();
+    let flavor = match l.flavor {
+        Flavor::Broadcast => format!(
+            "{}, at most {} subscribers",
+            show::flavor_word(&l),
+            l.sender_slots
+        ),
+        f => f.to_string(),
+    };
     println!(
-        "created {at} (key {k}, shmid {}, {}, capacity {}, max message {}, mode {:04o})",
+        "created {at} (key {k}, shmid {}, {flavor}, capacity {}, max message {}, mode {:04o})",
         ch.shm_id(),
-        ch.flavor(),
         show::bytes(ch.capacity() as u64),
         show::bytes(ch.max_message() as u64),
         mode
@@ -396,15 +490,41 @@ fn run(cli: Cli) -> Result<(), Fail> {
             max_message,
             mpsc,
             max_senders,
+            broadcast,
+            overwrite,
+            max_subscribers,
             mode,
-        } => create(&key, capacity, max_message, mpsc, max_senders, mode),
+        } => {
+            let flavor = if broadcast {
+                Flavor::Broadcast
+            } else if mpsc {
+                Flavor::Mpsc
+            } else {
+                Flavor::Spsc
+            };
+            let overflow = if overwrite {
+                Overflow::Overwrite
+            } else {
+                Overflow::Block
+            };
+            let slots = max_senders.or(max_subscribers);
+            create(&key, capacity, max_message, flavor, overflow, slots, mode)
+        }
         Command::Send { key, framed, file } => stream::send(&key, framed, file.as_deref()),
         Command::Recv {
             key,
             framed,
+            from_oldest,
             count,
             timeout,
-        } => stream::recv(&key, framed, count, timeout),
+        } => {
+            let start = if from_oldest {
+                Start::Oldest
+            } else {
+                Start::Newest
+            };
+            stream::recv(&key, framed, start, count, timeout)
+        }
         Command::Ls { all } => show::ls(all),
         Command::Stat { key, watch } => show::stat(&key, watch),
         Command::Rm { keys, force, proj } => rm(&keys, force, proj),
@@ -431,6 +551,7 @@ fn run(cli: Cli) -> Result<(), Fail> {
 fn main() -> ExitCode {
     // Usage errors exit with 2 (clap's convention), failures with 1.
     let cli = Cli::parse();
+    check_create_flags(&cli);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

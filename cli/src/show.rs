@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shmchan::{Channel, Found, Listing, OpenError, Stats};
+use shmchan::{Channel, Flavor, Found, Layout, Listing, OpenError, Stats, SubscriberStats};
 
 use crate::{open_failure, Fail, KeyOpts};
 
@@ -51,6 +51,70 @@ pub fn state_word(found: &Found) -> String {
     }
 }
 
+/// The flavor, with a broadcast channel's overflow mode:
+/// `spsc`, `mpsc`, `broadcast/block`, `broadcast/overwrite`.
+pub fn flavor_word(l: &Layout) -> String {
+    match l.flavor {
+        Flavor::Broadcast => format!("{}/{}", l.flavor, l.overflow),
+        f => f.to_string(),
+    }
+}
+
+/// Messages waiting: broadcast, the slowest joined subscriber's lag (the
+/// counters' sent minus received adds every subscriber's receipts).
+fn waiting(s: &Stats) -> u64 {
+    if s.layout.flavor == Flavor::Broadcast {
+        s.subscribers
+            .iter()
+            .map(|b| b.lag_messages)
+            .max()
+            .unwrap_or(0)
+    } else {
+        s.counters.waiting()
+    }
+}
+
+/// `1 message`, `2 messages`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// One broadcast subscriber in one line: pid and liveness, position, lag,
+/// receipts, lags and messages missed.
+pub fn subscriber(b: &SubscriberStats, s: &Stats) -> String {
+    let state = if b.alive { "alive" } else { "dead" };
+    let head = format!("pid {} ({state})", b.pid);
+    let tally = format!(
+        "received {}, lagged {}, missed {}",
+        b.received_messages,
+        count(b.lagged, "time", "times"),
+        b.missed
+    );
+    let lapped = b.lag_bytes > s.layout.capacity as u64;
+    let at = if b.joined && !lapped {
+        format!(
+            "position {}, lag {} ({})",
+            b.position,
+            count(b.lag_messages, "message", "messages"),
+            bytes(b.lag_bytes)
+        )
+    } else if b.joined {
+        // More than a ring behind (Overwrite): its next receive says how
+        // many messages it missed, and goes on from the oldest.
+        format!(
+            "position {}, lapped: lag {} ({} behind, more than the ring)",
+            b.position,
+            count(b.lag_messages, "message", "messages"),
+            bytes(b.lag_bytes)
+        )
+    } else {
+        // Not a position within reach: it has taken the slot and not
+        // joined yet.
+        "joining".to_string()
+    };
+    format!("{head}, {at}, {tally}")
+}
+
 fn opt(v: Option<u32>) -> String {
     v.map_or_else(|| "?".into(), |v| v.to_string())
 }
@@ -68,10 +132,10 @@ fn row(l: &Listing) -> [String; 12] {
         Found::Channel(s) => [
             key,
             id,
-            s.layout.flavor.to_string(),
+            flavor_word(&s.layout),
             bytes(s.layout.capacity as u64),
             bytes(s.used_bytes()),
-            s.counters.waiting().to_string(),
+            waiting(s).to_string(),
             opt(s.senders),
             opt(s.receivers),
             l.attached.to_string(),
@@ -113,11 +177,8 @@ pub fn ls(all: bool) -> Result<(), Fail> {
         "CREATOR", "MODE", "AGE",
     ]
     .map(String::from);
-    let rows: Vec<[String; 12]> = listing
-        .iter()
-        .filter(|l| all || l.is_ours())
-        .map(row)
-        .collect();
+    let shown: Vec<&Listing> = listing.iter().filter(|l| all || l.is_ours()).collect();
+    let rows: Vec<[String; 12]> = shown.iter().map(|l| row(l)).collect();
     let damaged = all && listing.iter().any(Listing::looks_damaged);
     if rows.is_empty() {
         println!(
@@ -132,7 +193,7 @@ pub fn ls(all: bool) -> Result<(), Fail> {
             *w = (*w).max(c.len());
         }
     }
-    for r in std::iter::once(&head).chain(&rows) {
+    let table_line = |r: &[String; 12]| {
         let mut line = String::new();
         for (i, (c, w)) in r.iter().zip(width).enumerate() {
             if i + 1 == r.len() {
@@ -141,7 +202,17 @@ pub fn ls(all: bool) -> Result<(), Fail> {
                 let _ = write!(line, "{c:<w$}  ");
             }
         }
-        println!("{line}");
+        line
+    };
+    println!("{}", table_line(&head));
+    for (l, r) in shown.iter().zip(&rows) {
+        println!("{}", table_line(r));
+        // A broadcast channel's subscribers, one line each under its row.
+        if let Found::Channel(s) = &l.found {
+            for b in &s.subscribers {
+                println!("  subscriber {}: {}", b.slot, subscriber(b, s));
+            }
+        }
     }
     if damaged {
         println!(
@@ -169,7 +240,11 @@ fn detail(s: &Stats, at: &str) -> String {
         s.sem_id
             .map_or_else(|| "not found".into(), |v| v.to_string()),
     );
+    let broadcast = l.flavor == Flavor::Broadcast;
     line("flavor", l.flavor.to_string());
+    if broadcast {
+        line("overflow", l.overflow.to_string());
+    }
     line(
         "capacity",
         format!("{} ({} bytes)", bytes(l.capacity as u64), l.capacity),
@@ -178,7 +253,9 @@ fn detail(s: &Stats, at: &str) -> String {
         "max message",
         format!("{} ({} bytes)", bytes(l.max_message as u64), l.max_message),
     );
-    if l.sender_slots > 0 {
+    if broadcast {
+        line("subscriber slots", l.sender_slots.to_string());
+    } else if l.sender_slots > 0 {
         line("sender slots", l.sender_slots.to_string());
     }
     line("data offset", l.data_offset.to_string());
@@ -196,18 +273,30 @@ fn detail(s: &Stats, at: &str) -> String {
         "used",
         format!("{} ({} bytes)", bytes(s.used_bytes()), s.used_bytes()),
     );
-    line("waiting", format!("{} messages", c.waiting()));
+    if broadcast {
+        line(
+            "waiting",
+            format!("{} messages (the slowest subscriber's lag)", waiting(s)),
+        );
+    } else {
+        line("waiting", format!("{} messages", c.waiting()));
+    }
     line(
         "senders",
         format!("{} alive, {} ever", opt(s.senders), s.sender_connects),
     );
+    let receivers = if broadcast {
+        "subscribers"
+    } else {
+        "receivers"
+    };
     line(
-        "receivers",
+        receivers,
         format!("{} alive, {} ever", opt(s.receivers), s.receiver_connects),
     );
     line(
         "asleep",
-        format!("{} senders, {} receivers", s.send_waiters, s.recv_waiters),
+        format!("{} senders, {} {receivers}", s.send_waiters, s.recv_waiters),
     );
     line("attached", format!("{} processes", s.attached));
     line(
@@ -217,14 +306,22 @@ fn detail(s: &Stats, at: &str) -> String {
     line(
         "received",
         format!(
-            "{} messages, {}",
+            "{} messages, {}{}",
             c.received_messages,
-            bytes(c.received_bytes)
+            bytes(c.received_bytes),
+            if broadcast {
+                " (all subscribers together)"
+            } else {
+                ""
+            }
         ),
     );
     line("full", format!("{} times", c.full_events));
     line("sender sleeps", c.sender_sleeps.to_string());
     line("receiver sleeps", c.receiver_sleeps.to_string());
+    for b in &s.subscribers {
+        line(&format!("subscriber {}", b.slot), subscriber(b, s));
+    }
     o
 }
 

@@ -5,7 +5,9 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use shmchan::{Channel, RecvError, RecvTimeoutError, SendError, Sender, TryRecvError};
+use shmchan::{
+    Channel, Flavor, OpenError, RecvError, RecvTimeoutError, SendError, Sender, Start, TryRecvError,
+};
 
 use crate::{open_failure, Fail, KeyOpts};
 
@@ -88,7 +90,12 @@ pub fn send(key: &KeyOpts, framed: bool, file: Option<&Path>) -> Result<(), Fail
     let k = key.resolve()?;
     let at = key.key.to_string();
     let ch = Channel::open(k).map_err(|e| open_failure(&e, &at, "sender"))?;
-    let tx = ch.sender().map_err(|e| open_failure(&e, &at, "sender"))?;
+    let tx = ch.sender().map_err(|e| match e {
+        OpenError::Busy if ch.flavor() == Flavor::Broadcast => format!(
+            "the broadcast channel at {at} already has a live publisher; it allows one (for several senders, an MPSC channel: `shmchan create KEY --mpsc`)"
+        ),
+        e => open_failure(&e, &at, "sender"),
+    })?;
     let mut out = Out { tx, at, sent: 0 };
     if let Some(path) = file {
         let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -146,10 +153,11 @@ fn lagged(missed: u64) {
     );
 }
 
-/// `shmchan recv`.
+/// `shmchan recv`; on a broadcast channel, a subscriber from `start`.
 pub fn recv(
     key: &KeyOpts,
     framed: bool,
+    start: Start,
     count: Option<u64>,
     timeout: Option<Duration>,
 ) -> Result<(), Fail> {
@@ -157,7 +165,7 @@ pub fn recv(
     let at = key.key.to_string();
     let ch = Channel::open(k).map_err(|e| open_failure(&e, &at, "receiver"))?;
     let mut rx = ch
-        .receiver()
+        .receiver_at(start)
         .map_err(|e| open_failure(&e, &at, "receiver"))?;
     let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
     let damaged = |c: shmchan::Corrupted| {

@@ -819,3 +819,339 @@ fn ls_all_calls_damaged_only_a_channel_shaped_foreign_segment() {
         assert!(shm_at(key).is_some());
     }
 }
+
+/// A `shmchan` process in the background, killed and reaped on drop: a
+/// failing test leaves none behind (a stopped one included).
+struct Bg(Option<Child>);
+
+impl Bg {
+    /// Spawns `shmchan args…` with standard output and error piped.
+    fn spawn(args: &[&str], stdin: Stdio) -> Bg {
+        let child = shmchan()
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shmchan");
+        Bg(Some(child))
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("still running")
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.as_ref().expect("still running").id()
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, sig).expect("kill");
+    }
+
+    /// Waits for the process to end (at most `limit`; see `finish`).
+    fn finish(mut self, limit: Duration) -> Output {
+        finish(self.0.take().expect("still running"), limit)
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs `shmchan stat k` until its output satisfies `done` (at most 20 s),
+/// and returns that output; panics with the last one, saying `what`.
+fn stat_until(k: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let o = run(&["stat", k]);
+        ok(&o);
+        let text = stdout(&o);
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what}: not shown by `shmchan stat {k}` within 20 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The lines of a `stat` or `ls` output about subscribers
+/// (`subscriber 3 …`, `  subscriber 3: …`).
+fn subscriber_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter(|l| {
+        l.trim_start()
+            .strip_prefix("subscriber ")
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    })
+}
+
+/// The line of a `stat` or `ls` output about the subscriber with `pid`.
+fn subscriber_line(text: &str, pid: u32) -> Option<&str> {
+    let who = format!(" pid {pid} (");
+    subscriber_lines(text).find(|l| l.contains(&who))
+}
+
+/// Whether `pid` is listed as a live subscriber that has joined (it has a
+/// position, so it gets every message published from now on).
+fn joined(text: &str, pid: u32) -> bool {
+    subscriber_line(text, pid).is_some_and(|l| l.contains("(alive), position "))
+}
+
+/// The number after `name ` in `line` (`lagged 1 time` -> 1).
+fn number_after(line: &str, name: &str) -> u64 {
+    let at = line
+        .find(&format!("{name} "))
+        .unwrap_or_else(|| panic!("no {name:?} in {line:?}"));
+    line[at + name.len() + 1..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {name:?} in {line:?}"))
+}
+
+/// Two `recv --count 3` subscribers of a broadcast channel each get all
+/// three messages one `send` publishes; `stat` and `ls` show the flavor,
+/// the overflow mode and each subscriber with its pid while it is there;
+/// `--from-oldest` replays what the ring still holds; `--timeout` works
+/// for a subscriber.
+#[test]
+fn broadcast_subscribers_each_get_every_message() {
+    let (key, k, _guard) = fresh_key();
+    let o = run(&["create", &k, "--broadcast", "--max-subscribers", "4"]);
+    ok(&o);
+    assert!(
+        stdout(&o).contains(", broadcast/block, at most 4 subscribers,"),
+        "{}",
+        stdout(&o)
+    );
+    // One waits with a timeout, one without (the two ways recv waits).
+    let a = Bg::spawn(&["recv", &k, "--count", "3"], Stdio::null());
+    let b = Bg::spawn(
+        &["recv", &k, "--count", "3", "--timeout", "60s"],
+        Stdio::null(),
+    );
+    let (pa, pb) = (a.pid(), b.pid());
+    let text = stat_until(&k, "two joined subscribers", |t| {
+        joined(t, pa) && joined(t, pb)
+    });
+    for want in [
+        "flavor             broadcast\n",
+        "overflow           block\n",
+        "subscriber slots   4\n",
+        "subscribers        2 alive, 2 ever\n",
+        "waiting            0 messages",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+    let line = subscriber_line(&text, pa).unwrap();
+    assert!(
+        line.contains(&format!(
+            "pid {pa} (alive), position 0, lag 0 messages (0 B)"
+        )),
+        "{line}"
+    );
+    assert!(line.contains("lagged 0 times, missed 0"), "{line}");
+
+    let ls = run(&["ls"]);
+    ok(&ls);
+    let text = stdout(&ls);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{key}")))
+        .unwrap_or_else(|| panic!("{k} not listed:\n{text}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[2], "broadcast/block", "{row}");
+    assert_eq!(cols[9], "2", "live subscribers (RECEIVER): {row}");
+    for pid in [pa, pb] {
+        let l = subscriber_line(&text, pid).unwrap_or_else(|| panic!("{pid} not in:\n{text}"));
+        assert!(l.starts_with("  subscriber "), "{l}");
+        assert!(l.contains("(alive), position 0, lag 0 messages"), "{l}");
+    }
+
+    let mut send = Bg::spawn(&["send", &k], Stdio::piped());
+    send.child()
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\ntwo\nthree\n")
+        .unwrap();
+    ok(&send.finish(Duration::from_secs(30)));
+    for sub in [a, b] {
+        let o = sub.finish(Duration::from_secs(30));
+        ok(&o);
+        assert_eq!(stdout(&o), "one\ntwo\nthree\n");
+        assert_eq!(stderr(&o), "");
+    }
+    let text = stat_until(&k, "both subscribers gone", |t| {
+        subscriber_lines(t).next().is_none()
+    });
+    for want in [
+        "sent               3 messages, 11 B",
+        "received           6 messages, 22 B (all subscribers together)",
+        "subscribers        0 alive, 2 ever",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+
+    // The publisher has left: a new subscriber from the newest message
+    // ends at once; one from the oldest gets what the ring still holds.
+    let o = run(&["recv", &k, "--timeout", "10s"]);
+    ok(&o);
+    assert_eq!(stdout(&o), "");
+    let o = run(&["recv", &k, "--from-oldest", "--timeout", "10s"]);
+    ok(&o);
+    assert_eq!(stdout(&o), "one\ntwo\nthree\n");
+    let o = run(&["recv", &k, "--from-oldest", "--count", "2"]);
+    ok(&o);
+    assert_eq!(stdout(&o), "one\ntwo\n");
+
+    // A subscriber of a channel nobody publishes to times out.
+    let (_key2, k2, _guard2) = fresh_key();
+    ok(&run(&["create", &k2, "--broadcast"]));
+    let start = Instant::now();
+    let o = run(&["recv", &k2, "--timeout", "300ms"]);
+    fails_with(&o, 1, "no message came");
+    assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+/// The broadcast flags of `create` without --broadcast, and --broadcast
+/// with the MPSC flags: usage errors (status 2) that say what to do, and
+/// nothing is created.
+#[test]
+fn broadcast_flags_need_broadcast() {
+    let (key, k, _guard) = fresh_key();
+    for (args, text) in [
+        (
+            &["--overwrite"][..],
+            "--overwrite is for broadcast channels only; add --broadcast",
+        ),
+        (
+            &["--max-subscribers", "4"][..],
+            "--max-subscribers is for broadcast channels only; add --broadcast",
+        ),
+        (
+            &["--mpsc", "--overwrite"][..],
+            "--overwrite is for broadcast channels only",
+        ),
+        (
+            &["--broadcast", "--mpsc"][..],
+            "'--broadcast' cannot be used with '--mpsc'",
+        ),
+        (
+            &["--broadcast", "--max-senders", "4"][..],
+            "'--broadcast' cannot be used with '--max-senders",
+        ),
+    ] {
+        let mut all = vec!["create", &k];
+        all.extend(args);
+        let o = run(&all);
+        fails_with(&o, 2, text);
+        assert!(!common::key_in_use(key), "{all:?} created something");
+    }
+    // The library's own limit, said as a failure.
+    fails_with(
+        &run(&["create", &k, "--broadcast", "--max-subscribers", "0"]),
+        1,
+        "cannot create",
+    );
+    assert!(!common::key_in_use(key));
+}
+
+/// An overwriting broadcast channel and a subscriber (a `recv` held
+/// stopped) that reads nothing while the publisher goes on: `stat` shows
+/// its lag in messages, then that it was lapped; once it runs again it
+/// says on stderr how many messages it missed and goes on from the oldest
+/// left, and `stat` shows the lag counted and the messages missed.
+#[test]
+fn overwrite_shows_a_slow_subscriber_lagging() {
+    use nix::sys::signal::Signal;
+    let (_key, k, _guard) = fresh_key();
+    ok(&run(&[
+        "create",
+        &k,
+        "--broadcast",
+        "--overwrite",
+        "--capacity",
+        "4K",
+        "--max-message",
+        "100",
+    ]));
+    let slow = Bg::spawn(&["recv", &k], Stdio::null());
+    let pid = slow.pid();
+    stat_until(&k, "the subscriber joined", |t| joined(t, pid));
+    slow.signal(Signal::SIGSTOP);
+
+    // One publisher, kept alive by the open pipe to its standard input.
+    let mut publisher = Bg::spawn(&["send", &k], Stdio::piped());
+    let mut input = publisher.child().stdin.take().unwrap();
+    for i in 1..=10 {
+        writeln!(input, "{i}").unwrap();
+    }
+    input.flush().unwrap();
+    let text = stat_until(&k, "a lag of 10 messages", |t| {
+        subscriber_line(t, pid).is_some_and(|l| l.contains(", lag 10 messages ("))
+    });
+    assert!(text.contains("overflow           overwrite\n"), "{text}");
+    assert!(text.contains("waiting            10 messages"), "{text}");
+    let line = subscriber_line(&text, pid).unwrap();
+    assert!(line.contains("lagged 0 times, missed 0"), "{line}");
+    // A broadcast channel has one publisher.
+    fails_with(&run(&["send", &k]), 1, "already has a live publisher");
+
+    // Far more than the 4 KiB ring holds (each record takes 16 bytes).
+    const TOTAL: u64 = 2000;
+    for i in 11..=TOTAL {
+        writeln!(input, "{i}").unwrap();
+    }
+    input.flush().unwrap();
+    stat_until(&k, "the subscriber lapped", |t| {
+        subscriber_line(t, pid).is_some_and(|l| l.contains(", lapped: lag "))
+    });
+    let ls = run(&["ls"]);
+    ok(&ls);
+    let text = stdout(&ls);
+    let l = subscriber_line(&text, pid).unwrap_or_else(|| panic!("{pid} not in:\n{text}"));
+    assert!(l.contains("(alive), position 0, lapped: lag "), "{l}");
+    // Its lag in messages is still known (all it has not read).
+    assert!(number_after(l, "lag") > 1000, "{l}");
+    assert!(text.contains("broadcast/overwrite"), "{text}");
+
+    slow.signal(Signal::SIGCONT);
+    let text = stat_until(&k, "the lag counted", |t| {
+        subscriber_line(t, pid).is_some_and(|l| number_after(l, "lagged") >= 1)
+    });
+    let line = subscriber_line(&text, pid).unwrap();
+    let missed = number_after(line, "missed");
+    assert!(missed > 0 && missed < TOTAL, "{line}");
+
+    drop(input); // the publisher ends, and so does the subscriber
+    ok(&publisher.finish(Duration::from_secs(30)));
+    let o = slow.finish(Duration::from_secs(30));
+    ok(&o);
+    let err = stderr(&o);
+    let told: u64 = err
+        .lines()
+        .map(|l| {
+            assert!(l.starts_with("shmchan: lagged: "), "{err}");
+            number_after(l, "lagged:")
+        })
+        .sum();
+    assert!(told >= missed, "stderr {err:?}, stat said {missed} missed");
+    // What it printed is in order up to the last message, with a gap only
+    // where it was told of a lag, and with what it missed makes them all.
+    let got: Vec<u64> = stdout(&o).lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(got.last(), Some(&TOTAL), "{got:?}");
+    assert_eq!(got.len() as u64 + told, TOTAL, "{got:?} and {told} missed");
+    let gaps = got.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    assert!(got.windows(2).all(|w| w[1] > w[0]), "{got:?}");
+    assert!(gaps < err.lines().count(), "{gaps} gaps, stderr {err:?}");
+}
