@@ -8,7 +8,9 @@
 //! spinning), the blocking path's wake-up latency (receiver asleep, from
 //! the send to the return of the receive), the receiver's CPU use while
 //! the channel is idle, and (with `--latency-at RATE`) one-way latency at
-//! a fixed offered rate ([`latency`]).
+//! a fixed offered rate ([`latency`]). The broadcast rows ([`broadcast`]:
+//! one publisher, N subscriber processes) add each subscriber's rate and
+//! what it missed.
 //!
 //! It uses only shmchan's public API; what else it needs from the
 //! operating system is in [`os`].
@@ -17,6 +19,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod broadcast;
+mod cleanup;
 pub mod latency;
 pub mod limit;
 pub mod os;
@@ -32,6 +36,8 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 
 use shmchan::{Channel, Flavor, Key, Options, Receiver};
+
+use crate::cleanup::Guarded;
 
 /// The command line of a benchmark run (`shmchan bench`, and the `peers`
 /// crate's `bench`).
@@ -49,9 +55,22 @@ pub struct Args {
     /// Round trips per latency run.
     #[arg(long, default_value_t = 20_000)]
     pub round_trips: usize,
-    /// Transports, comma-separated (shmchan, shmchan-zc, shmchan-mpsc-1,
-    /// shmchan-mpsc-2, shmchan-mpsc-4, pipe, unix-stream, unix-seqpacket,
-    /// limit-ring, limit-memcpy, limit-cacheline).
+    /// Transports, comma-separated (shmchan, shmchan-zc, shmchan-batch,
+    /// shmchan-mpsc-1, shmchan-mpsc-2, shmchan-mpsc-4, shmchan-bcast-1,
+    /// shmchan-bcast-2, shmchan-bcast-4, shmchan-bcast-ow-1,
+    /// shmchan-bcast-ow-2, shmchan-bcast-ow-4, shmchan-async,
+    /// shmchan-async-mt, shmchan-select, shmchan-select-1000, pipe,
+    /// unix-stream, unix-seqpacket, limit-ring, limit-memcpy,
+    /// limit-cacheline). shmchan-mpsc-N: N producer processes.
+    /// shmchan-bcast-N: a broadcast channel (Overflow::Block: the publisher
+    /// waits for the slowest) with N subscriber processes, each receiving
+    /// and checking every message; msgs/s is the publisher's rate, and a
+    /// section below the table gives the slowest and the mean subscriber's
+    /// (and, in JSON, subscribers, sub_min_msgs_per_s, sub_mean_msgs_per_s,
+    /// sub_missed, sub_missed_pct); wake p50 is a sleeping subscriber's.
+    /// shmchan-bcast-ow-N: the same with Overflow::Overwrite (the publisher
+    /// never waits; a subscriber's rate is of what it was delivered, and
+    /// missed% says what it lost to the publisher's laps).
     #[arg(long, value_delimiter = ',')]
     pub transports: Option<Vec<String>>,
     /// Do not pin producer and consumer to their own cores.
@@ -129,7 +148,9 @@ pub struct Config {
 /// Every transport the harness knows. `shmchan-mpsc-N`: an MPSC channel
 /// with N producer processes (sharing the producer core when pinned);
 /// `shmchan-batch`: SPSC, `send_batch` of [`BATCH`] messages and
-/// `recv_batch`, each message copied out.
+/// `recv_batch`, each message copied out; `shmchan-bcast-N` and
+/// `shmchan-bcast-ow-N`: a broadcast channel (Block, Overwrite) with N
+/// subscriber processes ([`broadcast`]).
 pub const TRANSPORTS: &[&str] = &[
     "shmchan",
     "shmchan-zc",
@@ -137,6 +158,12 @@ pub const TRANSPORTS: &[&str] = &[
     "shmchan-mpsc-1",
     "shmchan-mpsc-2",
     "shmchan-mpsc-4",
+    "shmchan-bcast-1",
+    "shmchan-bcast-2",
+    "shmchan-bcast-4",
+    "shmchan-bcast-ow-1",
+    "shmchan-bcast-ow-2",
+    "shmchan-bcast-ow-4",
     "shmchan-async",
     "shmchan-async-mt",
     "shmchan-select",
@@ -157,6 +184,10 @@ fn measures(transport: &str) -> (bool, bool, bool) {
             (true, false, false)
         }
         "shmchan-mpsc-1" | "shmchan-async" => (true, false, true),
+        // Broadcast: no round trip; a sleeping subscriber's wake-up (and
+        // idle CPU) in Block only.
+        "shmchan-bcast-1" | "shmchan-bcast-2" | "shmchan-bcast-4" => (true, false, true),
+        "shmchan-bcast-ow-1" | "shmchan-bcast-ow-2" | "shmchan-bcast-ow-4" => (true, false, false),
         "shmchan-async-mt" | "shmchan-select" | "shmchan-select-1000" => (false, false, true),
         "limit-ring" => (true, true, false),
         "limit-cacheline" => (false, true, false),
@@ -210,12 +241,18 @@ pub struct Row {
     /// A row of the fixed-rate latency figure instead (its other figures
     /// are then `None`): medians over the repetitions.
     pub latency: Option<latency::Latency>,
+    /// A broadcast row's subscribers (its `msgs_per_s` is the
+    /// publisher's).
+    pub subscribers: Option<broadcast::Subscribers>,
 }
 
 impl Row {
     /// The row as one JSON object (a fixed-rate latency row has its own
     /// fields: `latency_at`, `received_per_s`, `lat_p50_ns`, `lat_p99_ns`,
-    /// `lat_p9999_ns`, `lat_max_ns`, `samples`).
+    /// `lat_p9999_ns`, `lat_max_ns`, `samples`). A broadcast row's
+    /// `subscribers`, `sub_min_msgs_per_s`, `sub_mean_msgs_per_s`,
+    /// `sub_missed` (the mean per subscriber) and `sub_missed_pct` (of the
+    /// messages published) are `null` in the other rows.
     pub fn json(&self) -> String {
         let num = |v: Option<f64>, digits: usize| match v {
             Some(x) if x.is_finite() => format!("{x:.digits$}"),
@@ -235,8 +272,9 @@ impl Row {
                 l.samples,
             );
         }
+        let subs = self.subscribers.as_ref();
         format!(
-            "{{\"transport\":\"{}\",\"size\":{},\"msgs_per_s\":{},\"msgs_per_s_reps\":[{}],\"mb_per_s\":{},\"rtt_p50_ns\":{},\"rtt_p99_ns\":{},\"rtt_p999_ns\":{},\"wake_p50_ns\":{},\"idle_cpu_pct\":{}}}",
+            "{{\"transport\":\"{}\",\"size\":{},\"msgs_per_s\":{},\"msgs_per_s_reps\":[{}],\"mb_per_s\":{},\"rtt_p50_ns\":{},\"rtt_p99_ns\":{},\"rtt_p999_ns\":{},\"wake_p50_ns\":{},\"idle_cpu_pct\":{},\"subscribers\":{},\"sub_min_msgs_per_s\":{},\"sub_mean_msgs_per_s\":{},\"sub_missed\":{},\"sub_missed_pct\":{}}}",
             self.transport,
             self.size,
             num(self.msgs_per_s, 0),
@@ -251,6 +289,11 @@ impl Row {
             num(self.rtt_p999_ns, 0),
             num(self.wake_p50_ns, 0),
             num(self.idle_cpu_pct, 3),
+            num(subs.map(|s| s.count as f64), 0),
+            num(subs.map(|s| s.min_msgs_per_s), 0),
+            num(subs.map(|s| s.mean_msgs_per_s), 0),
+            num(subs.map(|s| s.missed), 0),
+            num(subs.map(|s| s.missed_pct), 3),
         )
     }
 }
@@ -325,7 +368,7 @@ pub fn two_processes<T>(
 /// spread over the CPUs after the first) and `parent` here (pinned to the
 /// first); returns what `parent` returns, with this process's CPUs
 /// restored.
-fn processes<T>(
+pub(crate) fn processes<T>(
     _one: &SingleThreaded,
     pinned: bool,
     n: usize,
@@ -360,21 +403,26 @@ fn processes<T>(
     t
 }
 
-pub(crate) fn channel(size: usize) -> Channel {
+pub(crate) fn channel(size: usize) -> Guarded {
     channel_of(size, Flavor::Spsc)
 }
 
-pub(crate) fn channel_of(size: usize, flavor: Flavor) -> Channel {
+pub(crate) fn channel_of(size: usize, flavor: Flavor) -> Guarded {
     let capacity = ring_bytes(size);
-    Channel::create(
-        Key::private(),
+    guarded(
         Options::default()
             .flavor(flavor)
             .capacity(capacity)
-            .max_message(size.max(8))
-            .remove_on_drop(true),
+            .max_message(size.max(8)),
     )
-    .expect("create a private channel")
+}
+
+/// A private channel made with `options` and `remove_on_drop`, removed
+/// also if the harness is interrupted while it lives ([`cleanup`]).
+pub(crate) fn guarded(options: Options) -> Guarded {
+    let ch = Channel::create(Key::private(), options.remove_on_drop(true))
+        .expect("create a private channel");
+    Guarded::new(ch)
 }
 
 /// Counts what a receiver gets until `Disconnected`: (messages, seconds
@@ -836,6 +884,9 @@ fn wake_ups(one: &SingleThreaded, transport: &str, size: usize, cfg: &Config) ->
     if waits::TRANSPORTS.contains(&transport) {
         return waits::wake_ups(one, transport, size, cfg);
     }
+    if broadcast::TRANSPORTS.contains(&transport) {
+        return broadcast::wake_ups(one, transport, size, cfg);
+    }
     let mut samples = Vec::with_capacity(WAKE_SAMPLES);
     match transport {
         "shmchan" | "shmchan-mpsc-1" => {
@@ -893,6 +944,9 @@ fn idle_cpu(one: &SingleThreaded, transport: &str, cfg: &Config) -> f64 {
     if waits::TRANSPORTS.contains(&transport) {
         return waits::idle_cpu(one, transport, cfg);
     }
+    if broadcast::TRANSPORTS.contains(&transport) {
+        return broadcast::idle_cpu(one, transport, cfg);
+    }
     match transport {
         "shmchan" | "shmchan-mpsc-1" => {
             let flavor = if transport == "shmchan" {
@@ -925,7 +979,7 @@ fn idle_cpu(one: &SingleThreaded, transport: &str, cfg: &Config) -> f64 {
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied()
 }
@@ -947,6 +1001,19 @@ pub trait Peer {
     /// fast as the transport
     /// allows; sorted round trips in nanoseconds. `None` if it has none.
     fn round_trips(&self, one: &SingleThreaded, size: usize, cfg: &Config) -> Option<Vec<f64>>;
+    /// A broadcast peer: streams `size`-byte messages for `cfg.duration`
+    /// from a publisher here to subscribers in child processes
+    /// ([`broadcast::fan_out`]), and its row gets their figures as the
+    /// `shmchan-bcast-N` rows do (and [`Peer::throughput`] is not called).
+    /// `None`, the default: a point-to-point peer.
+    fn broadcast(
+        &self,
+        _one: &SingleThreaded,
+        _size: usize,
+        _cfg: &Config,
+    ) -> Option<broadcast::BroadcastRun> {
+        None
+    }
 }
 
 /// Runs every transport at every size, `reps` times, interleaved so that
@@ -980,12 +1047,18 @@ pub fn run_with(
         let mut p99: Vec<Vec<f64>> = vec![Vec::new(); k];
         let mut p999: Vec<Vec<f64>> = vec![Vec::new(); k];
         let mut wake: Vec<Vec<f64>> = vec![Vec::new(); k];
+        let mut fans: Vec<Vec<broadcast::BroadcastRun>> = vec![Vec::new(); k];
         for rep in 0..cfg.reps {
             for (i, t) in names.iter().enumerate() {
                 progress(&format!("{t} {size} B, rep {}/{}", rep + 1, cfg.reps));
                 if let Some(peer) = i.checked_sub(cfg.transports.len()).map(|j| peers[j]) {
-                    let (n, secs) = peer.throughput(one, size, cfg);
-                    tput[i].push(if secs > 0.0 { n as f64 / secs } else { 0.0 });
+                    if let Some(b) = peer.broadcast(one, size, cfg) {
+                        tput[i].push(b.msgs_per_s);
+                        fans[i].push(b);
+                    } else {
+                        let (n, secs) = peer.throughput(one, size, cfg);
+                        tput[i].push(if secs > 0.0 { n as f64 / secs } else { 0.0 });
+                    }
                     if let Some(rtt) = peer.round_trips(one, size, cfg) {
                         p50[i].push(percentile(&rtt, 0.5));
                         p99[i].push(percentile(&rtt, 0.99));
@@ -994,7 +1067,11 @@ pub fn run_with(
                     continue;
                 }
                 let (streams, pings, wakes) = measures(t);
-                if streams {
+                if streams && broadcast::TRANSPORTS.contains(&t.as_str()) {
+                    let b = broadcast::throughput(one, t, size, cfg);
+                    tput[i].push(b.msgs_per_s);
+                    fans[i].push(b);
+                } else if streams {
                     let (n, secs) = throughput(one, t, size, cfg);
                     tput[i].push(if secs > 0.0 { n as f64 / secs } else { 0.0 });
                 }
@@ -1032,6 +1109,7 @@ pub fn run_with(
                 wake_p50_ns: median(wake[i].clone()),
                 idle_cpu_pct: if si == 0 { idle[i] } else { None },
                 latency: None,
+                subscribers: broadcast::Subscribers::of(&fans[i]),
             });
         }
     }
@@ -1099,6 +1177,7 @@ fn fixed_rate_rows(
                     max_ns: r.iter().map(|l| l.max_ns).fold(f64::NAN, f64::max),
                     samples: r.iter().map(|l| l.samples).min().unwrap_or(0),
                 }),
+                subscribers: None,
             }
         })
         .collect()
@@ -1153,10 +1232,19 @@ fn short_ns(ns: Option<f64>) -> String {
 }
 
 /// The rows as a table, with each transport's throughput as a ratio of
-/// shmchan SPSC's and of `limit-ring`'s at the same size (when measured).
+/// shmchan SPSC's and of `limit-ring`'s at the same size (when measured);
+/// the broadcast rows' subscribers in a section of their own, and the
+/// fixed-rate latency rows in another.
 pub fn table(rows: &[Row]) -> String {
+    // The transport column fits the longest name.
+    let w = rows
+        .iter()
+        .map(|r| r.transport.len())
+        .max()
+        .unwrap_or(0)
+        .max(15);
     let mut out = format!(
-        "{:<15} {:>6} {:>11} {:>9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
+        "{:<w$} {:>6} {:>11} {:>9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
         "transport",
         "size",
         "msgs/s",
@@ -1199,7 +1287,7 @@ pub fn table(rows: &[Row]) -> String {
             _ => "-".to_string(),
         };
         out += &format!(
-            "{:<15} {:>6} {:>11} {:>9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
+            "{:<w$} {:>6} {:>11} {:>9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
             r.transport,
             r.size,
             opt(r.msgs_per_s, 0),
@@ -1213,6 +1301,36 @@ pub fn table(rows: &[Row]) -> String {
             short_ns(r.wake_p50_ns),
             opt(r.idle_cpu_pct, 2),
         );
+    }
+    let fans: Vec<(&Row, &broadcast::Subscribers)> = rows
+        .iter()
+        .filter_map(|r| r.subscribers.as_ref().map(|s| (r, s)))
+        .collect();
+    if !fans.is_empty() {
+        out += &format!(
+            "\nbroadcast: msgs/s above is the publisher's; here what each subscriber received (the slowest, the mean), and what it missed (Overwrite: written over before it read it, % of those published)\n{:<w$} {:>6} {:>4} {:>11} {:>11} {:>11} {:>7} {:>9} {:>8}\n",
+            "transport", "size", "subs", "pub msgs/s", "sub min/s", "sub mean/s", "min/pub", "min/spsc", "missed%"
+        );
+        for (r, s) in fans {
+            let ratio = |base: Option<f64>| match base {
+                Some(b) if b > 0.0 && s.min_msgs_per_s.is_finite() => {
+                    format!("{:.2}x", s.min_msgs_per_s / b)
+                }
+                _ => "-".to_string(),
+            };
+            out += &format!(
+                "{:<w$} {:>6} {:>4} {:>11} {:>11} {:>11} {:>7} {:>9} {:>8}\n",
+                r.transport,
+                r.size,
+                s.count,
+                opt(r.msgs_per_s, 0),
+                format!("{:.0}", s.min_msgs_per_s),
+                format!("{:.0}", s.mean_msgs_per_s),
+                ratio(r.msgs_per_s),
+                ratio(of("shmchan", r.size)),
+                format!("{:.2}", s.missed_pct),
+            );
+        }
     }
     let fixed: Vec<(&Row, &latency::Latency)> = rows
         .iter()

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use shmchan::{Channel, Flavor, Receiver, Select};
 
+use crate::cleanup::Guarded;
 use crate::{
     channel, channel_of, stamp, stamp_of, stream_for, two_processes, Config, SingleThreaded,
     IDLE_FOR, WAKE_PAUSE, WAKE_SAMPLES,
@@ -92,7 +93,7 @@ pub fn async_throughput(one: &SingleThreaded, size: usize, cfg: &Config) -> (u64
 
 /// The channels a waiter watches (private, removed on drop), the sender
 /// sending on the last.
-fn waiting_channels(transport: &str, size: usize) -> Vec<Channel> {
+fn waiting_channels(transport: &str, size: usize) -> Vec<Guarded> {
     (0..channels(transport))
         .map(|_| channel_of(size, Flavor::Spsc))
         .collect()

@@ -27,6 +27,16 @@
 //!   sender then waits until the receiver has dropped its subscriber, so
 //!   that no queued sample outlives its publisher. A receiver that sees
 //!   nothing, or a publisher that cannot deliver, for [`STALL`] gives up.
+//!
+//! [`Iceoryx2Broadcast`] (`iceoryx2-bcast-N`): one publisher (this
+//! process) and N subscriber processes of one service, each receiving
+//! every sample, as shmchan's `shmchan-bcast-N` rows (Block) measure it
+//! ([`shmchan_bench::broadcast::fan_out`]): the same buffering per
+//! subscriber, the publisher waiting for the fullest queue
+//! (`RetryUntilDelivered`), and every subscriber checking each sample's
+//! number and check word ([`SeqCheck`]) as copied out. The publisher waits
+//! until all N have subscribed before it sends, and at the end until all
+//! have left.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -36,6 +46,7 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::port::{BackpressureAction, BackpressureInfo};
 use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFactory;
+use shmchan_bench::broadcast::{self, BroadcastRun, SeqCheck, SubscriberRun};
 use shmchan_bench::{
     count_until, ring_bytes, stamp, stream_for, two_processes, Config, Peer, SingleThreaded,
 };
@@ -111,9 +122,10 @@ impl Drop for Domain {
     }
 }
 
-/// Opens (or creates: both processes race to it) the service `name` for
-/// `size`-byte messages.
-fn service(node: &Node<Svc>, name: &str, size: usize) -> PubSub {
+/// Opens (or creates: the processes race to it) the service `name` for
+/// `size`-byte messages, one publisher and `subscribers` subscribers, each
+/// in a node of its own.
+fn service(node: &Node<Svc>, name: &str, size: usize, subscribers: usize) -> PubSub {
     let name: ServiceName = name.try_into().expect("iceoryx2: a valid service name");
     node.service_builder(&name)
         .publish_subscribe::<[u8]>()
@@ -122,8 +134,8 @@ fn service(node: &Node<Svc>, name: &str, size: usize) -> PubSub {
         .subscriber_max_borrowed_samples(1)
         .history_size(0)
         .max_publishers(1)
-        .max_subscribers(1)
-        .max_nodes(2)
+        .max_subscribers(subscribers)
+        .max_nodes(subscribers + 1)
         .open_or_create()
         .expect("iceoryx2: open or create the service")
 }
@@ -137,8 +149,8 @@ fn subscriber(service: &PubSub, size: usize) -> Subscriber<Svc, [u8], ()> {
 }
 
 /// A publisher of `size`-byte slices, returned once the service has its
-/// subscriber.
-fn publisher(service: &PubSub, size: usize) -> Publisher<Svc, [u8], ()> {
+/// `subscribers` subscribers.
+fn publisher(service: &PubSub, size: usize, subscribers: usize) -> Publisher<Svc, [u8], ()> {
     let publisher = service
         .publisher_builder()
         .initial_max_slice_len(size.max(sentinel_len(size)))
@@ -155,8 +167,8 @@ fn publisher(service: &PubSub, size: usize) -> Publisher<Svc, [u8], ()> {
         })
         .create()
         .expect("iceoryx2: create a publisher");
-    wait_while("iceoryx2 publisher waiting for its subscriber", || {
-        service.dynamic_config().number_of_subscribers() == 0
+    wait_while("iceoryx2 publisher waiting for its subscribers", || {
+        service.dynamic_config().number_of_subscribers() < subscribers
     });
     publisher
 }
@@ -185,11 +197,11 @@ fn send(publisher: &Publisher<Svc, [u8], ()>, m: &[u8]) {
 }
 
 /// Ends the stream: sends the end-of-stream sample and waits until the
-/// subscriber has seen it and left.
+/// subscribers have seen it and left.
 fn finish(service: &PubSub, publisher: &Publisher<Svc, [u8], ()>, size: usize) {
     send(publisher, &vec![0u8; sentinel_len(size)]);
     wait_while(
-        "iceoryx2 publisher waiting for its subscriber to leave",
+        "iceoryx2 publisher waiting for its subscribers to leave",
         || service.dynamic_config().number_of_subscribers() > 0,
     );
 }
@@ -220,14 +232,14 @@ impl Peer for Iceoryx2 {
             cfg.pin,
             || {
                 let node = domain.node();
-                let service = service(&node, &name, size);
-                let publisher = publisher(&service, size);
+                let service = service(&node, &name, size, 1);
+                let publisher = publisher(&service, size, 1);
                 stream_for(duration, size, |m| send(&publisher, m));
                 finish(&service, &publisher, size);
             },
             || {
                 let node = domain.node();
-                let service = service(&node, &name, size);
+                let service = service(&node, &name, size, 1);
                 let subscriber = subscriber(&service, size);
                 let mut buf = vec![0u8; size];
                 count_until(|| {
@@ -254,9 +266,12 @@ impl Peer for Iceoryx2 {
             cfg.pin,
             || {
                 let node = domain.node();
-                let (ping, pong) = (service(&node, &ping, size), service(&node, &pong, size));
+                let (ping, pong) = (
+                    service(&node, &ping, size, 1),
+                    service(&node, &pong, size, 1),
+                );
                 let rx = subscriber(&ping, size);
-                let tx = publisher(&pong, size);
+                let tx = publisher(&pong, size, 1);
                 while recv_with(&rx, |m| {
                     if m.len() != size {
                         return false;
@@ -267,9 +282,12 @@ impl Peer for Iceoryx2 {
             },
             || {
                 let node = domain.node();
-                let (ping, pong) = (service(&node, &ping, size), service(&node, &pong, size));
+                let (ping, pong) = (
+                    service(&node, &ping, size, 1),
+                    service(&node, &pong, size, 1),
+                );
                 let rx = subscriber(&pong, size);
-                let tx = publisher(&ping, size);
+                let tx = publisher(&ping, size, 1);
                 let mut buf = vec![0u8; size];
                 for i in 0..n + warmup {
                     stamp(&mut buf, i as u64);
@@ -286,5 +304,88 @@ impl Peer for Iceoryx2 {
         );
         samples.sort_by(|a, b| a.total_cmp(b));
         Some(samples)
+    }
+}
+
+/// iceoryx2 publish-subscribe with `subscribers` subscriber processes
+/// (`iceoryx2-bcast-N`): see the module docs.
+pub struct Iceoryx2Broadcast {
+    /// Subscriber processes.
+    pub subscribers: usize,
+}
+
+impl Iceoryx2Broadcast {
+    /// One run: the publisher streams [`broadcast::mark`]ed samples for
+    /// `cfg.duration`; each subscriber copies out and checks every one.
+    fn run(&self, one: &SingleThreaded, size: usize, cfg: &Config) -> BroadcastRun {
+        let n = self.subscribers;
+        let domain = Domain::create();
+        let name = unique_name("fanout");
+        let duration = cfg.duration;
+        broadcast::fan_out(
+            one,
+            cfg.pin,
+            n,
+            |_| {
+                let node = domain.node();
+                let service = service(&node, &name, size, n);
+                let subscriber = subscriber(&service, size);
+                let mut check = SeqCheck::new(size);
+                let mut buf = vec![0u8; size];
+                let (got, secs) = count_until(|| {
+                    recv_with(&subscriber, |m| {
+                        // The end-of-stream sample (another of a wrong
+                        // length ends the count short, and fan_out's
+                        // total fails).
+                        if m.len() != size {
+                            return false;
+                        }
+                        check.message(m);
+                        buf.copy_from_slice(m);
+                        true
+                    })
+                });
+                std::hint::black_box(&buf);
+                SubscriberRun {
+                    received: check.received(),
+                    missed: 0,
+                    msgs_per_s: if secs > 0.0 { got as f64 / secs } else { 0.0 },
+                }
+            },
+            || {
+                let node = domain.node();
+                let service = service(&node, &name, size, n);
+                let publisher = publisher(&service, size, n);
+                let r = broadcast::publish_for(duration, size, |m| send(&publisher, m));
+                finish(&service, &publisher, size);
+                r
+            },
+        )
+    }
+}
+
+impl Peer for Iceoryx2Broadcast {
+    fn name(&self) -> String {
+        format!("iceoryx2-bcast-{}", self.subscribers)
+    }
+
+    /// The publisher's messages and seconds (the harness asks for
+    /// [`Peer::broadcast`] instead).
+    fn throughput(&self, one: &SingleThreaded, size: usize, cfg: &Config) -> (u64, f64) {
+        let r = self.run(one, size, cfg);
+        let secs = if r.msgs_per_s > 0.0 {
+            r.published as f64 / r.msgs_per_s
+        } else {
+            0.0
+        };
+        (r.published, secs)
+    }
+
+    fn round_trips(&self, _one: &SingleThreaded, _size: usize, _cfg: &Config) -> Option<Vec<f64>> {
+        None
+    }
+
+    fn broadcast(&self, one: &SingleThreaded, size: usize, cfg: &Config) -> Option<BroadcastRun> {
+        Some(self.run(one, size, cfg))
     }
 }

@@ -1,6 +1,8 @@
 //! `peers`: shmchan's benchmark harness ([`shmchan_bench`]) with other
 //! shared-memory IPC crates as extra transports, measured by the same rules
-//! and printed in the same table: [`ipmpsc`] and [`iceoryx2`].
+//! and printed in the same table: [`ipmpsc`] and [`iceoryx2`] (and
+//! iceoryx2 publish-subscribe with 1 and 3 subscriber processes beside
+//! shmchan's broadcast rows: `iceoryx2-bcast-1`, `iceoryx2-bcast-3`).
 //!
 //! `cargo run --release -p peers -- bench [flags]` takes the flags of
 //! `shmchan bench`.
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use shmchan_bench::{self as bench, Peer};
 
-use crate::iceoryx2_peer::Iceoryx2;
+use crate::iceoryx2_peer::{Iceoryx2, Iceoryx2Broadcast};
 use crate::ipmpsc_peer::Ipmpsc;
 
 #[derive(Parser)]
@@ -32,17 +34,23 @@ struct Cli {
 enum Command {
     /// Measure the built-in transports of `shmchan bench` and, after them,
     /// ipmpsc and iceoryx2 (producer and consumer in separate processes,
-    /// the same harness): throughput and round trips.
+    /// the same harness): throughput and round trips; and iceoryx2
+    /// publish-subscribe with 1 and 3 subscriber processes
+    /// (iceoryx2-bcast-1, iceoryx2-bcast-3: one publisher, each subscriber
+    /// receiving and checking every sample, the publisher waiting for the
+    /// slowest, as shmchan-bcast-N): the publisher's rate, and the
+    /// subscribers' below the table.
     ///
-    /// Both peers run whatever --transports says, unless it names one of
-    /// them (ipmpsc, iceoryx2): then only the peers it names run.
+    /// The peers run whatever --transports says, unless it names one of
+    /// them (ipmpsc, iceoryx2, iceoryx2-bcast-1, iceoryx2-bcast-3): then
+    /// only the peers it names run.
     ///
     /// Example: peers bench --sizes 64,1024 --transports shmchan,pipe
     Bench(bench::Args),
 }
 
 /// The peers this crate measures, by name.
-const PEERS: &[&str] = &["ipmpsc", "iceoryx2"];
+const PEERS: &[&str] = &["ipmpsc", "iceoryx2", "iceoryx2-bcast-1", "iceoryx2-bcast-3"];
 
 /// How long a receiver waits for the next message (or a publisher for its
 /// subscriber) before it gives up: the other process must have died.
@@ -136,10 +144,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let (bcast_1, bcast_3) = (
+                Iceoryx2Broadcast { subscribers: 1 },
+                Iceoryx2Broadcast { subscribers: 3 },
+            );
             let peers: Vec<&dyn Peer> = selected
                 .iter()
                 .map(|&p| match p {
                     "ipmpsc" => &Ipmpsc as &dyn Peer,
+                    "iceoryx2-bcast-1" => &bcast_1 as &dyn Peer,
+                    "iceoryx2-bcast-3" => &bcast_3 as &dyn Peer,
                     _ => &Iceoryx2 as &dyn Peer,
                 })
                 .collect();
