@@ -572,8 +572,16 @@ impl Receiver {
             let msg = unsafe { self.side.bytes(r) };
             f(msg);
             self.side.tally.add(r.len, &self.reg.segment().mapped);
-            // SAFETY: `r` is the record our consumer returned last.
-            unsafe { self.side.cursor().advance(r) };
+            if self.side.copied() {
+                // A copy holds nothing in the ring (an overwriting
+                // publisher does not wait for it): released at once, so a
+                // lap is told from the read position alone.
+                // SAFETY: `r` is the record our consumer returned last.
+                unsafe { self.side.cursor().consume(r) };
+            } else {
+                // SAFETY: `r` is the record our consumer returned last.
+                unsafe { self.side.cursor().advance(r) };
+            }
             n += 1;
             if n >= max {
                 break;

@@ -54,7 +54,7 @@ const NEXT: u64 = RECORD_HEADER as u64;
 /// How many times a join starts again before it gives up (a publisher
 /// that laps the ring faster than a subscriber can join, or a forged
 /// `front`).
-const JOIN_TRIES: u32 = 10_000;
+const JOIN_TRIES: u32 = 1_000;
 
 /// How many looks a seqlock read takes before it takes the values as they
 /// are (a writer killed between its two version stores never finishes).
@@ -319,8 +319,8 @@ pub fn slowest(view: &RingView<'_>, tail: u64) -> Option<(u64, usize)> {
     best
 }
 
-/// How many subscribers have joined (owned slots with a position within a
-/// ring behind `tail`).
+/// How many subscribers have joined (owned slots with a position, within
+/// a ring behind `tail` in Block mode).
 pub fn joined(view: &RingView<'_>, tail: u64) -> usize {
     let cap = view.capacity();
     (0..view.sender_slots())
@@ -330,7 +330,8 @@ pub fn joined(view: &RingView<'_>, tail: u64) -> usize {
             let pos = s.position.load(Ordering::Relaxed);
             s.owner.load(Ordering::Relaxed) != 0
                 && pos.is_multiple_of(8)
-                && tail.wrapping_sub(pos) <= cap
+                // A lapped Overwrite subscriber has joined all the same.
+                && (view.overwrites() || tail.wrapping_sub(pos) <= cap)
         })
         .count()
 }
@@ -362,8 +363,11 @@ impl Fan for Fanout {
         // The store-load fence between our store of front and our load of
         // joins (light: the joiner's membarrier is the other half).
         wake::fence_after_publish(self.light);
-        // Relaxed: ordered by the fence above (see the module docs).
-        let joins = view.lap().joins.load(Ordering::Relaxed);
+        // Acquire: pairs with the SeqCst increment by a joiner, after its
+        // store of its position: a look at the table that follows sees
+        // that position. (Ordered after our store of front by the fence
+        // above: see the module docs.)
+        let joins = view.lap().joins.load(Ordering::Acquire);
         if joins == self.joins {
             return Ok(true);
         }
@@ -644,8 +648,8 @@ impl<'a> Subscriber<'a> {
     }
 
     /// Whether a record (or a lap) is waiting: the look of a subscriber
-    /// about to sleep (a zero header behind `tail` is reported by the next
-    /// `try_peek`, as for SPSC).
+    /// about to sleep (in Block mode a zero header behind `tail` is
+    /// reported by the next `try_peek`, as for SPSC).
     pub fn has_data(&mut self) -> Result<bool, Corrupted> {
         let view = self.cursor.view();
         // Relaxed: a hint; try_peek loads the word again with Acquire.
@@ -653,7 +657,14 @@ impl<'a> Subscriber<'a> {
             .region()
             .atomic_u64(view.index(self.cursor.position()))
             .load(Ordering::Relaxed);
-        if word != 0 || (self.overwrite && self.lapped()) {
+        if self.overwrite {
+            // No look behind `tail` here: a zero word behind it may be a
+            // later lap's (the front loaded may be older than the word),
+            // and a forged one heals by itself (the publisher, which never
+            // waits, laps it).
+            return Ok(word != 0 || self.lapped());
+        }
+        if word != 0 {
             return Ok(true);
         }
         self.stalled = spsc::zero_behind_tail(&self.cursor);
@@ -662,15 +673,28 @@ impl<'a> Subscriber<'a> {
 
     /// After [`Next::Lapped`] (nothing held): goes on from the oldest
     /// record still intact; returns how many messages were missed (0 when
-    /// only padding was, or when the publisher's oldest record is not past
-    /// the read position yet: then nothing moves).
+    /// only padding was, or when the subscriber is not lapped and the
+    /// publisher's oldest record is not past the read position yet: then
+    /// nothing moves). Lapped, with the oldest record not past the read
+    /// position, is [`Corrupted`] (the next look would find the same lap,
+    /// for ever).
     pub fn lagged(&mut self) -> Result<u64, Corrupted> {
         let view = *self.cursor.view();
         let lap = view.lap();
+        // Acquire: pairs with the Release store of front in
+        // Fanout::advance: the oldest record it stored before this front
+        // (at or past front - capacity) is what read_pair sees, or later.
+        let front = lap.front.load(Ordering::Acquire);
         let (pos, seq) = read_pair(&lap.oldest_ver, &lap.oldest_pos, &lap.oldest_seq);
         let read = self.cursor.position();
         let ahead = pos.wrapping_sub(read);
         if ahead == 0 || ahead as i64 <= 0 {
+            if front.wrapping_sub(read) > view.capacity() {
+                return Err(Corrupted::new(
+                    "lapped, but the oldest record is not past the read position",
+                    [read, front, pos],
+                ));
+            }
             return Ok(0);
         }
         let missed = seq.wrapping_sub(self.cursor.seq());
@@ -685,8 +709,11 @@ impl<'a> Subscriber<'a> {
         if missed > 0 {
             let s = view.subscriber_slot(self.slot);
             // Relaxed: statistics, written by this slot's owner only.
-            s.lagged
-                .store(s.lagged.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            // Wrapping: another process may have written any count.
+            s.lagged.store(
+                s.lagged.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
             s.missed.store(
                 s.missed.load(Ordering::Relaxed).wrapping_add(missed),
                 Ordering::Relaxed,

@@ -287,6 +287,16 @@ impl<'a> RingView<'a> {
         self.sender_slot(i)
     }
 
+    /// The lap line of a broadcast ring, for models and fuzz targets
+    /// (panics on another flavor).
+    ///
+    /// # Safety
+    /// As for [`Self::shared_sender_slot`].
+    #[cfg(any(shmchan_loom, feature = "internals"))]
+    pub unsafe fn shared_lap(&self) -> &'a LapLine {
+        self.lap()
+    }
+
     /// Subscriber slot `i` and the lap line of a broadcast ring, for models
     /// and fuzz targets (panics on another flavor).
     ///

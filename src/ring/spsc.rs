@@ -199,13 +199,15 @@ impl<'a, F: Fan> Producer<'a, F> {
         &mut self.fan
     }
 
-    /// The readers, to look at.
-    pub(crate) fn fan_ref(&self) -> &F {
+    /// The readers, to look at (public for the fuzz targets: a
+    /// broadcast publisher's `Fanout::recover`, itself `unsafe`).
+    pub fn fan_ref(&self) -> &F {
         &self.fan
     }
 
-    /// Our position: the end of what we committed.
-    pub(crate) fn tail(&self) -> u64 {
+    /// Our position: the end of what we committed (public for the fuzz
+    /// targets: a load of our own field).
+    pub fn tail(&self) -> u64 {
         self.tail
     }
 
@@ -344,7 +346,10 @@ impl<'a, F: Fan> Producer<'a, F> {
     }
 
     /// Writes a reserved record's header like [`Producer::commit`] but
-    /// does not publish it: it becomes visible to the consumer with the
+    /// does not publish it (not for a broadcast publisher, which reads its
+    /// own headers behind `tail` when it moves `front`: a batch longer
+    /// than what that walk leaves alone is reported `Corrupted`; the
+    /// channel's broadcast sender commits each record): it becomes visible to the consumer with the
     /// first record of the batch, whose header is stored last (by the next
     /// commit, a padding record, or [`Producer::publish_pending`]), so a
     /// batch of records costs one publishing store, and one wake-up look.

@@ -61,14 +61,26 @@ pub fn header(data: &[u8]) {
             assert_eq!(l.segment_len, segment_len);
             // validate reads exactly what encode writes: the accepted
             // layout encodes back to the fields it was read from (line 0 up
-            // to `state`, which encode leaves at zero).
-            let state = shmchan::layout::offset::STATE;
+            // to `pid_ns`, but `state`, which encode leaves at zero).
+            use shmchan::layout::offset::{PID_NS, STATE};
             let encoded = l.encode();
             assert_eq!(encoded.len(), LINE);
             assert_eq!(
-                &encoded[..state],
-                &copy[..state],
+                &encoded[..STATE],
+                &copy[..STATE],
                 "fields do not round-trip"
+            );
+            assert_eq!(
+                &encoded[STATE + 4..PID_NS + 8],
+                &copy[STATE + 4..PID_NS + 8],
+                "fields past state (sender_slots, sem_id, overflow, key, pid_ns) do not round-trip"
+            );
+            // Only a broadcast channel overwrites.
+            assert!(
+                l.flavor == shmchan::Flavor::Broadcast || l.overflow == shmchan::Overflow::Block,
+                "{:?} with {:?}",
+                l.flavor,
+                l.overflow
             );
         }
         Err(e) => {
@@ -272,9 +284,54 @@ fn segment_image(layout: &shmchan::layout::Layout, head: u64, tail: u64) -> Imag
 /// position, `has_data()` false means `try_peek` finds nothing, and every
 /// answer of `try_recover` is checked against the image and the oracle
 /// (see `recover_checked`).
+///
+/// Broadcast (mode bit 4 clear, bit 5 ([`CONSUMER_BROADCAST`]) set; SPSC
+/// inputs of earlier versions with that bit set now mean broadcast): a
+/// [`HeapRing::broadcast`] whose every shared word the input forges, then
+/// a subscriber that joins it and reads. `head` is the lap line's
+/// `oldest_pos`, `tail` the publisher's; bit 6
+/// ([`CONSUMER_OVERWRITE`]): `Overflow::Overwrite`; bit 7
+/// ([`CONSUMER_OLDEST`]): the subscriber joins with `Start::Oldest` (else
+/// `Start::Newest`). After the mode byte: the slot count (`1 + b % 4`),
+/// the liveness oracle (u64 `mask`, as for MPSC), the lap line's `front`
+/// (u64; with positions plausible, `tail + 8 * (v % (capacity / 8 +
+/// 1))`), `joins`, `oldest_ver`, `oldest_seq`, the publisher's `next_seq`
+/// and `tail_ver`, per slot `owner`, `position`, `seq`, `lagged` and
+/// `missed` (u64 each), the data region, then hostile writes of 12 bytes
+/// (step u8, what u8, at u16, value u64). `at & 0x7fff` names the word
+/// `8 * at` past the subscriber's read position `p`; `at & 0x8000` keeps
+/// header lengths raw. `what & 0x80`: the write is made between the copy
+/// of a record and `intact()` (if a copy comes before the next look).
+/// `(what & 0x7f) % 20`: 0 front = value; 1 front = p + 8 at; 2 front =
+/// p - 8 at; 3 front = p + capacity + 8 (at % 8); 4 oldest_pos = p + 8 at
+/// and oldest_seq = the subscriber's seq + value % (at + 1); 5
+/// oldest_pos, 6 oldest_seq, 7 oldest_ver, 9 tail, 10 next_seq, 11
+/// tail_ver = value; 8 tail = p + 8 at; 12 word = value; 13 message
+/// header; 14 padding header (plausible: to the end of the region); 15
+/// zero word; 16 a field of the subscriber's own slot (`at % 6`: owner,
+/// position, seq, lagged, missed, bell) = value; 17 joins = value; 18 a
+/// forged count of sleeping publishers; 19 a lap as a publisher makes it
+/// (front a ring and 8-32 bytes past p, the oldest record 8-32 bytes past
+/// p, a plausible oldest_seq).
+///
+/// Broadcast checks: `take_slot` takes the first free slot or the first
+/// dead owner's; the join succeeds exactly when the start it reads is a
+/// multiple of 8 within a ring behind `front`, and starts there with that
+/// sequence number; `ready()`, `has_data()` and `try_peek()` agree with
+/// the word at the read position, `front` and `tail` (`Lapped` only when
+/// overwriting and more than a ring behind `front`); a record is the
+/// header it was read from, at the read position or after padding to the
+/// end of the region, inside the region; `intact()` says whether `front`
+/// passed the record; the slot holds the released position and sequence
+/// number; a lap moves the subscriber to the lap line's oldest record
+/// (the missed count, the slot's `lagged` and `missed` agree), and must
+/// move it (else the next look finds the same lap, for ever) or report
+/// the damage. One post owed at most, whatever the forged count.
+///
+/// [`HeapRing::broadcast`]: shmchan::internals::HeapRing::broadcast
 pub fn consumer(data: &[u8]) {
     use shmchan::internals::spsc::Consumer;
-    use shmchan::layout::{max_message_for, Flavor, Layout};
+    use shmchan::layout::{max_message_for, Flavor, Layout, Overflow};
 
     let mut input = Bytes(data);
     let capacity = MIN_CAPACITY << (input.u8() % 7);
@@ -293,9 +350,13 @@ pub fn consumer(data: &[u8]) {
     if mode & CONSUMER_MPSC != 0 {
         return consumer_mpsc(input, capacity, max_message, head, tail, mode);
     }
+    if mode & CONSUMER_BROADCAST != 0 {
+        return consumer_broadcast(input, capacity, max_message, head, tail, mode);
+    }
 
     let layout = Layout {
         flavor: Flavor::Spsc,
+        overflow: Overflow::Block,
         data_offset: HEADER_SIZE,
         sender_slots: 0,
         capacity,
@@ -418,7 +479,7 @@ fn consumer_mpsc(
     use shmchan::internals::mpsc::{Blocked, Consumer, Recovery, CLAIM_BIT};
     use shmchan::internals::sync::Ordering::Relaxed;
     use shmchan::internals::MAX_WAKEUPS;
-    use shmchan::layout::{data_offset_for, kind, offset, record_header, Flavor, Layout};
+    use shmchan::layout::{data_offset_for, kind, offset, record_header, Flavor, Layout, Overflow};
 
     let batch = 1 + usize::from((mode >> 1) & 7);
     let slots = 1 + usize::from((mode >> 5) & 3);
@@ -427,6 +488,7 @@ fn consumer_mpsc(
     let data_offset = data_offset_for(slots);
     let layout = Layout {
         flavor: Flavor::Mpsc,
+        overflow: Overflow::Block,
         data_offset,
         sender_slots: slots,
         capacity,
@@ -614,6 +676,491 @@ fn consumer_mpsc(
                 assert!(!e.to_string().is_empty());
                 return;
             }
+        }
+    }
+}
+
+/// `consumer` mode bit (with [`CONSUMER_MPSC`] clear): the image is a
+/// broadcast ring, read by a subscriber that joins it (see [`consumer`]).
+pub const CONSUMER_BROADCAST: u8 = 1 << 5;
+/// `consumer` mode bit (broadcast): the publisher overwrites.
+pub const CONSUMER_OVERWRITE: u8 = 1 << 6;
+/// `consumer` mode bit (broadcast): the subscriber joins at the oldest
+/// message (else at the newest).
+pub const CONSUMER_OLDEST: u8 = 1 << 7;
+/// Kinds of broadcast hostile writes (`what & 0x7f`, modulo this).
+const BROADCAST_WRITE_KINDS: u8 = 20;
+/// Broadcast hostile-write flag (`what & 0x80`): made between the copy of
+/// a record and the subscriber's `intact()` check (as a publisher lapping
+/// the reader mid-copy), when one comes before the next look.
+const MID_COPY: u8 = 0x80;
+/// Broadcast hostile-write flag (`at & 0x8000`): header lengths are raw
+/// (else reduced to plausible ones).
+const RAW_LEN: u16 = 0x8000;
+/// The pid of the `consumer` target's broadcast subscriber.
+const SUBSCRIBER_PID: u32 = 4242;
+
+/// A broadcast hostile write: (step, what, at, value); see [`consumer`].
+type BroadcastWrite = (u8, u8, u16, u64);
+
+/// The broadcast half of [`consumer`]; `input` is positioned after the
+/// mode byte. `oldest` is the image's `oldest_pos` and `tail` its
+/// publisher's `tail` (the target's `head` and `tail`).
+fn consumer_broadcast(
+    mut input: Bytes<'_>,
+    capacity: usize,
+    max_message: usize,
+    oldest: u64,
+    tail: u64,
+    mode: u8,
+) {
+    use shmchan::internals::broadcast::{self, Start, Subscriber};
+    use shmchan::internals::sync::Ordering::Relaxed;
+    use shmchan::internals::HeapRing;
+
+    let plausible = mode & 1 == 0;
+    let batch = 1 + usize::from((mode >> 1) & 7);
+    let overwrite = mode & CONSUMER_OVERWRITE != 0;
+    let start = if mode & CONSUMER_OLDEST != 0 {
+        Start::Oldest
+    } else {
+        Start::Newest
+    };
+    let cap = capacity as u64;
+    let slots = 1 + usize::from(input.u8() % 4);
+    let mask = input.u64();
+    let raw_front = input.u64();
+    let front = if plausible {
+        // Where a publisher leaves it: up to a ring past tail.
+        tail.wrapping_add(8 * (raw_front % (cap / 8 + 1)))
+    } else {
+        raw_front
+    };
+    let joins = input.u64();
+    let oldest_ver = input.u64();
+    let oldest_seq = input.u64();
+    let next_seq = input.u64();
+    let tail_ver = input.u64();
+    // Per slot: owner, position, seq, lagged, missed.
+    let table: Vec<[u64; 5]> = (0..slots).map(|_| [(); 5].map(|_| input.u64())).collect();
+    let mut ring = HeapRing::broadcast(capacity, max_message, slots, overwrite);
+    {
+        let region = input.take(capacity);
+        ring.data_mut()[..region.len()].copy_from_slice(region);
+    }
+    let view = ring.view();
+    assert_eq!(view.capacity(), cap);
+    assert_eq!(view.max_message(), max_message);
+    assert!(view.is_broadcast() && view.overwrites() == overwrite);
+    // SAFETY: hostile writes (the image's fields), made by the ring's one
+    // thread before any endpoint exists (see hostile_write).
+    let (st, lap) = unsafe { (view.shared_state(), view.shared_lap()) };
+    st.producer.tail.store(tail, Relaxed);
+    st.producer.next_seq.store(next_seq, Relaxed);
+    st.producer.tail_ver.store(tail_ver, Relaxed);
+    lap.front.store(front, Relaxed);
+    lap.joins.store(joins, Relaxed);
+    lap.oldest_ver.store(oldest_ver, Relaxed);
+    lap.oldest_pos.store(oldest, Relaxed);
+    lap.oldest_seq.store(oldest_seq, Relaxed);
+    for (i, f) in table.iter().enumerate() {
+        // SAFETY: as above.
+        let (s, _) = unsafe { view.shared_subscriber_slot(i) };
+        s.owner.store(f[0], Relaxed);
+        s.position.store(f[1], Relaxed);
+        s.seq.store(f[2], Relaxed);
+        s.lagged.store(f[3], Relaxed);
+        s.missed.store(f[4], Relaxed);
+    }
+
+    // The slot: the first free one, else the first whose owner (another
+    // pid) the oracle calls dead.
+    let alive = |pid: u32| mask_alive(mask, pid);
+    let want = table.iter().position(|f| f[0] == 0).or_else(|| {
+        table
+            .iter()
+            .position(|f| f[0] != 0 && f[0] != u64::from(SUBSCRIBER_PID) && !alive(f[0] as u32))
+    });
+    // SAFETY: the image's only subscriber; its other owners are forged
+    // words, not processes, so freeing a slot the oracle calls dead takes
+    // it from nobody.
+    let got = unsafe { broadcast::take_slot(&view, SUBSCRIBER_PID, &mut |p| alive(p)) };
+    assert_eq!(got, want, "take_slot in table {table:x?}, mask {mask:#x}");
+    let Some(slot) = got else { return };
+    // SAFETY: loads only (and the stores below are hostile writes, made
+    // between calls into the ring by its one thread).
+    let (own, _) = unsafe { view.shared_subscriber_slot(slot) };
+    assert_eq!(own.owner.load(Relaxed), u64::from(SUBSCRIBER_PID));
+    assert_eq!(own.position.load(Relaxed), shmchan::layout::NOT_JOINED);
+    // The start the join reads (a seqlock with an odd or moving version
+    // gives up and takes the words as they are: the same here), and
+    // whether `front` lets it start there.
+    let (pos, seq) = match start {
+        Start::Newest => (tail, next_seq),
+        Start::Oldest => (oldest, oldest_seq),
+    };
+    let joinable = pos.is_multiple_of(8) && front.wrapping_sub(pos) <= cap;
+    if !joinable {
+        // A join that fails looks JOIN_TRIES times, each a seqlock read
+        // that, at an odd version, looks SEQLOCK_TRIES times: 10^7 looks,
+        // a fifth of a second (bounded, but too slow to fuzz). The version
+        // it reads is made even: odd versions are fuzzed with starts that
+        // join, refused starts with even versions.
+        let ver = match start {
+            Start::Newest => &st.producer.tail_ver,
+            Start::Oldest => &lap.oldest_ver,
+        };
+        ver.store(ver.load(Relaxed) & !1, Relaxed);
+    }
+    // SAFETY: `slot` was just taken for this subscriber, the only one
+    // that uses it.
+    let joined = unsafe { Subscriber::join(view, slot, start, &mut || {}) };
+    let mut c = match joined {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(!joinable, "join at {pos} (front {front}) failed: {e}");
+            assert!(!e.to_string().is_empty());
+            return;
+        }
+    };
+    assert!(joinable, "joined at {pos} with front {front}");
+    assert_eq!((c.position(), c.seq(), c.slot()), (pos, seq, slot));
+    assert_eq!(c.overwrites(), overwrite);
+    assert_eq!(own.position.load(Relaxed), pos);
+    assert_eq!(own.seq.load(Relaxed), seq);
+    assert_eq!(lap.joins.load(Relaxed), joins.wrapping_add(1));
+
+    let mut writes: Vec<BroadcastWrite> = Vec::new();
+    while !input.is_empty() {
+        writes.push((input.u8(), input.u8(), input.u16(), input.u64()));
+    }
+    // Each hostile write lets the subscriber read at most a ring of
+    // records (an image can hold an endless stream of them: read until
+    // this bound, then left, as for SPSC).
+    let bound = (writes.len() + 1) * (capacity / RECORD_HEADER + 2);
+    let mut steps = 0usize;
+    let mut reads = 0usize;
+    let mut held = 0usize;
+    let mut deferred = false;
+    let mut buf = vec![0u8; max_message];
+    let mut w = writes.iter().peekable();
+    let forge = |c: &Subscriber<'_>, (_, what, at, value): BroadcastWrite| {
+        broadcast_write(c, what, at, value, max_message)
+    };
+    loop {
+        // The writes due; one made mid-copy waits for a copy once.
+        while let Some(&&wr) = w.peek() {
+            if usize::from(wr.0) > steps || (wr.1 & MID_COPY != 0 && !deferred) {
+                deferred = usize::from(wr.0) <= steps;
+                break;
+            }
+            w.next();
+            deferred = false;
+            forge(&c, wr);
+        }
+        steps += 1;
+        // One publisher waits at most: never more than one post owed.
+        assert!(
+            c.wakeups().take() <= 1,
+            "wake-ups from a forged waiter count"
+        );
+        if reads > bound {
+            return;
+        }
+        // What the subscriber must find, from the image as it is.
+        let p = c.position();
+        let word = read_word(view.region(), view.index(p));
+        let front = lap.front.load(Relaxed);
+        let lapped = overwrite && front.wrapping_sub(p) > cap;
+        let ahead = st.producer.tail.load(Relaxed).wrapping_sub(p);
+        // Block only: an Overwrite subscriber does not look behind tail
+        // (a forged zero there heals when the publisher laps it).
+        let stalled = !overwrite && word == 0 && ahead != 0 && ahead <= cap;
+        assert_eq!(c.ready(), word != 0 || lapped, "ready() at {p}");
+        let has_data = c.has_data().expect("has_data reports by try_peek");
+        assert_eq!(
+            has_data,
+            word != 0 || lapped || stalled,
+            "has_data() at {p}: word {word:#x}, front {front}, tail ahead by {ahead}"
+        );
+        // Whether the subscriber stored its position in its slot now (a
+        // release stores nothing when nothing is held).
+        let mut stored = false;
+        let lap_at = match c.try_peek() {
+            Ok(broadcast::Next::Record(r)) => {
+                assert!(!lapped, "a record at {p}, lapped by front {front}");
+                reads += 1;
+                let at = check_broadcast_record(&c, p, word, r);
+                assert!(
+                    !overwrite || front.wrapping_sub(at) <= cap,
+                    "a record at {at}, lapped by front {front}"
+                );
+                read_bytes(view.region(), r.data_offset, &mut buf[..r.len]);
+                // The writes made mid-copy.
+                while let Some(&&wr) = w.peek() {
+                    if usize::from(wr.0) > steps || wr.1 & MID_COPY == 0 {
+                        break;
+                    }
+                    w.next();
+                    deferred = false;
+                    forge(&c, wr);
+                }
+                // Overwrite: the copy is of the record unless a lap
+                // (forged mid-copy) passed it.
+                let front = lap.front.load(Relaxed);
+                let torn = overwrite && front.wrapping_sub(at) > cap;
+                if overwrite {
+                    assert_eq!(c.intact(), !torn, "intact() at {at}, front {front}");
+                }
+                if torn {
+                    stored = held > 0;
+                    c.release();
+                    held = 0;
+                    Some(front)
+                } else {
+                    held += 1;
+                    let seq = c.seq();
+                    // SAFETY: `r` is the record `c.try_peek()` just
+                    // returned.
+                    unsafe {
+                        if held >= batch {
+                            c.consume(r);
+                            held = 0;
+                            stored = true;
+                        } else {
+                            c.advance(r);
+                        }
+                    }
+                    assert_eq!((c.position(), c.seq()), (r.end, seq.wrapping_add(1)));
+                    None
+                }
+            }
+            Ok(broadcast::Next::Empty) => {
+                // (Padding is data too: skipped, it may lead to nothing.)
+                assert!(
+                    !has_data || c.position() != p,
+                    "has_data() said yes, try_peek() found nothing at {p}"
+                );
+                stored = held > 0;
+                c.release();
+                held = 0;
+                match w.peek() {
+                    // Idle until the next hostile write.
+                    Some(&&(step, ..)) => steps = steps.max(usize::from(step)),
+                    None => return,
+                }
+                None
+            }
+            Ok(broadcast::Next::Lapped) => {
+                // At the read position, or past padding from it.
+                let q = c.position();
+                assert!(
+                    overwrite && front.wrapping_sub(q) > cap && (q == p) == lapped,
+                    "Lapped at {q} (looking at {p}) with front {front} (overwrite {overwrite})"
+                );
+                stored = held > 0;
+                c.release();
+                held = 0;
+                Some(front)
+            }
+            Err(e) => {
+                assert!(has_data, "has_data() said no, try_peek() failed: {e}");
+                assert!(!e.to_string().is_empty());
+                return;
+            }
+        };
+        if stored {
+            // What the subscriber released is in its slot.
+            assert_eq!(own.position.load(Relaxed), c.position(), "slot position");
+            assert_eq!(own.seq.load(Relaxed), c.seq(), "slot seq");
+        }
+        if let Some(front) = lap_at {
+            if lagged_checked(&mut c, front).is_none() {
+                return;
+            }
+        }
+    }
+}
+
+/// Checks the record `r` that the broadcast subscriber `c` found looking
+/// at position `p`, whose header word was `word`: a message at `p`, or at
+/// the start of the region after padding from `p` to its end, inside the
+/// region, at most `max_message`, with the header it was read from.
+/// Returns the record's position.
+fn check_broadcast_record(
+    c: &shmchan::internals::broadcast::Subscriber<'_>,
+    p: u64,
+    word: u64,
+    r: shmchan::internals::Record,
+) -> u64 {
+    use shmchan::layout::{kind, record_header, record_size};
+    let view = c.view();
+    let cap = view.capacity();
+    assert!(r.len <= view.max_message(), "record of {} bytes", r.len);
+    assert!(
+        r.data_offset >= RECORD_HEADER && r.data_offset + r.len <= cap as usize,
+        "record {}+{} outside the {cap}-byte region",
+        r.data_offset,
+        r.len
+    );
+    let at = r.end.wrapping_sub(record_size(r.len) as u64);
+    assert_eq!(c.position(), at, "read position of the record");
+    assert_eq!(view.index(at) + RECORD_HEADER, r.data_offset);
+    if at != p {
+        let room = cap - view.index(p) as u64;
+        assert_eq!(at, p.wrapping_add(room), "a record at {at}, looking at {p}");
+        assert_eq!(view.index(at), 0);
+        assert_eq!(word, record_header(kind::PADDING, (room - 8) as u32));
+    }
+    assert_eq!(
+        read_word(view.region(), view.index(at)),
+        record_header(kind::MESSAGE, r.len as u32),
+        "the header of the record at {at}"
+    );
+    at
+}
+
+/// A broadcast subscriber lapped by `front` (nothing held) goes on with
+/// `lagged()`, checked against the lap line as it is: it moves to the
+/// oldest record (and says what it missed, and counts it in its slot)
+/// when that is past the read position, and it must move (else the
+/// subscriber would find the same lap again, for ever) or report the
+/// damage. Returns the messages missed, `None` when it reported
+/// corruption.
+fn lagged_checked(
+    c: &mut shmchan::internals::broadcast::Subscriber<'_>,
+    front: u64,
+) -> Option<u64> {
+    use shmchan::internals::sync::Ordering::Relaxed;
+    let view = *c.view();
+    // SAFETY: loads only.
+    let (own, lap) = unsafe { view.shared_subscriber_slot(c.slot()) };
+    let (pos, seq) = (lap.oldest_pos.load(Relaxed), lap.oldest_seq.load(Relaxed));
+    let (read, read_seq) = (c.position(), c.seq());
+    let (lags, missed) = (own.lagged.load(Relaxed), own.missed.load(Relaxed));
+    let n = match c.lagged() {
+        Ok(n) => n,
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            return None;
+        }
+    };
+    let ahead = pos.wrapping_sub(read);
+    assert!(
+        ahead != 0 && ahead as i64 > 0,
+        "lapped at {read} (front {front}), lagged() returned {n}: the oldest ({pos}) is not past the read position, and the next look finds the same lap"
+    );
+    assert_eq!(
+        (c.position(), c.seq()),
+        (pos, seq),
+        "lagged() goes on from the oldest"
+    );
+    assert_eq!(n, seq.wrapping_sub(read_seq), "missed");
+    assert!(
+        pos.is_multiple_of(8) && n <= ahead / 8,
+        "{n} missed in {ahead} bytes"
+    );
+    assert_eq!(own.position.load(Relaxed), pos, "slot position");
+    assert_eq!(own.seq.load(Relaxed), seq, "slot seq");
+    let counted = if n > 0 {
+        (lags.wrapping_add(1), missed.wrapping_add(n))
+    } else {
+        (lags, missed)
+    };
+    assert_eq!(
+        (own.lagged.load(Relaxed), own.missed.load(Relaxed)),
+        counted,
+        "the slot's lag statistics"
+    );
+    Some(n)
+}
+
+/// A hostile write into the broadcast ring that `c` reads (see
+/// [`consumer`]): `at` names a word `8 * (at & 0x7fff)` bytes from its
+/// read position (`p`), `value` is the word or a count.
+fn broadcast_write(
+    c: &shmchan::internals::broadcast::Subscriber<'_>,
+    what: u8,
+    at: u16,
+    value: u64,
+    max_message: usize,
+) {
+    use shmchan::internals::sync::Ordering::Relaxed;
+    use shmchan::layout::{kind, record_header};
+    let view = *c.view();
+    let cap = view.capacity();
+    let p = c.position();
+    let seq = c.seq();
+    let off = 8 * u64::from(at & !RAW_LEN);
+    let raw = at & RAW_LEN != 0;
+    let word_at = view.index(p.wrapping_add(off));
+    let region = view.region();
+    // SAFETY: hostile writes, made between calls into the ring by its one
+    // thread (see hostile_write).
+    let (st, lap) = unsafe { (view.shared_state(), view.shared_lap()) };
+    // SAFETY: as above.
+    let (own, _) = unsafe { view.shared_subscriber_slot(c.slot()) };
+    match (what & !MID_COPY) % BROADCAST_WRITE_KINDS {
+        0 => lap.front.store(value, Relaxed),
+        1 => lap.front.store(p.wrapping_add(off), Relaxed),
+        2 => lap.front.store(p.wrapping_sub(off), Relaxed),
+        // Around the lap of the read position.
+        3 => lap
+            .front
+            .store(p.wrapping_add(cap + 8 * (u64::from(at) % 8)), Relaxed),
+        // An oldest record ahead, its sequence number plausible.
+        4 => {
+            lap.oldest_pos.store(p.wrapping_add(off), Relaxed);
+            lap.oldest_seq.store(
+                seq.wrapping_add(value % (u64::from(at & !RAW_LEN) + 1)),
+                Relaxed,
+            );
+        }
+        5 => lap.oldest_pos.store(value, Relaxed),
+        6 => lap.oldest_seq.store(value, Relaxed),
+        7 => lap.oldest_ver.store(value, Relaxed),
+        8 => st.producer.tail.store(p.wrapping_add(off), Relaxed),
+        9 => st.producer.tail.store(value, Relaxed),
+        10 => st.producer.next_seq.store(value, Relaxed),
+        11 => st.producer.tail_ver.store(value, Relaxed),
+        12 => hostile_write(region, word_at, value),
+        13 => {
+            let len = if raw {
+                value as u32
+            } else {
+                (value % (max_message as u64 + 17)) as u32
+            };
+            hostile_write(region, word_at, record_header(kind::MESSAGE, len))
+        }
+        14 => {
+            let len = if raw {
+                value as u32
+            } else {
+                (cap - word_at as u64).saturating_sub(8) as u32
+            };
+            hostile_write(region, word_at, record_header(kind::PADDING, len))
+        }
+        15 => hostile_write(region, word_at, 0),
+        // The subscriber's own slot (other processes may write it too).
+        16 => match at % 6 {
+            0 => own.owner.store(value, Relaxed),
+            1 => own.position.store(value, Relaxed),
+            2 => own.seq.store(value, Relaxed),
+            3 => own.lagged.store(value, Relaxed),
+            4 => own.missed.store(value, Relaxed),
+            _ => own.bell.store(value, Relaxed),
+        },
+        17 => lap.joins.store(value, Relaxed),
+        // A forged count of sleeping publishers.
+        18 => st.wake.send_waiters.store(value as u32, Relaxed),
+        // A whole lap as a publisher makes it: front past the read
+        // position's ring, the oldest record just past it.
+        _ => {
+            let k = 8 * (1 + u64::from(at) % 4);
+            lap.front.store(p.wrapping_add(cap + k), Relaxed);
+            lap.oldest_pos.store(p.wrapping_add(k), Relaxed);
+            lap.oldest_seq
+                .store(seq.wrapping_add(value % (k / 8 + 1)), Relaxed);
         }
     }
 }
@@ -938,6 +1485,44 @@ impl Model {
 /// MPSC checks besides the outcomes: the shared tail and head, the read
 /// position, every sender slot's owner and claim are the model's; the free
 /// space reads as zero; nobody is owed a wake-up.
+///
+/// First byte with bit 7 clear and bit 6 set (broadcast; SPSC inputs of
+/// earlier versions with a first byte in 0x40..0x80 now mean broadcast):
+/// a publisher and `2 + (b >> 3 & 3) % 3` subscribers (processes that
+/// join, leave, die and come back as new pids) on a ring of `64 << ((b &
+/// 7) % 5)` bytes; bit 5 set: `Overflow::Overwrite`. `op % 11` is the
+/// operation and `op / 11 % subscribers` the subscriber it acts for: 0
+/// try_push (u16), 1 reserve + commit (u16), 2 reserve, then dropped
+/// (u16), 3 a batch as `Sender::send_batch` makes it (a count byte, then
+/// `1 + count % 4` u16 lengths, each committed at once); 4 recv, 5 recv
+/// kept for a batch, 6 release; 7 (u8) leave when joined, else a new
+/// process takes a slot and joins (`Start::Oldest` with bit 0 set, else
+/// `Start::Newest`); 8 killed (dropped without leaving: its slot stays
+/// its dead pid's); 9 the publisher's `Fanout::recover` with `need = u16
+/// % (capacity + 9)`; 10 (u16) the subscriber's `ready`/`has_data`, the
+/// publisher's `space_now`/`has_space`.
+///
+/// The model (`BcModel`) holds every record published and the
+/// subscriber table. Blocking: the publisher is `Full` exactly when the
+/// slowest joined subscriber (killed ones included until recovered)
+/// leaves no room, never with none; every subscriber gets exactly the
+/// messages published since its join point, in order, with their bytes;
+/// a joined subscriber's unreleased records are never written over.
+/// Overwriting: the publisher is never `Full`; a subscriber more than a
+/// ring behind `front` is `Lapped` and goes on from the model's oldest
+/// record with the model's missed count (its slot's `lagged` and
+/// `missed` too); every message it gets is intact, in order, with its
+/// bytes. Both: the join points (the newest: tail and next_seq; the
+/// oldest: the first record at or past `front - capacity`), which slot
+/// `take_slot` takes, what `recover` frees (only dead pids' slots that
+/// hold the publisher back by `need`), `ready`/`has_data`/`has_space`/
+/// `space_now`; after each operation tail, next_seq, tail_ver, joins,
+/// the lap line's oldest record, every slot's owner, position, seq and
+/// statistics, `slowest` and `joined` are the model's, `front` only moves
+/// forward (by multiples of 8), covers the word past tail and stays
+/// within a ring past it, and nobody is owed a wake-up. At the end every
+/// joined subscriber drains the ring: received + missed (0 when
+/// blocking) = published since it joined.
 pub fn ops(data: &[u8]) {
     use shmchan::internals::{HeapRing, ReserveError};
     use shmchan::layout::max_message_for;
@@ -946,6 +1531,9 @@ pub fn ops(data: &[u8]) {
     let first = input.u8();
     if first & OPS_MPSC != 0 {
         return ops_mpsc(input, first);
+    }
+    if first & OPS_BROADCAST != 0 {
+        return ops_broadcast(input, first);
     }
     let capacity = MIN_CAPACITY << (first % 5);
     let max_message = usize::from(input.u16()).min(max_message_for(capacity));
@@ -1613,6 +2201,730 @@ fn ops_mpsc(mut input: Bytes<'_>, first: u8) {
     }
 }
 
+/// `ops` first-byte bit (bit 7 clear): the broadcast ring (see [`ops`]).
+const OPS_BROADCAST: u8 = 0x40;
+/// `ops` first-byte bit (broadcast): the publisher overwrites.
+const OPS_OVERWRITE: u8 = 0x20;
+/// Operations of the broadcast `ops` mode: an op byte modulo this is the
+/// operation, the quotient (modulo the number of subscribers) the
+/// subscriber.
+const BC_OPS: u8 = 11;
+
+/// What follows a broadcast `ops` operation byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BcParam {
+    None,
+    U8,
+    U16,
+    /// A count byte, then a u16 per record.
+    Batch,
+}
+
+/// The parameter of broadcast `ops` operation `kind`.
+fn bc_param(kind: u8) -> BcParam {
+    match kind {
+        0 | 1 | 2 | 9 | 10 => BcParam::U16,
+        3 => BcParam::Batch,
+        7 => BcParam::U8,
+        _ => BcParam::None,
+    }
+}
+
+/// A record of the broadcast `ops` model: its size, the sequence number
+/// of the message it is (padding: of the next message), and the message.
+#[derive(Debug)]
+struct BcRecord {
+    size: u64,
+    seq: u64,
+    msg: Option<Vec<u8>>,
+}
+
+/// A subscriber slot of the broadcast `ops` model, as the ring stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct BcSlot {
+    owner: u64,
+    position: u64,
+    seq: u64,
+    lagged: u64,
+    missed: u64,
+}
+
+/// The reference for the broadcast `ops` mode, written plainly: every
+/// record ever published, by position; the publisher's counts; the
+/// subscriber table.
+struct BcModel {
+    cap: u64,
+    max_message: usize,
+    overwrite: bool,
+    tail: u64,
+    next_seq: u64,
+    /// Publishes so far (each moves `tail_ver` by 2).
+    publishes: u64,
+    /// Records committed unpublished, waiting for a publish.
+    pending: bool,
+    records: std::collections::BTreeMap<u64, BcRecord>,
+    slots: Vec<BcSlot>,
+    joins: u64,
+    /// The shared `front` as last checked.
+    front: u64,
+}
+
+impl BcModel {
+    /// The slots that count as joined: owned, within a ring behind tail
+    /// (overwriting, a subscriber further behind is not counted).
+    fn joined(&self) -> impl Iterator<Item = (usize, &BcSlot)> {
+        // A lapped Overwrite subscriber has joined all the same.
+        self.within_a_ring().chain(
+            self.slots.iter().enumerate().filter(|(_, s)| {
+                self.overwrite && s.owner != 0 && self.tail - s.position > self.cap
+            }),
+        )
+    }
+
+    /// The joined subscribers within a ring behind tail (those that can
+    /// hold a Block publisher back).
+    fn within_a_ring(&self) -> impl Iterator<Item = (usize, &BcSlot)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.owner != 0 && self.tail - s.position <= self.cap)
+    }
+
+    /// The slowest joined subscriber (the most behind tail; the first
+    /// such slot): its position and slot.
+    fn slowest(&self) -> Option<(u64, usize)> {
+        let mut best: Option<(u64, usize)> = None;
+        for (i, s) in self.within_a_ring() {
+            if best.is_none_or(|(p, _)| self.tail - p < self.tail - s.position) {
+                best = Some((s.position, i));
+            }
+        }
+        best
+    }
+
+    /// Whether `need` bytes past tail are free: always when overwriting;
+    /// else up to a ring past the slowest joined subscriber (anywhere,
+    /// with none).
+    fn room(&self, need: u64) -> bool {
+        let head = self.slowest().map_or(self.tail, |(p, _)| p);
+        self.overwrite || self.cap - (self.tail - head) >= need
+    }
+
+    /// A record's room: itself and the word past it.
+    fn reserve(&mut self, len: usize) -> Reserve {
+        if len > self.max_message {
+            return Reserve::TooLarge;
+        }
+        let rec = shmchan::layout::record_size(len) as u64;
+        let contiguous = self.cap - self.tail % self.cap;
+        if rec <= contiguous {
+            return if self.room(rec + 8) {
+                Reserve::Ok
+            } else {
+                Reserve::Full
+            };
+        }
+        // Padding to the end of the region first, published at once (with
+        // any records of the batch before it).
+        if !self.room(contiguous + 8) {
+            return Reserve::Full;
+        }
+        let seq = self.next_seq;
+        self.records.insert(
+            self.tail,
+            BcRecord {
+                size: contiguous,
+                seq,
+                msg: None,
+            },
+        );
+        self.tail += contiguous;
+        self.publishes += 1;
+        self.pending = false;
+        if self.room(rec + 8) {
+            Reserve::Ok
+        } else {
+            Reserve::Full
+        }
+    }
+
+    /// A message committed, not yet published.
+    fn commit(&mut self, msg: Vec<u8>) {
+        let size = shmchan::layout::record_size(msg.len()) as u64;
+        let seq = self.next_seq;
+        self.records.insert(
+            self.tail,
+            BcRecord {
+                size,
+                seq,
+                msg: Some(msg),
+            },
+        );
+        self.tail += size;
+        self.next_seq += 1;
+        self.pending = true;
+    }
+
+    fn publish(&mut self) {
+        if std::mem::take(&mut self.pending) {
+            self.publishes += 1;
+        }
+    }
+
+    /// The sequence number of the record at boundary `pos`.
+    fn seq_at(&self, pos: u64) -> u64 {
+        match self.records.get(&pos) {
+            Some(r) => r.seq,
+            None => {
+                assert_eq!(pos, self.tail, "{pos} is no record boundary");
+                self.next_seq
+            }
+        }
+    }
+
+    /// The oldest record for `front`: the first at or past `front -
+    /// capacity` (tail when none is), and its sequence number.
+    fn oldest(&self, front: u64) -> (u64, u64) {
+        let lo = front.saturating_sub(self.cap);
+        let pos = self
+            .records
+            .range(lo..)
+            .next()
+            .map_or(self.tail, |(&p, _)| p);
+        (pos, self.seq_at(pos))
+    }
+
+    /// `take_slot` for `pid`: the first free slot, else the first whose
+    /// owner is another pid that is dead.
+    fn take_slot(&mut self, pid: u32, alive: &dyn Fn(u32) -> bool) -> Option<usize> {
+        let i = self.slots.iter().position(|s| s.owner == 0).or_else(|| {
+            self.slots
+                .iter()
+                .position(|s| s.owner != u64::from(pid) && !alive(s.owner as u32))
+        })?;
+        self.slots[i].owner = u64::from(pid);
+        self.slots[i].position = shmchan::layout::NOT_JOINED;
+        Some(i)
+    }
+}
+
+/// A subscriber of the broadcast `ops` mode and what the model says of it.
+struct BcSub<'a> {
+    /// `None` before it joins, once it left, or once it was killed (its
+    /// slot stays its pid's until recovered or taken).
+    s: Option<shmchan::internals::broadcast::Subscriber<'a>>,
+    pid: u32,
+    slot: usize,
+    /// The read position and the sequence number there; the released
+    /// position (the slot's) and its sequence number.
+    read: u64,
+    seq: u64,
+    head: u64,
+    head_seq: u64,
+    /// The sequence number it joined at; messages received and missed
+    /// since.
+    join_seq: u64,
+    received: u64,
+    missed: u64,
+}
+
+impl BcSub<'_> {
+    /// The subscriber releases what it read (the model's half).
+    fn release(&mut self, m: &mut BcModel) {
+        self.head = self.read;
+        self.head_seq = self.seq;
+        let s = &mut m.slots[self.slot];
+        s.position = self.head;
+        s.seq = self.head_seq;
+    }
+}
+
+/// What the broadcast model says a subscriber's look finds.
+#[derive(Debug, PartialEq, Eq)]
+enum BcNext {
+    /// A message: its sequence number, bytes and size.
+    Message(u64, Vec<u8>, u64),
+    Empty,
+    Lapped,
+    /// Overwriting: the record at the read position does not fit what a
+    /// reader may hold (a ring less the free word) beside the records it
+    /// holds; `try_peek` reports it as `Corrupted` (`Receiver::recv_batch`
+    /// ends the batch there, releases, and reads it next time).
+    HeldTooMuch,
+}
+
+/// The look of subscriber `sub` in the model: lapped when overwriting and
+/// more than a ring behind `front`; else padding is skipped (released at
+/// once when nothing is held), then the message at the read position, or
+/// nothing at tail.
+fn bc_peek(m: &mut BcModel, sub: &mut BcSub<'_>) -> BcNext {
+    loop {
+        if m.overwrite && m.front.wrapping_sub(sub.read) > m.cap {
+            return BcNext::Lapped;
+        }
+        if sub.read == m.tail {
+            return BcNext::Empty;
+        }
+        let r = m
+            .records
+            .get(&sub.read)
+            .unwrap_or_else(|| panic!("no record at {}", sub.read));
+        if r.size > (m.cap - 8).saturating_sub(sub.read - sub.head) {
+            assert!(
+                m.overwrite,
+                "a blocking publisher let a reader hold more than a ring"
+            );
+            return BcNext::HeldTooMuch;
+        }
+        match &r.msg {
+            Some(msg) => return BcNext::Message(r.seq, msg.clone(), r.size),
+            None => {
+                let held = sub.read != sub.head;
+                sub.read += r.size;
+                if !held {
+                    sub.release(m);
+                }
+            }
+        }
+    }
+}
+
+/// One receive of subscriber `sub` (consumed at once, or kept), checked
+/// against the model: a message must be the model's (bytes, order,
+/// intact); a lap makes it release and go on from the oldest record, its
+/// missed count the model's. Returns what it found.
+fn bc_recv(m: &mut BcModel, sub: &mut BcSub<'_>, consume: bool) -> BcNext {
+    use shmchan::internals::broadcast::Next;
+    // Taken out while the model moves the subscriber, put back below.
+    let Some(mut s) = sub.s.take() else {
+        return BcNext::Empty;
+    };
+    let got = s.try_peek();
+    let want = bc_peek(m, sub);
+    let got = match (got, &want) {
+        (Err(e), BcNext::HeldTooMuch) => {
+            assert!(
+                e.what().contains("does not fit") || e.what().contains("does not end"),
+                "{e}"
+            );
+            s.release();
+            sub.release(m);
+            sub.s = Some(s);
+            return want;
+        }
+        (got, _) => got.expect("a well-used ring is corrupted"),
+    };
+    match (got, &want) {
+        (Next::Record(r), BcNext::Message(seq, msg, size)) => {
+            assert_eq!(*seq, sub.seq, "a message out of order");
+            assert_eq!(s.position(), sub.read, "read position");
+            assert_eq!(r.end, sub.read + size, "record end");
+            let mut buf = vec![0u8; r.len];
+            read_bytes(s.view().region(), r.data_offset, &mut buf);
+            assert_eq!(&buf, msg, "message {seq}");
+            if m.overwrite {
+                assert!(s.intact(), "message {seq} (front {}) not intact", m.front);
+            }
+            // SAFETY: `r` is the record `s.try_peek()` just returned.
+            unsafe {
+                if consume {
+                    s.consume(r);
+                } else {
+                    s.advance(r);
+                }
+            }
+            sub.read = r.end;
+            sub.seq += 1;
+            sub.received += 1;
+            if consume {
+                sub.release(m);
+            }
+        }
+        (Next::Empty, BcNext::Empty) => {}
+        (Next::Lapped, BcNext::Lapped) => {
+            s.release();
+            sub.release(m);
+            let n = s.lagged().expect("a well-used ring is corrupted");
+            let (pos, seq) = m.oldest(m.front);
+            assert!(pos > sub.read, "lapped at {}, oldest {pos}", sub.read);
+            assert_eq!(n, seq - sub.seq, "missed at {} (oldest {pos})", sub.read);
+            sub.read = pos;
+            sub.seq = seq;
+            sub.missed += n;
+            sub.release(m);
+            if n > 0 {
+                m.slots[sub.slot].lagged += 1;
+                m.slots[sub.slot].missed += n;
+            }
+        }
+        (got, want) => panic!(
+            "subscriber {} at {}: ring {got:?}, model {want:?}",
+            sub.pid, sub.read
+        ),
+    }
+    sub.s = Some(s);
+    want
+}
+
+/// The broadcast mode of [`ops`]; `input` is positioned after the first
+/// byte.
+fn ops_broadcast(mut input: Bytes<'_>, first: u8) {
+    use shmchan::internals::broadcast::{self, Start, Subscriber};
+    use shmchan::internals::sync::Ordering::Relaxed;
+    use shmchan::internals::HeapRing;
+    use shmchan::layout::{max_message_for, record_size};
+
+    let capacity = MIN_CAPACITY << ((first & 7) % 5);
+    let cap = capacity as u64;
+    let overwrite = first & OPS_OVERWRITE != 0;
+    let n = 2 + usize::from((first >> 3) & 3) % 3;
+    let max_message = usize::from(input.u16()).min(max_message_for(capacity));
+    let ring = HeapRing::broadcast(capacity, max_message, n, overwrite);
+    let view = ring.view();
+    // SAFETY: the ring's only publisher.
+    let mut p = unsafe { broadcast::publisher(view) }.expect("fresh ring");
+    // SAFETY: loads only.
+    let lap = unsafe { view.shared_lap() };
+    let mut m = BcModel {
+        cap,
+        max_message,
+        overwrite,
+        tail: 0,
+        next_seq: 0,
+        publishes: 0,
+        pending: false,
+        records: Default::default(),
+        slots: vec![BcSlot::default(); n],
+        joins: 0,
+        front: 0,
+    };
+    let mut subs: Vec<BcSub<'_>> = (0..n)
+        .map(|_| BcSub {
+            s: None,
+            pid: 0,
+            slot: 0,
+            read: 0,
+            seq: 0,
+            head: 0,
+            head_seq: 0,
+            join_seq: 0,
+            received: 0,
+            missed: 0,
+        })
+        .collect();
+    let mut seq = 0u32;
+    let mut next_pid = 100u32;
+    // Lengths reach a little past max_message, to hit TooLarge.
+    let len_of = |raw: u16| usize::from(raw) % (max_message + 17);
+    let payload = |seq: u32, len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|i| (seq as usize).wrapping_mul(31).wrapping_add(i) as u8)
+            .collect()
+    };
+    let outcome = |r: Result<(), &shmchan::internals::ReserveError>| {
+        reserve_outcome(r.map_err(Clone::clone)).map_or_else(|e| e, |()| Reserve::Ok)
+    };
+
+    let mut ops_done = 0;
+    while !input.is_empty() && ops_done < 10_000 {
+        ops_done += 1;
+        let op = input.u8();
+        let kind = op % BC_OPS;
+        let i = usize::from(op / BC_OPS) % n;
+        let raw = match bc_param(kind) {
+            BcParam::U16 => input.u16(),
+            BcParam::U8 | BcParam::Batch => u16::from(input.u8()),
+            BcParam::None => 0,
+        };
+        // The liveness oracle: the pids of the subscribers that live.
+        let live: Vec<u32> = subs
+            .iter()
+            .filter(|s| s.s.is_some())
+            .map(|s| s.pid)
+            .collect();
+        let alive = |pid: u32| live.contains(&pid);
+        match kind {
+            // Publish: copy (0); reserve, then commit (1) or drop (2); a
+            // batch as `Sender::send_batch` makes it (3): each record
+            // committed at once (a broadcast publisher moving `front`
+            // reads its own records' headers, which `commit_unpublished`
+            // keeps back: a batch longer than a ring finds its own first
+            // header zero).
+            0..=3 => {
+                let k = if kind == 3 { 1 + raw % 4 } else { 1 };
+                for _ in 0..k {
+                    let len = len_of(if kind == 3 { input.u16() } else { raw });
+                    let msg = payload(seq, len);
+                    seq += 1;
+                    let got = if kind == 0 {
+                        p.try_push(&msg).map(|()| None)
+                    } else {
+                        p.try_reserve(len).map(Some)
+                    };
+                    let want = m.reserve(len);
+                    assert_eq!(outcome(got.as_ref().map(drop)), want, "publish {len}");
+                    if want == Reserve::Full {
+                        assert!(!overwrite, "an overwriting publisher was full");
+                        assert!(m.slowest().is_some(), "full with no subscriber");
+                    }
+                    let Ok(r) = got else { break };
+                    if let Some(r) = r {
+                        assert_eq!((r.start, r.len), (m.tail, len), "reservation");
+                        assert!(
+                            lap.front.load(Relaxed).wrapping_sub(r.end) >= 8,
+                            "a reservation up to {} past front {}",
+                            r.end,
+                            lap.front.load(Relaxed)
+                        );
+                        if kind == 2 {
+                            // Dropped: nothing is published.
+                            continue;
+                        }
+                        write_payload(view.region(), &r, &msg);
+                        // SAFETY: `r` is what `p.try_reserve` just
+                        // returned.
+                        unsafe { p.commit(r) };
+                    }
+                    m.commit(msg);
+                    m.publish();
+                }
+                // Nothing is pending: a no-op.
+                p.publish_pending();
+            }
+            // Receive: consumed at once (4) or kept for a batch (5).
+            4 | 5 => {
+                bc_recv(&mut m, &mut subs[i], kind == 4);
+            }
+            // Release what was kept.
+            6 => {
+                let sub = &mut subs[i];
+                if let Some(s) = sub.s.as_mut() {
+                    s.release();
+                    sub.release(&mut m);
+                }
+            }
+            // Leave (joined), or join a new process (at the oldest message
+            // with bit 0 of the u8 set, else at the newest).
+            7 => {
+                let sub = &mut subs[i];
+                if let Some(s) = sub.s.take() {
+                    // SAFETY: the subscriber is used no more (dropped
+                    // right after), and nothing it handed out is in use.
+                    unsafe { s.leave() };
+                    m.slots[sub.slot].owner = 0;
+                } else {
+                    let pid = next_pid;
+                    next_pid += 1;
+                    let want = m.take_slot(pid, &alive);
+                    // SAFETY: the oracle calls dead only pids whose
+                    // subscriber was dropped (killed or left): they read
+                    // no more.
+                    let got = unsafe { broadcast::take_slot(&view, pid, &mut |x| alive(x)) };
+                    assert_eq!(got, want, "subscriber {i}: take_slot (live {live:?})");
+                    let slot = got.expect("a slot for every subscriber");
+                    let start = if raw & 1 == 0 {
+                        Start::Newest
+                    } else {
+                        Start::Oldest
+                    };
+                    // SAFETY: `slot` was just taken for this subscriber,
+                    // the only one that uses it.
+                    let s = unsafe { Subscriber::join(view, slot, start, &mut || {}) }
+                        .expect("a well-used ring");
+                    let (pos, seq) = match start {
+                        Start::Newest => (m.tail, m.next_seq),
+                        Start::Oldest => m.oldest(m.front),
+                    };
+                    assert_eq!(
+                        (s.position(), s.seq(), s.slot()),
+                        (pos, seq, slot),
+                        "{start:?}"
+                    );
+                    m.joins += 1;
+                    *sub = BcSub {
+                        s: Some(s),
+                        pid,
+                        slot,
+                        read: pos,
+                        seq,
+                        head: pos,
+                        head_seq: seq,
+                        join_seq: seq,
+                        received: 0,
+                        missed: 0,
+                    };
+                    sub.release(&mut m);
+                }
+            }
+            // Killed: dropped without leaving; its slot stays its pid's.
+            8 => drop(subs[i].s.take()),
+            // The publisher frees the slots of dead subscribers that hold
+            // it back by `need` bytes.
+            9 => {
+                let need = u64::from(raw) % (cap + 9);
+                // SAFETY: the oracle calls dead only pids whose subscriber
+                // was dropped (killed or left): they read no more.
+                let got = unsafe {
+                    p.fan_ref()
+                        .recover(&view, p.tail(), need, &mut |x| alive(x))
+                };
+                let mut want = 0;
+                for s in &mut m.slots {
+                    let lag = m.tail - s.position;
+                    if s.owner != 0 && lag <= cap && cap - lag < need && !alive(s.owner as u32) {
+                        s.owner = 0;
+                        want += 1;
+                    }
+                }
+                assert_eq!(got, want, "recover(need {need}) (live {live:?})");
+            }
+            // has_data / ready of the subscriber, has_space / space_now
+            // of the publisher.
+            _ => {
+                let sub = &mut subs[i];
+                if let Some(s) = sub.s.as_mut() {
+                    let lapped = overwrite && m.front.wrapping_sub(sub.read) > cap;
+                    let want = lapped || sub.read != m.tail;
+                    assert_eq!(s.ready(), want, "ready() at {}", sub.read);
+                    assert_eq!(s.has_data(), Ok(want), "has_data() at {}", sub.read);
+                }
+                let len = len_of(raw).min(max_message);
+                let contiguous = cap - m.tail % cap;
+                let need = (record_size(len) as u64).min(contiguous) + 8;
+                let want = m.room(need);
+                assert_eq!(p.space_now(len), want, "space_now({len})");
+                assert_eq!(
+                    p.has_space(len).expect("a well-used ring"),
+                    want,
+                    "has_space({len})"
+                );
+            }
+        }
+        bc_check(&view, &mut p, &mut m, &mut subs);
+    }
+    // Every subscriber still joined reads to the end: in order, each
+    // message published since it joined, received or (overwriting)
+    // counted as missed.
+    for sub in &mut subs {
+        if sub.s.is_none() {
+            continue;
+        }
+        for round in 0.. {
+            assert!(round <= m.records.len() + 2, "the drain does not end");
+            if bc_recv(&mut m, sub, true) == BcNext::Empty {
+                break;
+            }
+        }
+        bc_check(&view, &mut p, &mut m, &mut []);
+        let published = m.next_seq - sub.join_seq;
+        assert_eq!(
+            sub.received + sub.missed,
+            published,
+            "subscriber {}: {} received, {} missed, {published} published since it joined",
+            sub.pid,
+            sub.received,
+            sub.missed
+        );
+        if !overwrite {
+            assert_eq!(sub.missed, 0);
+        }
+    }
+}
+
+/// After each broadcast `ops` operation: the shared state is the model's
+/// (tail, next_seq, the seqlocks' versions, the subscriber table, joins),
+/// `front` moves forward by multiples of 8, covers what was written and
+/// stays within a ring past tail, the oldest record is the model's first
+/// at or past `front - capacity`, the table's slowest and joined count
+/// are the model's; a blocking publisher never wrote into a joined
+/// subscriber's unreleased records; nobody is owed a wake-up.
+fn bc_check(
+    view: &RingView<'_>,
+    p: &mut shmchan::internals::spsc::Producer<'_, shmchan::internals::broadcast::Fanout>,
+    m: &mut BcModel,
+    subs: &mut [BcSub<'_>],
+) {
+    use shmchan::internals::broadcast;
+    use shmchan::internals::sync::Ordering::Relaxed;
+    // SAFETY: loads only.
+    let (st, lap) = unsafe { (view.shared_state(), view.shared_lap()) };
+    let cap = m.cap;
+    assert_eq!(st.producer.tail.load(Relaxed), m.tail, "tail");
+    assert_eq!(p.tail(), m.tail, "the publisher's tail");
+    assert_eq!(st.producer.next_seq.load(Relaxed), m.next_seq, "next_seq");
+    assert_eq!(
+        st.producer.tail_ver.load(Relaxed),
+        2 * m.publishes,
+        "tail_ver"
+    );
+    let front = lap.front.load(Relaxed);
+    assert!(
+        front.is_multiple_of(8) && front.wrapping_sub(m.front) as i64 >= 0,
+        "front {front} after {}",
+        m.front
+    );
+    assert!(
+        front.wrapping_sub(m.tail) <= cap,
+        "front {front}, tail {}",
+        m.tail
+    );
+    if m.publishes > 0 {
+        assert!(
+            front.wrapping_sub(m.tail) >= 8,
+            "front {front} does not cover the word past tail {}",
+            m.tail
+        );
+    }
+    m.front = front;
+    let (pos, seq) = m.oldest(front);
+    assert_eq!(
+        (lap.oldest_pos.load(Relaxed), lap.oldest_seq.load(Relaxed)),
+        (pos, seq),
+        "the oldest record (front {front})"
+    );
+    assert!(lap.oldest_ver.load(Relaxed).is_multiple_of(2));
+    assert_eq!(lap.joins.load(Relaxed), m.joins, "joins");
+    for (j, want) in m.slots.iter().enumerate() {
+        // SAFETY: loads only.
+        let (s, _) = unsafe { view.shared_subscriber_slot(j) };
+        let got = BcSlot {
+            owner: s.owner.load(Relaxed),
+            position: s.position.load(Relaxed),
+            seq: s.seq.load(Relaxed),
+            lagged: s.lagged.load(Relaxed),
+            missed: s.missed.load(Relaxed),
+        };
+        assert_eq!(&got, want, "subscriber slot {j}");
+        if !m.overwrite && want.owner != 0 {
+            assert!(
+                m.tail - want.position <= cap - 8,
+                "slot {j} at {} is overwritten (tail {})",
+                want.position,
+                m.tail
+            );
+        }
+    }
+    assert_eq!(broadcast::slowest(view, m.tail), m.slowest(), "slowest");
+    assert_eq!(
+        broadcast::joined(view, m.tail),
+        m.joined().count(),
+        "joined"
+    );
+    assert_eq!(p.wakeups().take(), 0, "the publisher owes a post");
+    for sub in subs {
+        if let Some(s) = sub.s.as_mut() {
+            assert_eq!(
+                (s.position(), s.seq()),
+                (sub.read, sub.seq),
+                "subscriber {}",
+                sub.pid
+            );
+            assert_eq!(s.slot(), sub.slot);
+            assert_eq!(s.wakeups().take(), 0, "a subscriber owes a post");
+        }
+    }
+}
+
 /// Seeds for the `consumer` target, as (name, input): images written by a
 /// real producer (wrapping, padding, batches), then damaged ones.
 pub fn consumer_seeds() -> Vec<(String, Vec<u8>)> {
@@ -1691,6 +3003,7 @@ pub fn consumer_seeds() -> Vec<(String, Vec<u8>)> {
     }
     seeds.push(("hostile-writes".into(), d));
     seeds.extend(consumer_mpsc_seeds());
+    seeds.extend(consumer_broadcast_seeds());
     seeds
 }
 
@@ -1739,6 +3052,7 @@ pub fn ops_seeds() -> Vec<(String, Vec<u8>)> {
     }
     seeds.push(("batches-wrap".to_string(), batches));
     seeds.extend(ops_mpsc_seeds());
+    seeds.extend(ops_broadcast_seeds());
     seeds
 }
 
@@ -2068,5 +3382,347 @@ fn ops_mpsc_seeds() -> Vec<(String, Vec<u8>)> {
         (6, 0, 0),
     ];
     seeds.push(("mpsc-leave-and-take".into(), prog(false, 1, 100, &slots)));
+    seeds
+}
+
+/// A broadcast hostile write (see [`consumer`]) appended to an input.
+fn bc_write(v: &mut Vec<u8>, step: u8, what: u8, at: u16, value: u64) {
+    v.push(step);
+    v.push(what);
+    v.extend_from_slice(&at.to_le_bytes());
+    v.extend_from_slice(&value.to_le_bytes());
+}
+
+/// A broadcast `consumer` input made by a real publisher: a ring of `64
+/// << exp` bytes with `slots` subscriber slots, after `script` ran on its
+/// publisher and on subscribers that it joins (pids 10, 20, ...; those it
+/// leaves joined and does not call alive in `mask` are dead); `mode` is
+/// or-ed into the mode byte (positions are raw: the image's own).
+fn bc_image(
+    exp: u8,
+    max: u16,
+    (slots, overwrite): (usize, bool),
+    mode: u8,
+    mask: u64,
+    script: &dyn Fn(
+        &RingView<'_>,
+        &mut shmchan::internals::spsc::Producer<'_, shmchan::internals::broadcast::Fanout>,
+    ),
+) -> Vec<u8> {
+    use shmchan::internals::broadcast;
+    use shmchan::internals::sync::Ordering::Relaxed;
+    use shmchan::internals::HeapRing;
+
+    let mut ring = HeapRing::broadcast(MIN_CAPACITY << exp, usize::from(max), slots, overwrite);
+    let mut v = vec![exp];
+    v.extend_from_slice(&max.to_le_bytes());
+    {
+        let view = ring.view();
+        // SAFETY: the ring's only publisher.
+        let mut p = unsafe { broadcast::publisher(view) }.expect("fresh ring");
+        script(&view, &mut p);
+        // SAFETY: loads only.
+        let (st, lap) = unsafe { (view.shared_state(), view.shared_lap()) };
+        v.extend_from_slice(&lap.oldest_pos.load(Relaxed).to_le_bytes());
+        v.extend_from_slice(&st.producer.tail.load(Relaxed).to_le_bytes());
+        let ow = if overwrite { CONSUMER_OVERWRITE } else { 0 };
+        v.push(mode | 1 | CONSUMER_BROADCAST | ow);
+        v.push((slots - 1) as u8);
+        v.extend_from_slice(&mask.to_le_bytes());
+        for w in [
+            &lap.front,
+            &lap.joins,
+            &lap.oldest_ver,
+            &lap.oldest_seq,
+            &st.producer.next_seq,
+            &st.producer.tail_ver,
+        ] {
+            v.extend_from_slice(&w.load(Relaxed).to_le_bytes());
+        }
+        for i in 0..slots {
+            // SAFETY: loads only.
+            let (s, _) = unsafe { view.shared_subscriber_slot(i) };
+            for w in [&s.owner, &s.position, &s.seq, &s.lagged, &s.missed] {
+                v.extend_from_slice(&w.load(Relaxed).to_le_bytes());
+            }
+        }
+    }
+    v.extend_from_slice(ring.data_mut());
+    v
+}
+
+/// A subscriber of `view` for `pid`, at `start`, in the first free slot.
+fn bc_join<'a>(
+    view: &RingView<'a>,
+    pid: u32,
+    start: shmchan::internals::broadcast::Start,
+) -> shmchan::internals::broadcast::Subscriber<'a> {
+    use shmchan::internals::broadcast::{take_slot, Subscriber};
+    // SAFETY: an oracle that calls every pid alive lets take_slot take only
+    // a free slot.
+    let slot = unsafe { take_slot(view, pid, &mut |_| true) }.expect("a free slot");
+    // SAFETY: `slot` was just taken for this subscriber, the only one that
+    // uses it.
+    unsafe { Subscriber::join(*view, slot, start, &mut || {}) }.expect("a well-used ring")
+}
+
+/// Reads `k` messages (or until none) of broadcast subscriber `s`, going on
+/// after laps.
+fn bc_pop(s: &mut shmchan::internals::broadcast::Subscriber<'_>, k: usize) {
+    use shmchan::internals::broadcast::Next;
+    for _ in 0..k {
+        match s.try_peek().expect("a well-used ring") {
+            Next::Empty => return,
+            // SAFETY: `r` is what `s.try_peek()` just returned.
+            Next::Record(r) => unsafe { s.consume(r) },
+            Next::Lapped => {
+                s.lagged().expect("a well-used ring");
+            }
+        }
+    }
+}
+
+/// Seeds of broadcast `consumer` images: written by a real publisher, read
+/// by real subscribers (some left joined, dead), then damaged.
+fn consumer_broadcast_seeds() -> Vec<(String, Vec<u8>)> {
+    use shmchan::internals::broadcast::Start;
+    let msg = |i: usize| vec![i as u8; (i * 7) % 40];
+    let mut seeds = Vec::new();
+    // Block: a subscriber (left joined, alive) that read half of what was
+    // published across several wraps; the new one joins at the oldest
+    // message in the free slot and reads it all, in batches of 3.
+    let half = |view: &RingView<'_>, p: &mut shmchan::internals::spsc::Producer<'_, _>| {
+        let mut s = bc_join(view, 10, Start::Newest);
+        for i in 0..60 {
+            while p.try_push(&msg(i)).is_err() {
+                bc_pop(&mut s, 1);
+            }
+            if i % 2 == 0 {
+                bc_pop(&mut s, 1);
+            }
+        }
+    };
+    let all = u64::MAX;
+    seeds.push((
+        "bc-block-oldest-batch-3".to_string(),
+        bc_image(2, 100, (2, false), CONSUMER_OLDEST | (2 << 1), all, &half),
+    ));
+    seeds.push((
+        "bc-block-newest".to_string(),
+        bc_image(2, 100, (2, false), 0, all, &half),
+    ));
+    // Overwrite: a slow subscriber (dead by the oracle) lapped many times;
+    // the new one takes its slot, joins at the oldest, and a publisher
+    // laps it mid-copy.
+    let lapped = |view: &RingView<'_>, p: &mut shmchan::internals::spsc::Producer<'_, _>| {
+        let mut s = bc_join(view, 10, Start::Newest);
+        for i in 0..100 {
+            p.try_push(&msg(i))
+                .expect("an overwriting publisher never waits");
+            if i % 30 == 0 {
+                bc_pop(&mut s, 2);
+            }
+        }
+    };
+    let dead10 = !(1u64 << 10);
+    let mut d = bc_image(1, 60, (1, true), CONSUMER_OLDEST, dead10, &lapped);
+    bc_write(&mut d, 2, MID_COPY | 19, 1, 1);
+    bc_write(&mut d, 3, 3, 1, 0);
+    seeds.push(("bc-overwrite-dead-slot-lapped-mid-copy".into(), d));
+    // Forged lap lines: a front far past the read position with the
+    // oldest record not past it (a subscriber that went on looking would
+    // spin), an oldest record far ahead, sequence numbers that disagree,
+    // odd versions, torn tails.
+    let mut d = bc_image(1, 60, (1, true), CONSUMER_OLDEST, dead10, &lapped);
+    bc_write(&mut d, 1, 1, 1000, 0);
+    seeds.push(("bc-overwrite-front-far-ahead".into(), d));
+    let mut d = bc_image(1, 60, (1, true), 0, dead10, &lapped);
+    for (step, what, at, value) in [
+        (0u8, 4u8, 40u16, 3u64),
+        (1, 19, 2, 9),
+        (2, 16, 3, u64::MAX),
+        (3, 19, 1, 1),
+        (4, 5, 0, 1 << 62),
+        (5, 6, 0, u64::MAX),
+        (6, 7, 0, 1),
+        (7, 0, 0, u64::MAX - 7),
+        (8, 13, 0, 20),
+        (9, 8, 4, 0),
+        (10, 15, 0, 0),
+        (11, 14, 2, 0),
+        (12, 18, 0, 7),
+    ] {
+        bc_write(&mut d, step, what, at, value);
+    }
+    seeds.push(("bc-overwrite-hostile-lap-line".into(), d));
+    // The statistics a lap adds to, forged at their largest (another
+    // process may write the slot): they wrap, nothing panics.
+    let mut d = bc_image(1, 60, (1, true), 0, dead10, &lapped);
+    bc_write(&mut d, 0, 16, 3, u64::MAX);
+    bc_write(&mut d, 0, 16, 4, u64::MAX);
+    bc_write(&mut d, 1, 19, 0, 1);
+    seeds.push(("bc-overwrite-lag-counts-at-max".into(), d));
+    let mut d = bc_image(2, 100, (2, false), 0, all, &half);
+    for (step, what, at, value) in [
+        (0u8, 13u8, 0u16, 16u64),
+        (1, 8, 3, 0),
+        (2, 12, 1, 0x0000_0001_0000_0008),
+        (3, 14, 5 | RAW_LEN, 8),
+        (4, 9, 0, u64::MAX),
+        (5, 11, 0, 3),
+        (6, 10, 0, 1 << 40),
+        (7, 17, 0, u64::MAX),
+        (8, 16, 1, 12),
+    ] {
+        bc_write(&mut d, step, what, at, value);
+    }
+    seeds.push(("bc-block-hostile-records".into(), d));
+    // A join refused: front two rings past tail (the join starts again,
+    // then gives up), and an unaligned oldest record.
+    let mut d = bc_image(2, 100, (2, false), 0, all, &half);
+    let front = u64::from_le_bytes(d[11..19].try_into().expect("tail")) + (2 << 8);
+    // The front word follows the prefix (20 bytes), the slot count and
+    // the mask.
+    d[29..37].copy_from_slice(&front.to_le_bytes());
+    seeds.push(("bc-block-join-refused-front-far".into(), d));
+    let mut d = bc_image(2, 100, (2, false), CONSUMER_OLDEST, all, &half);
+    d[3..11].copy_from_slice(&4u64.to_le_bytes());
+    seeds.push(("bc-block-join-refused-unaligned-oldest".into(), d));
+    seeds
+}
+
+/// Seeds of the broadcast `ops` mode: programs of (operation, subscriber,
+/// parameter); a batch's parameter is its count, its lengths follow.
+fn ops_broadcast_seeds() -> Vec<(String, Vec<u8>)> {
+    let prog = |first: u8, max: u16, ops: &[(u8, u8, u16)]| -> Vec<u8> {
+        let mut v = vec![OPS_BROADCAST | first];
+        v.extend_from_slice(&max.to_le_bytes());
+        for &(kind, sub, raw) in ops {
+            v.push(kind + BC_OPS * sub);
+            match bc_param(kind) {
+                BcParam::U16 => v.extend_from_slice(&raw.to_le_bytes()),
+                BcParam::U8 => v.push(raw as u8),
+                BcParam::Batch => {
+                    v.push((raw % 4) as u8);
+                    for j in 0..=raw % 4 {
+                        v.extend_from_slice(&(raw * 3 + j * 11).to_le_bytes());
+                    }
+                }
+                BcParam::None => {}
+            }
+        }
+        v
+    };
+    // Subscribers: (first-byte bits) 2 + (b >> 3 & 3) % 3.
+    let three = 1 << 3;
+    let four = 2 << 3;
+    let (join_newest, join_oldest) = ((7, 0), (7, 1));
+    let mut seeds = Vec::new();
+    // Block, three subscribers: one reads at once, one rarely (the
+    // publisher waits for it), one joins at the oldest mid-run, leaves
+    // and joins again; space checks.
+    let mut ops: Vec<(u8, u8, u16)> = vec![];
+    for s in 0..2 {
+        ops.push((join_newest.0, s, join_newest.1));
+    }
+    for i in 0..40u16 {
+        ops.push((0, 0, i * 5));
+        ops.push((4, 0, 0));
+        if i % 7 == 0 {
+            ops.extend([(4, 1, 0), (5, 1, 0), (6, 1, 0)]);
+        }
+        if i == 10 || i == 25 {
+            ops.push((join_oldest.0, 2, join_oldest.1));
+        }
+        if i == 20 {
+            ops.push((7, 2, 0));
+        }
+        ops.push((10, (i % 3) as u8, i * 3));
+        ops.push((4, 2, 0));
+    }
+    seeds.push((
+        "bc-block-3-slow-and-oldest".to_string(),
+        prog(three | 2, 100, &ops),
+    ));
+    // Block: a subscriber killed holds the publisher back until recovered;
+    // a new process takes its slot; a batch across the wrap.
+    let mut ops: Vec<(u8, u8, u16)> = vec![(7, 0, 0), (7, 1, 0)];
+    ops.extend((0..8).map(|i| (0, 0, 20 + i)));
+    ops.extend([(8, 1, 0), (4, 0, 0), (4, 0, 0), (4, 0, 0), (0, 0, 30)]);
+    ops.extend([(9, 0, 0), (9, 0, 200), (0, 0, 30), (3, 0, 3)]);
+    ops.extend([(7, 1, 1), (4, 1, 0), (4, 0, 0), (4, 0, 0), (4, 1, 0)]);
+    ops.extend([(1, 0, 40), (2, 0, 10), (10, 1, 50)]);
+    seeds.push(("bc-block-kill-recover".into(), prog(1, 100, &ops)));
+    // Overwrite, four subscribers: a slow one lapped again and again
+    // (missed counts), batches, kept records, an oldest joiner.
+    let mut ops: Vec<(u8, u8, u16)> = (0..3).map(|s| (7, s, 0)).collect();
+    for i in 0..50u16 {
+        ops.push(if i % 5 == 0 { (3, 0, i) } else { (0, 0, i * 7) });
+        ops.push((4, 0, 0));
+        ops.push((5, 1, 0));
+        if i % 3 == 0 {
+            ops.push((6, 1, 0));
+        }
+        if i % 17 == 0 {
+            ops.extend([(4, 2, 0), (4, 2, 0), (10, 2, i)]);
+        }
+        if i == 30 {
+            ops.push((7, 3, 1));
+        }
+    }
+    seeds.push((
+        "bc-overwrite-4-laps".into(),
+        prog(OPS_OVERWRITE | four | 1, 60, &ops),
+    ));
+    // Block: a publisher that wrote laps with nobody joined caches a
+    // position far ahead of the oldest record; a subscriber joins there,
+    // reads nothing, and must hold it back from then on (the publisher
+    // looks at the table again when it moves front past a new join).
+    let mut ops: Vec<(u8, u8, u16)> = vec![(0, 0, 24); 4];
+    ops.push((7, 0, 1));
+    ops.extend([(0, 1, 24); 8]);
+    ops.extend([(10, 0, 20), (4, 0, 0), (4, 0, 0), (0, 1, 10), (10, 0, 20)]);
+    seeds.push((
+        "bc-block-oldest-joiner-holds-back".into(),
+        prog(1, 100, &ops),
+    ));
+    // Block, 128 bytes: a subscriber killed 48 bytes behind tail holds the
+    // publisher back by 81 bytes, not by 80 (recover frees exactly those
+    // slots); a new process then takes the dead slot 1, not the live 0.
+    let ops: Vec<(u8, u8, u16)> = vec![
+        (7, 0, 0),
+        (7, 1, 0),
+        (8, 1, 0),
+        (0, 0, 8),
+        (0, 0, 8),
+        (0, 0, 8),
+        (4, 0, 0),
+        (4, 0, 0),
+        (4, 0, 0),
+        (9, 0, 80),
+        (9, 0, 81),
+        (8, 0, 0),
+        (7, 0, 0),
+        (7, 1, 1),
+        (7, 2, 0),
+        (8, 0, 0),
+        (7, 0, 1),
+        (0, 1, 30),
+        (4, 1, 0),
+    ];
+    seeds.push((
+        "bc-block-recover-boundary-and-slots".into(),
+        prog(three | 1, 100, &ops),
+    ));
+    // Overwrite: has_data and ready of a subscriber lapped twice, whose
+    // word is the free one past tail (32-byte records: tail at 256), then
+    // its lap.
+    let mut ops: Vec<(u8, u8, u16)> = vec![(7, 0, 0), (7, 1, 0)];
+    ops.extend([(0, 0, 24); 8]);
+    ops.extend([(10, 1, 0), (10, 0, 0), (4, 1, 0), (10, 1, 0), (4, 1, 0)]);
+    seeds.push((
+        "bc-overwrite-lapped-has-data".into(),
+        prog(OPS_OVERWRITE | 1, 60, &ops),
+    ));
     seeds
 }

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use shmchan::layout::{
-    data_offset_for, offset, validate, Flavor, HeaderError, Layout, DEFAULT_SENDER_SLOTS,
-    HEADER_SIZE, LINE, MAGIC, MAX_CAPACITY, MAX_SENDER_SLOTS, STATE_READY,
+    data_offset_for, offset, validate, Flavor, HeaderError, Layout, Overflow, DEFAULT_SENDER_SLOTS,
+    DEFAULT_SUBSCRIBERS, HEADER_SIZE, LINE, MAGIC, MAX_CAPACITY, MAX_SENDER_SLOTS, MAX_SUBSCRIBERS,
+    STATE_READY,
 };
 use shmchan_fuzz_support as fuzz_support;
 
@@ -53,6 +54,7 @@ fn outcome(r: &Result<Layout, HeaderError>) -> &'static str {
         Err(HeaderError::UnsupportedVersion { .. }) => "bad-version",
         Err(HeaderError::NotReady { .. }) => "not-ready",
         Err(HeaderError::BadFlavor { .. }) => "bad-flavor",
+        Err(HeaderError::BadOverflow { .. }) => "bad-overflow",
         Err(HeaderError::BadSenderSlots { .. }) => "bad-sender-slots",
         Err(HeaderError::BadDataOffset { .. }) => "bad-data-offset",
         Err(HeaderError::BadCapacity { .. }) => "bad-capacity",
@@ -64,13 +66,14 @@ fn outcome(r: &Result<Layout, HeaderError>) -> &'static str {
 }
 
 /// Outcomes `validate` can give (it never checks ring positions).
-const OUTCOMES: [&str; 12] = [
+const OUTCOMES: [&str; 13] = [
     "ok",
     "too-short",
     "bad-magic",
     "bad-version",
     "not-ready",
     "bad-flavor",
+    "bad-overflow",
     "bad-sender-slots",
     "bad-data-offset",
     "bad-capacity",
@@ -85,10 +88,14 @@ fn layout(flavor: Flavor, capacity: usize, max_message: usize, segment_len: usiz
     let sender_slots = match flavor {
         Flavor::Spsc => 0,
         Flavor::Mpsc => DEFAULT_SENDER_SLOTS,
+        Flavor::Broadcast => DEFAULT_SUBSCRIBERS,
     };
+    // A broadcast channel's lap line comes before its subscriber table.
+    let lines = sender_slots + usize::from(flavor == Flavor::Broadcast);
     Layout {
         flavor,
-        data_offset: data_offset_for(sender_slots),
+        overflow: Overflow::Block,
+        data_offset: data_offset_for(lines),
         sender_slots,
         capacity,
         max_message,
@@ -165,8 +172,9 @@ fn header_seeds() -> Vec<Seed> {
     );
     let mut b = header(&layout(Flavor::Spsc, 4096, 1008, 8192));
     set(&mut b, offset::CREATOR_PID, &[0xff; 16]); // pid, uid, created_at
-    let pad = offset::SENDER_SLOTS + 4;
-    set(&mut b, pad, &[0xa5; LINE - offset::SENDER_SLOTS - 4]); // line 0 padding
+    set(&mut b, offset::SEM_ID, &[0xff; 4]); // any sem_id
+    let pad = offset::PID_NS + 8;
+    set(&mut b, pad, &[0xa5; LINE - offset::PID_NS - 8]); // line 0 padding
     set(&mut b, LINE, &[0x5a; HEADER_SIZE - LINE]); // ring state lines
     add("ok", "spsc-4096-noise-outside-fields", input(&b, 8192));
 
@@ -242,9 +250,9 @@ fn header_seeds() -> Vec<Seed> {
     );
     bad(
         "bad-flavor",
-        "flavor-3",
+        "flavor-4",
         offset::FLAVOR,
-        &3u32.to_ne_bytes(),
+        &4u32.to_ne_bytes(),
         8192,
     );
     for v in [0u64, 511, 513, u64::MAX] {
@@ -352,6 +360,73 @@ fn header_seeds() -> Vec<Seed> {
         &(data_offset_for(1) as u64).to_ne_bytes(),
     );
     add("ok", "mpsc-1-slot", input(&b, 20480));
+    // Flavor 3 (broadcast) on an SPSC image: no lap line, no subscriber
+    // slots.
+    let mut b = base.clone();
+    set(&mut b, offset::FLAVOR, &3u32.to_ne_bytes());
+    add(
+        "bad-sender-slots",
+        "flavor-3-without-slots",
+        input(&b, 8192),
+    );
+    // Overflow: 0 or 1 for broadcast, 0 for the others.
+    let mut b = base.clone();
+    set(&mut b, offset::OVERFLOW, &1u32.to_ne_bytes());
+    add("bad-overflow", "spsc-overwrite", input(&b, 8192));
+    // Broadcast: the lap line, then 1 to MAX_SUBSCRIBERS subscriber
+    // slots, then the data region; block or overwrite.
+    let bc = |overflow: u32, slots: usize, seg: usize| {
+        let mut b = header(&layout(Flavor::Broadcast, 4096, 1000, seg));
+        set(&mut b, offset::OVERFLOW, &overflow.to_ne_bytes());
+        set(&mut b, offset::SENDER_SLOTS, &(slots as u32).to_ne_bytes());
+        let data = data_offset_for(slots + 1) as u64;
+        set(&mut b, offset::DATA_OFFSET, &data.to_ne_bytes());
+        b
+    };
+    add(
+        "ok",
+        "broadcast-block",
+        input(&bc(0, DEFAULT_SUBSCRIBERS, 8192), 8192),
+    );
+    add(
+        "ok",
+        "broadcast-overwrite-1-slot",
+        input(&bc(1, 1, 8192), 8192),
+    );
+    let seg = data_offset_for(MAX_SUBSCRIBERS + 1) + 4096;
+    add(
+        "ok",
+        "broadcast-most-slots",
+        input(&bc(1, MAX_SUBSCRIBERS, seg), seg as u64),
+    );
+    add(
+        "bad-overflow",
+        "broadcast-overflow-2",
+        input(&bc(2, 1, 8192), 8192),
+    );
+    add(
+        "bad-sender-slots",
+        "broadcast-0-slots",
+        input(&bc(0, 0, 8192), 8192),
+    );
+    add(
+        "bad-sender-slots",
+        "broadcast-too-many-slots",
+        input(&bc(0, MAX_SUBSCRIBERS + 1, 1 << 20), 1 << 20),
+    );
+    // The data offset an MPSC table of the same size would have (no lap
+    // line).
+    let mut b = bc(0, 4, 8192);
+    set(
+        &mut b,
+        offset::DATA_OFFSET,
+        &(data_offset_for(4) as u64).to_ne_bytes(),
+    );
+    add(
+        "bad-data-offset",
+        "broadcast-without-lap-line",
+        input(&b, 8192),
+    );
     seeds
 }
 
@@ -481,7 +556,9 @@ fn regressions_replay() {
             total += replay(&dir, body);
         }
     }
-    // The consumer target found one bug so far (positions near 2^64).
+    // The consumer target found bugs: positions near 2^64, a forged
+    // waiter count, and two in broadcast subscribers (a forged lap that
+    // went on for ever, forged lag statistics that overflowed).
     assert!(total >= 1, "no regression inputs under {}", root.display());
 }
 
