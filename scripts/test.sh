@@ -51,38 +51,58 @@ cargo clippy -p peers --all-targets -- -D warnings
 step "loom models (--cfg shmchan_loom, LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS)"
 RUSTFLAGS="--cfg shmchan_loom" LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS \
     cargo test --release -p loom-tests --target-dir target/loom
-# The models are small enough to go deeper (bound 4: about two minutes of
-# CPU, nearly all of it the MPSC models; a few seconds at bound 2).
+# The models are small enough to go deeper (bound 4: about two and a half
+# minutes of CPU, nearly all of it the MPSC models and the broadcast
+# overwrite model; a few seconds at bound 2).
 step "loom models, deeper (LOOM_MAX_PREEMPTIONS=$LOOM_DEEP)"
 RUSTFLAGS="--cfg shmchan_loom" LOOM_MAX_PREEMPTIONS=$LOOM_DEEP \
     cargo test --release -p loom-tests --target-dir target/loom
 
-# Runs loom models (the cargo test arguments name them) under the mutant
-# ordering and requires them to fail with a data race loom found; prints
-# which tests caught it.
-mutant_caught() {
-    local what=$1
-    shift
-    local log
+# Runs loom models (the cargo test arguments name them) under a mutant
+# ordering and requires them to fail as a model catches it; prints which
+# tests caught it.
+#   mutant_caught_by CFG BOUND PATTERN MUST WHAT ARGS...
+# CFG: the mutant's cfg (--cfg CFG beside --cfg shmchan_loom); BOUND: the
+# preemption bound; PATTERN: what a catch prints (grep -E: a data race loom
+# found, or a model's own assertion); MUST: the tests that must each catch
+# it (space-separated, may be empty); WHAT: the models' name for messages.
+mutant_caught_by() {
+    local cfg=$1 bound=$2 pattern=$3 must=$4 what=$5
+    shift 5
+    local log caught t
     log=$(mktemp)
-    if RUSTFLAGS="--cfg shmchan_loom --cfg shmchan_mutant" LOOM_MAX_PREEMPTIONS=$LOOM_PREEMPTIONS \
+    if RUSTFLAGS="--cfg shmchan_loom --cfg $cfg" LOOM_MAX_PREEMPTIONS=$bound \
         cargo test --release -p loom-tests --target-dir target/loom-mutant --no-fail-fast "$@" >"$log" 2>&1; then
         tail -n 30 "$log"
         echo "FAIL: the $what models passed with the mutant ordering; they cannot catch it" >&2
         exit 1
     fi
-    if ! grep -q "Causality violation" "$log"; then
+    if ! grep -Eq "$pattern" "$log"; then
         tail -n 40 "$log"
-        echo "FAIL: the $what mutant run failed, but not by a data race loom found (build error, spin-out?)" >&2
+        echo "FAIL: the $what mutant run failed, but not as a model catches it ($pattern): build error, spin-out?" >&2
         exit 1
     fi
-    awk '/^---- .* stdout ----$/ {t = $2} /Causality violation/ && t {print "    caught by: " t; t = ""}' "$log"
+    caught=$(awk -v pat="$pattern" '/^---- .* stdout ----$/ {t = $2} $0 ~ pat && t {print t; t = ""}' "$log")
+    for t in $must; do
+        if ! grep -qx "$t" <<<"$caught"; then
+            tail -n 40 "$log"
+            echo "FAIL: $t did not catch the $what mutant" >&2
+            exit 1
+        fi
+    done
+    sed 's/^/    caught by: /' <<<"$caught"
     rm -f "$log"
 }
 
+# The SPSC and MPSC mutant (--cfg shmchan_mutant): caught by a data race.
+mutant_caught() {
+    mutant_caught_by shmchan_mutant "$LOOM_PREEMPTIONS" "Causality violation" "" "$@"
+}
+
 step "loom models must catch the mutant (--cfg shmchan_mutant)"
-# The SPSC models (every file but mpsc.rs) and the MPSC models, each on
-# their own: the mutant weakens both rings' publish.
+# The SPSC models (every file but mpsc.rs: broadcast records are SPSC
+# records) and the MPSC models, each on their own: the mutant weakens both
+# rings' publish.
 spsc_models=()
 for f in loom-tests/tests/*.rs; do
     t=$(basename "$f" .rs)
@@ -90,6 +110,19 @@ for f in loom-tests/tests/*.rs; do
 done
 mutant_caught SPSC "${spsc_models[@]}"
 mutant_caught MPSC --test mpsc
+
+step "broadcast models must catch the mutant (--cfg shmchan_mutant_broadcast)"
+# Two orderings of the broadcast publisher, each caught by its own model
+# (see loom-tests/tests/broadcast.rs): the Release fence after its store of
+# front, which the overwrite model catches as a torn message accepted (or
+# a later lap's bytes read as a header), and the Acquire of its load of
+# joins, which the joiner model catches as a data race (or a wrong
+# payload), at a preemption bound of 3 (one more than the default).
+broadcast_bound=$((LOOM_PREEMPTIONS > 3 ? LOOM_PREEMPTIONS : 3))
+mutant_caught_by shmchan_mutant_broadcast "$broadcast_bound" \
+    "Causality violation|accepted a torn message|found a broken record|wrong payload" \
+    "overwrite_a_lapped_subscriber_never_accepts_a_torn_message a_joiner_gets_every_message_after_its_start" \
+    broadcast --test broadcast
 
 step "cargo-fuzz smoke run (${FUZZ_SECS} s per target)"
 if ! cargo fuzz --version >/dev/null 2>&1; then

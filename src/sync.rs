@@ -187,8 +187,9 @@ mod region {
         /// read word by word with Relaxed atomic loads: never a reference
         /// to, nor a plain read of, memory that another process may write,
         /// so a peer writing the range meanwhile changes what is copied and
-        /// nothing else (safe whatever the ring protocol's state).
-        pub(crate) fn copy_out(&self, off: usize, len: usize, out: &mut Vec<u8>) {
+        /// nothing else (safe whatever the ring protocol's state). Public
+        /// (through `internals` only) for the fuzz targets and the models.
+        pub fn copy_out(&self, off: usize, len: usize, out: &mut Vec<u8>) {
             let words = self.atomic_words(off, len.div_ceil(8));
             let start = out.len();
             out.resize(start + words.len() * 8, 0);
@@ -210,9 +211,10 @@ mod region {
         /// `[off, off + src.len()` rounded up to 8) is the caller's: no
         /// reference of this process (a `Message`, a `Grant`) views it,
         /// and no endpoint of this process reads it meanwhile (a record's
-        /// space reserved and not committed yet).
+        /// space reserved and not committed yet). Public (through
+        /// `internals` only) for the fuzz targets and the models.
         #[inline]
-        pub(crate) unsafe fn copy_in(&self, off: usize, src: &[u8]) {
+        pub unsafe fn copy_in(&self, off: usize, src: &[u8]) {
             let words = self.atomic_words(off, src.len().div_ceil(8));
             let chunks = src.chunks_exact(8);
             let rest = chunks.remainder();
@@ -324,7 +326,10 @@ mod region {
     /// The data region under loom: one tracked cell per 8-byte word, and
     /// one loom atomic per word for the words the MPSC ring accesses as
     /// record headers (payload goes through the cells, headers through the
-    /// atomics; zeroing clears both, which is what a real word holds).
+    /// atomics; zeroing clears both, which is what a real word holds). The
+    /// word copies (`copy_in`, `copy_out`) use the atomics too: payload
+    /// that readers may legitimately race with (an overwriting broadcast
+    /// publisher's next lap), checked by the protocol, not by loom's cells.
     #[derive(Debug, Clone, Copy)]
     pub struct Region<'a> {
         cells: *const UnsafeCell<u64>,
@@ -445,6 +450,44 @@ mod region {
                 // SAFETY: the caller's contract; loom checks it.
                 let bytes = unsafe { self.read_u64(off + i * 8) }.to_ne_bytes();
                 chunk.copy_from_slice(&bytes[..chunk.len()]);
+            }
+        }
+
+        /// Appends the `len` bytes at `off` (8-aligned) to `out`, read word
+        /// by word with Relaxed loads of the atoms, as the std region's
+        /// `copy_out` does: a copy that races a write of the same words
+        /// (an overwriting publisher's next lap) is no data race, it only
+        /// reads other bytes. It reads the atoms, not the cells: use it on
+        /// what [`Region::copy_in`] wrote.
+        pub fn copy_out(&self, off: usize, len: usize, out: &mut Vec<u8>) {
+            assert!(off.is_multiple_of(8) && off + len <= self.len);
+            for w in (off..off + len).step_by(8) {
+                // Relaxed: as in the std region, the record was published
+                // by the Acquire load that found it (and an overwriting
+                // reader checks its copy afterwards); this only copies.
+                let bytes = self.atomic_u64(w).load(super::Ordering::Relaxed);
+                let n = (off + len - w).min(8);
+                out.extend_from_slice(&bytes.to_ne_bytes()[..n]);
+            }
+        }
+
+        /// Copies `src` to `off` (8-aligned) word by word with Relaxed
+        /// stores to the atoms, the last word padded with zeros, as the
+        /// std region's `copy_in` does (the cells are left alone: read the
+        /// copy with [`Region::copy_out`]).
+        ///
+        /// # Safety
+        /// As for the std region's `copy_in`: the range is the caller's
+        /// (reserved space not yet committed).
+        pub unsafe fn copy_in(&self, off: usize, src: &[u8]) {
+            assert!(off.is_multiple_of(8) && off + src.len() <= self.len);
+            for (i, chunk) in src.chunks(8).enumerate() {
+                let mut bytes = [0u8; 8];
+                bytes[..chunk.len()].copy_from_slice(chunk);
+                // Relaxed: the commit that follows (a Release store of the
+                // header) publishes the record; this only stores its words.
+                self.atomic_u64(off + i * 8)
+                    .store(u64::from_ne_bytes(bytes), super::Ordering::Relaxed);
             }
         }
     }

@@ -515,7 +515,7 @@ fn async_subscribers_block_and_overwrite() {
                         stream.check(seq, &m).unwrap();
                     }
                     got += 1;
-                    if got % 1000 == 0 {
+                    if got.is_multiple_of(1000) {
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 }

@@ -72,6 +72,16 @@ fn front_fence() {
     fence(Ordering::Release);
 }
 
+/// The ordering of the publisher's load of `joins` after it moves `front`
+/// (in `Fanout::cover`): Acquire. Under `shmchan_mutant_broadcast` (with
+/// `shmchan_loom`) it is Relaxed, so that the models can show they catch
+/// it (a publisher that sees the count change but not the joiner's
+/// position takes the ring for unread and writes over the joiner's start).
+#[cfg(not(all(shmchan_loom, shmchan_mutant_broadcast)))]
+const JOINS_LOAD: Ordering = Ordering::Acquire;
+#[cfg(all(shmchan_loom, shmchan_mutant_broadcast))]
+const JOINS_LOAD: Ordering = Ordering::Relaxed;
+
 /// Where a new subscriber starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Start {
@@ -363,11 +373,11 @@ impl Fan for Fanout {
         // The store-load fence between our store of front and our load of
         // joins (light: the joiner's membarrier is the other half).
         wake::fence_after_publish(self.light);
-        // Acquire: pairs with the SeqCst increment by a joiner, after its
-        // store of its position: a look at the table that follows sees
-        // that position. (Ordered after our store of front by the fence
-        // above: see the module docs.)
-        let joins = view.lap().joins.load(Ordering::Acquire);
+        // Acquire (JOINS_LOAD): pairs with the SeqCst increment by a
+        // joiner, after its store of its position: a look at the table
+        // that follows sees that position. (Ordered after our store of
+        // front by the fence above: see the module docs.)
+        let joins = view.lap().joins.load(JOINS_LOAD);
         if joins == self.joins {
             return Ok(true);
         }

@@ -70,9 +70,10 @@ impl<'a> Cursor<'a> {
         c
     }
 
-    /// The sequence number of the record at the read position.
+    /// The sequence number of the record at the read position (public
+    /// for the fuzz targets: a load of our own field).
     #[inline]
-    pub(crate) fn seq(&self) -> u64 {
+    pub fn seq(&self) -> u64 {
         self.seq
     }
 
