@@ -202,18 +202,7 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn release_to(&mut self, head: u64) {
         if let Reader::Subscriber(slot) = self.reader {
-            self.head = head;
-            let s = self.view.subscriber_slot(slot);
-            // Relaxed: statistics (lag in messages), read with the position.
-            s.seq.store(self.seq, Ordering::Relaxed);
-            // Release: pairs with the Acquire load of the position in
-            // broadcast::Fanout::reload: our reads of the records before it
-            // happen before the publisher reuses their space.
-            s.position.store(head, Ordering::Release);
-            let wake = &self.view.state().wake;
-            // One publisher at most waits for space.
-            self.wake
-                .claim_after_publish_with_bell(&wake.send_waiters, 1, &wake.send_bell);
+            self.release_slot_to(slot, head);
             return;
         }
         if self.mpsc {
@@ -244,6 +233,25 @@ impl<'a> Cursor<'a> {
                 &wake.send_bell,
             );
         }
+    }
+
+    /// A broadcast subscriber's release: its slot's `seq` and `position`,
+    /// then the publisher waiting for space. Out of line, so that the
+    /// other flavors' release stays as small as it was.
+    #[inline(never)]
+    fn release_slot_to(&mut self, slot: usize, head: u64) {
+        self.head = head;
+        let s = self.view.subscriber_slot(slot);
+        // Relaxed: statistics (lag in messages), read with the position.
+        s.seq.store(self.seq, Ordering::Relaxed);
+        // Release: pairs with the Acquire load of the position in
+        // broadcast::Fanout::reload: our reads of the records before it
+        // happen before the publisher reuses their space.
+        s.position.store(head, Ordering::Release);
+        let wake = &self.view.state().wake;
+        // One publisher at most waits for space.
+        self.wake
+            .claim_after_publish_with_bell(&wake.send_waiters, 1, &wake.send_bell);
     }
 
     /// The pieces of `[self.head, head)` in the region, each at most

@@ -55,6 +55,7 @@ impl Holdback {
     /// After a reservation of `len` bytes found the ring full: when it has
     /// been full for the timeout, releases the slots of the dead
     /// subscribers holding the publisher back; whether any was.
+    #[cold]
     fn release_dead(&mut self, p: &spsc::Producer<'static, Fanout>, len: usize) -> bool {
         let now = Instant::now();
         let since = *self.since.get_or_insert(now);
@@ -92,16 +93,28 @@ impl Prod {
         match self {
             Prod::Spsc(p) => p.try_reserve(len),
             Prod::Mpsc(p) => p.try_reserve(len),
-            Prod::Broadcast(p, hold) => loop {
-                match p.try_reserve(len) {
-                    Err(ReserveError::Full) if hold.release_dead(p, len) => continue,
-                    Err(e) => return Err(e),
-                    Ok(r) => {
-                        hold.since = None;
-                        return Ok(r);
-                    }
+            Prod::Broadcast(p, hold) => Prod::reserve_broadcast(p, hold, len),
+        }
+    }
+
+    /// A broadcast publisher's reservation, releasing dead subscribers
+    /// that hold it back. Out of line: the other flavors' reservation
+    /// stays as small as it was.
+    #[inline(never)]
+    fn reserve_broadcast(
+        p: &mut spsc::Producer<'static, Fanout>,
+        hold: &mut Holdback,
+        len: usize,
+    ) -> Result<Reservation, ReserveError> {
+        loop {
+            match p.try_reserve(len) {
+                Err(ReserveError::Full) if hold.release_dead(p, len) => continue,
+                Err(e) => return Err(e),
+                Ok(r) => {
+                    hold.since = None;
+                    return Ok(r);
                 }
-            },
+            }
         }
     }
 
