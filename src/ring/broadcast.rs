@@ -144,9 +144,18 @@ pub struct Fanout {
     tail_ver: u64,
     /// The shared `front` as we stored it.
     front: u64,
-    /// How far past the end of a write `front` is moved (a multiple of 8,
-    /// 0 when the largest record leaves no room for more).
+    /// How far past the end of a write `front` is moved: a power of two
+    /// that divides the capacity (at most an eighth of it), or 0 when the
+    /// largest record leaves no room for more.
     chunk: u64,
+    /// For the last ring's chunks, by chunk number modulo their count: the
+    /// first record starting at or past the chunk's start, and its
+    /// sequence number (`front - capacity` is a chunk's start, so the
+    /// oldest record is found here, not by walking the records, which a
+    /// ring behind are out of the cache). Empty without chunks.
+    starts: Box<[(u64, u64)]>,
+    /// The first chunk whose first record is not yet known.
+    next_chunk: u64,
     oldest_pos: u64,
     oldest_seq: u64,
     oldest_ver: u64,
@@ -179,12 +188,29 @@ impl Fanout {
         }
         let largest = record_size(view.max_message()) as u64 + NEXT;
         let even = |v: u64| v.wrapping_add(1) & !1;
+        let room = (cap / 8).min(cap - largest);
+        // The largest power of two within the room (at least 8), so that
+        // chunks divide the capacity; none when there is no room.
+        let chunk = if room >= 8 {
+            1u64 << (63 - room.leading_zeros())
+        } else {
+            0
+        };
+        let chunks = if chunk == 0 {
+            0
+        } else {
+            (cap / chunk) as usize
+        };
         Ok(Fanout {
             overwrite: view.overwrites(),
             next_seq: st.producer.next_seq.load(Ordering::Relaxed),
             tail_ver: even(st.producer.tail_ver.load(Ordering::Relaxed)),
             front,
-            chunk: (cap / 8).min(cap - largest) & !7,
+            chunk,
+            // Unknown for the records an earlier publisher wrote: `advance`
+            // walks those (an entry is used only when it lies in the chunk).
+            starts: vec![(u64::MAX, 0); chunks].into_boxed_slice(),
+            next_chunk: if chunk == 0 { 0 } else { tail.div_ceil(chunk) },
             oldest_pos,
             oldest_seq,
             oldest_ver: even(lap.oldest_ver.load(Ordering::Relaxed)),
@@ -211,6 +237,18 @@ impl Fanout {
             end.wrapping_add((self.chunk - end % self.chunk) % self.chunk)
         };
         let (mut pos, mut seq) = (self.oldest_pos, self.oldest_seq);
+        if self.chunk != 0 && front.wrapping_sub(pos) > cap {
+            // front - capacity starts a chunk: its first record, if we wrote
+            // it (it lies within the largest record of the chunk's start).
+            let from = front.wrapping_sub(cap);
+            let k = ((from / self.chunk) as usize) & (self.starts.len() - 1);
+            let (at, at_seq) = self.starts[k];
+            let largest = record_size(view.max_message()) as u64 + NEXT;
+            if at.wrapping_sub(from) < largest && at.wrapping_sub(pos) <= cap {
+                (pos, seq) = (at, at_seq);
+            }
+        }
+        // Otherwise (records of an earlier publisher), walk them.
         while front.wrapping_sub(pos) > cap {
             // Our own records, published (behind tail: front is at most a
             // ring past it), and not yet overwritten (past the old front
@@ -387,8 +425,21 @@ impl Fan for Fanout {
     }
 
     #[inline]
-    fn counted(&mut self) {
-        self.next_seq = self.next_seq.wrapping_add(1);
+    fn wrote(&mut self, start: u64, message: bool) {
+        if self.chunk != 0 {
+            // The chunks whose first record starts here: usually none,
+            // once per chunk one, a few for a record longer than a chunk.
+            let shift = self.chunk.trailing_zeros();
+            let last = start >> shift;
+            while self.next_chunk.wrapping_sub(last) as i64 <= 0 {
+                let k = (self.next_chunk as usize) & (self.starts.len() - 1);
+                self.starts[k] = (start, self.next_seq);
+                self.next_chunk = self.next_chunk.wrapping_add(1);
+            }
+        }
+        if message {
+            self.next_seq = self.next_seq.wrapping_add(1);
+        }
     }
 
     #[inline]
@@ -902,6 +953,50 @@ mod tests {
         let s = ring.view().subscriber_slot(slow.slot());
         assert_eq!(s.missed.load(Ordering::Relaxed), missed);
         assert_eq!(s.lagged.load(Ordering::Relaxed), lags);
+    }
+
+    #[test]
+    fn a_successor_publisher_finds_the_oldest_record_by_walking_its_predecessors() {
+        // The first publisher's record starts are its own; a successor
+        // walks the records it did not write to find the oldest one, and
+        // the counts of a lagging subscriber stay exact across the change.
+        let ring = HeapRing::broadcast(512, 248, 1, true);
+        let mut slow = sub(&ring, 1, Start::Newest);
+        let (mut next, mut got, mut missed) = (0u32, 0u64, 0u64);
+        for half in 0..2 {
+            // SAFETY: one publisher at a time (the first is dropped).
+            let mut p = unsafe { publisher(ring.view()) }.unwrap();
+            for i in 0..1000u32 {
+                p.try_push(&msg(half * 1000 + i)).unwrap();
+                if i % 50 == 0 {
+                    loop {
+                        match pop(&mut slow) {
+                            Ok(Some(m)) => {
+                                let seq = u32::from_le_bytes(m[..4].try_into().unwrap());
+                                assert_eq!(seq, next);
+                                assert_eq!(m, msg(seq));
+                                next += 1;
+                                got += 1;
+                            }
+                            Ok(None) => break,
+                            Err(n) => {
+                                next += n as u32;
+                                missed += n;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        loop {
+            match pop(&mut slow) {
+                Ok(Some(_)) => got += 1,
+                Ok(None) => break,
+                Err(n) => missed += n,
+            }
+        }
+        assert_eq!(got + missed, 2000);
+        assert!(missed > 100, "{missed}");
     }
 
     #[test]

@@ -66,8 +66,9 @@ pub trait Fan: std::fmt::Debug {
         cached: &mut u64,
     ) -> Result<bool, Corrupted>;
 
-    /// A message record was committed (counted for the sequence numbers).
-    fn counted(&mut self);
+    /// A record starting at `start` was written (a message, or padding):
+    /// for the sequence numbers, and where records start.
+    fn wrote(&mut self, start: u64, message: bool);
 
     /// After the publishing header store: store `tail` (and what goes with
     /// it) and claim the readers that sleep.
@@ -98,7 +99,7 @@ impl Fan for Single {
     }
 
     #[inline(always)]
-    fn counted(&mut self) {}
+    fn wrote(&mut self, _: u64, _: bool) {}
 
     #[inline]
     fn published(&mut self, view: &RingView<'_>, tail: u64, wake: &mut Wakeups) {
@@ -228,10 +229,11 @@ impl<'a, F: Fan> Producer<'a, F> {
             let room = view.capacity() - idx as u64;
             pos = pos.wrapping_add(match split_record_header(word) {
                 (kind::MESSAGE, len) => {
-                    fan.counted();
+                    fan.wrote(pos, true);
                     view.check_record("message record does not fit", pos, len, room)?
                 }
                 (kind::PADDING, len) if idx != 0 && RECORD_HEADER as u64 + len as u64 == room => {
+                    fan.wrote(pos, false);
                     room
                 }
                 (k, len) => {
@@ -361,7 +363,6 @@ impl<'a, F: Fan> Producer<'a, F> {
     #[inline]
     pub unsafe fn commit_unpublished(&mut self, r: Reservation) {
         debug_assert_eq!(r.start, self.tail);
-        self.fan.counted();
         self.put(
             self.view.index(r.start),
             r.end,
@@ -390,6 +391,8 @@ impl<'a, F: Fan> Producer<'a, F> {
             // header, which the consumer must pass first.
             region.atomic_u64(idx).store(word, Ordering::Relaxed);
         }
+        self.fan
+            .wrote(self.tail, split_record_header(word).0 == kind::MESSAGE);
         self.tail = end;
     }
 
