@@ -196,11 +196,7 @@ impl Fanout {
         } else {
             0
         };
-        let chunks = if chunk == 0 {
-            0
-        } else {
-            (cap / chunk) as usize
-        };
+        let chunks = cap.checked_div(chunk).unwrap_or(0) as usize;
         Ok(Fanout {
             overwrite: view.overwrites(),
             next_seq: st.producer.next_seq.load(Ordering::Relaxed),
