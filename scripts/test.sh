@@ -117,10 +117,11 @@ step "broadcast models must catch the mutant (--cfg shmchan_mutant_broadcast)"
 # front, which the overwrite model catches as a torn message accepted (or
 # a later lap's bytes read as a header), and the Acquire of its load of
 # joins, which the joiner model catches as a data race (or a wrong
-# payload), at a preemption bound of 3 (one more than the default).
+# payload, or its subscriber lapped in Block mode), at a preemption bound
+# of 3 (one more than the default).
 broadcast_bound=$((LOOM_PREEMPTIONS > 3 ? LOOM_PREEMPTIONS : 3))
 mutant_caught_by shmchan_mutant_broadcast "$broadcast_bound" \
-    "Causality violation|accepted a torn message|found a broken record|wrong payload" \
+    "Causality violation|accepted a torn message|found a broken record|wrong payload|lapped a joined subscriber" \
     "overwrite_a_lapped_subscriber_never_accepts_a_torn_message a_joiner_gets_every_message_after_its_start" \
     broadcast --test broadcast
 

@@ -207,3 +207,49 @@ pub unsafe fn region_is_zero(view: &RingView<'_>) -> bool {
         word == 0 && unsafe { region.shared_word(off) }.load(Relaxed) == 0
     })
 }
+
+/// Coverage counters (std atomics, outside the model, summed over the
+/// executions of one test): a model only proves something if the
+/// interleavings it is about occurred.
+pub struct Coverage<const N: usize> {
+    names: [&'static str; N],
+    counts: [std::sync::atomic::AtomicUsize; N],
+    executions: std::sync::atomic::AtomicUsize,
+}
+
+impl<const N: usize> Coverage<N> {
+    pub const fn new(names: [&'static str; N]) -> Self {
+        Coverage {
+            names,
+            counts: [const { std::sync::atomic::AtomicUsize::new(0) }; N],
+            executions: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts one execution (call at the start of the model's closure).
+    pub fn execution(&self) {
+        self.executions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn hit(&self, i: usize) {
+        self.counts[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Prints the counts and fails if some path never occurred.
+    pub fn check(&self) {
+        eprintln!(
+            "{} executions",
+            self.executions.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        for (name, n) in self.names.iter().zip(&self.counts) {
+            eprintln!("{:8} {name}", n.load(std::sync::atomic::Ordering::Relaxed));
+        }
+        for (name, n) in self.names.iter().zip(&self.counts) {
+            assert!(
+                n.load(std::sync::atomic::Ordering::Relaxed) > 0,
+                "no execution covered: {name}"
+            );
+        }
+    }
+}

@@ -30,53 +30,12 @@
 //! capacity; the region index is the position modulo 64).
 #![cfg(shmchan_loom)]
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::Relaxed;
-
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
+use loom_tests::Coverage;
 use shmchan::internals::broadcast::{self, Next, Start, Subscriber};
 use shmchan::internals::sync::{fence, Ordering};
 use shmchan::internals::{HeapRing, ReserveError, RingView};
-
-/// Coverage counters (std atomics, outside the model, summed over the
-/// executions of one test): a model only proves something if the
-/// interleavings it is about occurred.
-struct Coverage<const N: usize> {
-    names: [&'static str; N],
-    counts: [AtomicUsize; N],
-    executions: AtomicUsize,
-}
-
-impl<const N: usize> Coverage<N> {
-    const fn new(names: [&'static str; N]) -> Self {
-        Coverage {
-            names,
-            counts: [const { AtomicUsize::new(0) }; N],
-            executions: AtomicUsize::new(0),
-        }
-    }
-
-    /// Counts one execution (call at the start of the model's closure).
-    fn execution(&self) {
-        self.executions.fetch_add(1, Relaxed);
-    }
-
-    fn hit(&self, i: usize) {
-        self.counts[i].fetch_add(1, Relaxed);
-    }
-
-    /// Prints the counts and fails if some path never occurred.
-    fn check(&self) {
-        eprintln!("{} executions", self.executions.load(Relaxed));
-        for (name, n) in self.names.iter().zip(&self.counts) {
-            eprintln!("{:8} {name}", n.load(Relaxed));
-        }
-        for (name, n) in self.names.iter().zip(&self.counts) {
-            assert!(n.load(Relaxed) > 0, "no execution covered: {name}");
-        }
-    }
-}
 
 /// Pids of the subscribers (any non-zero values; every owner counts as
 /// alive, so no slot is taken over).
@@ -151,6 +110,21 @@ fn pop_block(s: &mut Subscriber, what: &str) -> (Vec<u8>, usize) {
                 return (got, empty);
             }
             Next::Empty => {
+                // Block mode: the publisher never publishes past a joined
+                // subscriber's position plus the ring (a later record's
+                // zero would read as "empty" here for ever). `tail` is a
+                // lower bound of what it published.
+                // SAFETY: a load, for the model's check.
+                let tail = unsafe { s.view().shared_state() }
+                    .producer
+                    .tail
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                // (Signed: the subscriber may be ahead of the stored tail;
+                // less 8: the zero past the last record is written too.)
+                assert!(
+                    tail.wrapping_sub(s.position()) as i64 <= s.view().capacity() as i64 - 8,
+                    "{what}: the publisher lapped a joined subscriber in Block mode (tail {tail})"
+                );
                 empty += 1;
                 assert!(
                     empty < loom_tests::SPIN_LIMIT,

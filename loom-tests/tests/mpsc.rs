@@ -28,13 +28,12 @@
 //! capacity; the region index is the position modulo 64).
 #![cfg(shmchan_loom)]
 
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
 use loom::sync::atomic::AtomicBool;
 use loom::sync::Arc;
 use loom::thread;
-use loom_tests::{FutexMock, Slot};
+use loom_tests::{Coverage, FutexMock, Slot};
 use shmchan::internals::mpsc::{self, Blocked, Consumer, Producer, Recovery, Stage};
 use shmchan::internals::sync::Ordering::{Acquire, Release};
 use shmchan::internals::wait::{Futex, Sleeper, SlotSleeper};
@@ -55,45 +54,6 @@ fn byte(p: usize, seq: usize, j: usize) -> u8 {
 
 fn message(p: usize, seq: usize, len: usize) -> Vec<u8> {
     (0..len).map(|j| byte(p, seq, j)).collect()
-}
-
-/// Coverage counters (std atomics, outside the model, summed over the
-/// executions of one test): a model only proves something if the
-/// interleavings it is about occurred.
-struct Coverage<const N: usize> {
-    names: [&'static str; N],
-    counts: [AtomicUsize; N],
-    executions: AtomicUsize,
-}
-
-impl<const N: usize> Coverage<N> {
-    const fn new(names: [&'static str; N]) -> Self {
-        Coverage {
-            names,
-            counts: [const { AtomicUsize::new(0) }; N],
-            executions: AtomicUsize::new(0),
-        }
-    }
-
-    /// Counts one execution (call at the start of the model's closure).
-    fn execution(&self) {
-        self.executions.fetch_add(1, Relaxed);
-    }
-
-    fn hit(&self, i: usize) {
-        self.counts[i].fetch_add(1, Relaxed);
-    }
-
-    /// Prints the counts and fails if some path never occurred.
-    fn check(&self) {
-        eprintln!("{} executions", self.executions.load(Relaxed));
-        for (name, n) in self.names.iter().zip(&self.counts) {
-            eprintln!("{:8} {name}", n.load(Relaxed));
-        }
-        for (name, n) in self.names.iter().zip(&self.counts) {
-            assert!(n.load(Relaxed) > 0, "no execution covered: {name}");
-        }
-    }
 }
 
 /// A 64-byte ring with two sender slots, for [`setup`].
