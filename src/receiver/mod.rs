@@ -44,6 +44,9 @@ enum Cons {
 #[derive(Debug)]
 struct ReadSide {
     consumer: Cons,
+    /// The consumer's view (a copy, so that the hot path does not match
+    /// on the flavor to reach it).
+    view: RingView<'static>,
     shm_id: i32,
     /// The header's received counters.
     tally: Tally,
@@ -66,11 +69,7 @@ impl ReadSide {
 
     #[inline]
     fn view(&self) -> &RingView<'static> {
-        match &self.consumer {
-            Cons::Spsc(c) => c.view(),
-            Cons::Mpsc(c, _) => c.view(),
-            Cons::Broadcast(c) => c.view(),
-        }
+        &self.view
     }
 
     /// Whether the record in hand is a copy (in `scratch`), not the ring's
@@ -291,9 +290,15 @@ impl Receiver {
             Cons::Broadcast(c) => c.wakeups().set_light_fence(light),
         }
         reg.announce_connect();
+        let view = match &consumer {
+            Cons::Spsc(c) => *c.view(),
+            Cons::Mpsc(c, _) => *c.view(),
+            Cons::Broadcast(c) => *c.view(),
+        };
         Receiver {
             side: ReadSide {
                 consumer,
+                view,
                 shm_id: seg.shm.id(),
                 tally: Tally::new(&seg.mapped, counted),
                 scratch: Vec::new(),

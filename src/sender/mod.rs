@@ -216,6 +216,9 @@ pub struct Sender {
     /// Declared before `reg`: dropped before the segment it views can be
     /// unmapped.
     producer: Prod,
+    /// The producer's view (a copy, so that the hot path does not match
+    /// on the flavor to reach it).
+    view: RingView<'static>,
     tally: Tally,
     spin_limit: u32,
     /// Sends left before the next look at the receivers' liveness count.
@@ -339,6 +342,7 @@ impl Sender {
         let tally = Tally::new(&seg.mapped, counted);
         reg.announce_connect();
         Ok(Sender {
+            view: *producer.view(),
             producer,
             tally,
             spin_limit: DEFAULT_SPIN,
@@ -425,7 +429,7 @@ impl Sender {
         // A receiver that left cleanly said so in the line we hold; one
         // that was killed cannot, and is looked for every LIVENESS_EVERY
         // sends (a system call).
-        if receiver_left(self.producer.view().state()) && self.producer.needs_receiver() {
+        if receiver_left(self.view.state()) && self.producer.needs_receiver() {
             return Err(WaitError::Disconnected);
         }
         self.until_look = self.until_look.saturating_sub(sends);
@@ -557,7 +561,7 @@ impl Sender {
         // SAFETY: `r` is the reservation our producer just made: space only
         // we may write until we commit it, which we do next, once.
         unsafe {
-            self.producer.view().region().copy_in(r.data_offset, msg);
+            self.view.region().copy_in(r.data_offset, msg);
             self.producer.commit(r);
         }
         self.flush();
