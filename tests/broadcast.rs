@@ -420,8 +420,9 @@ fn publishing_without_subscribers_and_joining_at_newest_or_oldest() {
 
 /// A subscriber asleep in another process (a blocking `recv`) is woken by
 /// each publish: 200 messages sent one by one, each after the subscriber
-/// went to sleep, all arrive, and the subscriber slept (its sleeps are
-/// counted); the publisher's departure wakes it with `Disconnected`.
+/// went to sleep, all arrive with a median delay under 10 ms (its 100 ms
+/// poll alone would give about 50), and the subscriber slept (its sleeps
+/// are counted); the publisher's departure wakes it with `Disconnected`.
 #[test]
 fn a_sleeping_subscriber_is_woken_by_each_publish_and_by_the_departure() {
     let (ch, guard) = fresh(broadcast(4096, 100, Overflow::Block));
@@ -444,12 +445,19 @@ fn a_sleeping_subscriber_is_woken_by_each_publish_and_by_the_departure() {
         }
     });
     wait_for_subscribers(&tx, 1);
+    let mut delays = Vec::new();
     for i in 0..200u64 {
         // Wait until the subscriber is asleep again.
         assert!(wait_until(T, || ch.stats().unwrap().recv_waiters == 1));
+        let t = Instant::now();
         tx.send(&i.to_le_bytes()).unwrap();
         assert!(wait_until(T, || got.at(0).load(Ordering::SeqCst) == i + 1));
+        delays.push(t.elapsed().as_nanos() as u64);
     }
+    // Woken by the publish (a futex wake of its slot), not by its 100 ms
+    // poll, which would put the median near 50 ms.
+    let median = median_of(&mut delays);
+    assert!(median < 10_000_000, "median wake-up {median} ns");
     assert!(wait_until(T, || ch.stats().unwrap().recv_waiters == 1));
     let t = Instant::now();
     drop(tx);

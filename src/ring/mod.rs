@@ -2,15 +2,18 @@
 //! a data region. Nothing here makes a system call: the caller turns the
 //! wake-ups the ring asks for into semaphore posts (see [`crate::wait`]).
 //!
-//! - [`spsc`]: one producer, one consumer, published by `tail`.
+//! - [`spsc`]: one producer, one consumer, each record published by its
+//!   header word (the producer is generic over its readers, [`spsc::Fan`]).
+//! - [`broadcast`]: one publisher (the SPSC producer), many subscribers,
+//!   each in its own slot; Block or Overwrite.
 //! - [`mpsc`]: many producers, published by each record's header, with the
 //!   recovery of claims whose producer died.
-//! - [`cursor`]: the consumer's positions, shared by both flavors.
+//! - [`cursor`]: the consumer's positions, shared by every flavor.
 //! - [`wake`]: the shared-memory half of the wake protocol.
 //!
-//! The endpoints of both flavors are made by `unsafe` constructors: one
-//! SPSC producer and one consumer per ring at a time is the caller's
-//! promise (a channel keeps it with its liveness counts), and what they
+//! The endpoints of every flavor are made by `unsafe` constructors: one
+//! SPSC producer (or broadcast publisher) and one consumer (or one
+//! subscriber per slot) at a time is the caller's promise (a channel keeps it with its liveness counts), and what they
 //! hand out (a [`Reservation`], a [`Record`]) is given back only to the
 //! endpoint it came from.
 
