@@ -260,8 +260,9 @@ impl Receiver {
         let sub = match unsafe { broadcast::Subscriber::join(view, slot, start, &mut barrier) } {
             Ok(sub) => sub,
             Err(c) => {
-                // Relaxed (inside): the slot was never used.
-                broadcast::free_slot(&view, slot);
+                // SAFETY: the slot was taken above for this subscriber,
+                // whose join failed: nobody reads through it.
+                unsafe { broadcast::free_slot(&view, slot) };
                 return Err(bad_positions(c));
             }
         };

@@ -520,7 +520,12 @@ pub unsafe fn take_slot(
 
 /// Gives back a slot taken with [`take_slot`] whose subscriber never
 /// joined.
-pub fn free_slot(view: &RingView<'_>, slot: usize) {
+///
+/// # Safety
+/// `slot` is the caller's, taken for a subscriber that never joined (a
+/// joined subscriber's slot freed under it would let the publisher write
+/// over the records it reads).
+pub unsafe fn free_slot(view: &RingView<'_>, slot: usize) {
     // Release: pairs with the Acquire CAS of the next taker.
     view.subscriber_slot(slot).owner.store(0, Ordering::Release);
 }
