@@ -237,7 +237,7 @@ pub use options::Options;
 #[cfg(all(feature = "tokio", not(shmchan_loom)))]
 pub use receiver::RecvStream;
 #[cfg(not(shmchan_loom))]
-pub use receiver::{Iter, Message, Receiver, TryIter};
+pub use receiver::{Held, Iter, Message, Receiver, TryIter};
 #[cfg(not(shmchan_loom))]
 pub use removal::{ForcedRemoval, RemovedSegment, RemovedSems, SegmentKind};
 pub use ring::broadcast::Start;

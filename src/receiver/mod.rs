@@ -1,7 +1,9 @@
 //! [`Receiver`]: the receiving end, and [`Message`], a received message
 //! borrowed from the ring, with the iterators.
 
+mod held;
 mod waiting;
+pub use held::Held;
 #[cfg(feature = "tokio")]
 pub use waiting::RecvStream;
 

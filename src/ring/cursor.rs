@@ -174,6 +174,19 @@ impl<'a> Cursor<'a> {
         self.seq = self.seq.wrapping_add(1);
     }
 
+    /// Frees the records read so far up to `end`, the end of one of them:
+    /// returns `false` (and frees nothing) unless `end` lies past the
+    /// released position and not past the read position.
+    #[inline]
+    pub(crate) fn release_through(&mut self, end: u64) -> bool {
+        let ahead = end.wrapping_sub(self.head);
+        if ahead == 0 || ahead > self.read.wrapping_sub(self.head) {
+            return false;
+        }
+        self.release_to(end);
+        true
+    }
+
     /// Frees every record read so far with one Release store of `head`.
     #[inline]
     pub fn release(&mut self) {
