@@ -1,6 +1,8 @@
 //! `shmchan`: use and inspect shmchan channels from a shell.
 
 mod args;
+#[cfg(feature = "bridge")]
+mod bridge;
 mod show;
 mod stream;
 
@@ -208,6 +210,17 @@ enum Command {
     ///
     /// Example: shmchan bench --sizes 64,1024 --duration 1
     Bench(bench::Args),
+    /// Bridge a channel to NATS, to reach other hosts: `to-nats` is the
+    /// channel's receiver and publishes to a subject, `from-nats`
+    /// subscribes and sends into a channel. Core NATS (at most once), or
+    /// JetStream with --stream (nothing lost or doubled across a bridge
+    /// crash or a server restart). NATS's own TLS and authentication
+    /// options pass through (--creds, --tls-ca, ...).
+    ///
+    /// Example: shmchan bridge to-nats /tmp/k --server nats://10.0.0.5:4222 --subject md.ticks --stream TICKS
+    #[cfg(feature = "bridge")]
+    #[command(subcommand)]
+    Bridge(bridge::BridgeCommand),
 }
 
 /// What went wrong, said in one line with what to do.
@@ -533,6 +546,8 @@ fn run(cli: Cli) -> Result<(), Fail> {
             keys,
             proj,
         } => gc(dry_run, &keys, proj),
+        #[cfg(feature = "bridge")]
+        Command::Bridge(cmd) => bridge::run(cmd),
         Command::Bench(args) => {
             let cfg = args.config().unwrap_or_else(|e| {
                 eprintln!("shmchan: {e}");
