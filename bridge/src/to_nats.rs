@@ -30,9 +30,9 @@ use crate::nats::{ensure_stream, NatsArgs};
 use crate::{status, BridgeError, Signals, HEADER_CHANNEL, HEADER_KEY, HEADER_POSITION};
 
 /// Core NATS: the most messages released from the ring between two
-/// flushes (a round trip that confirms the server has read what was
-/// published). A `to-nats` bridge killed between two loses at most this
-/// many.
+/// round trips to the server (each confirms that the server has read what
+/// was published before it). A `to-nats` bridge killed between two loses
+/// at most this many.
 pub const CORE_FLUSH_EVERY: u64 = 1024;
 
 /// JetStream: the most messages published and not yet acknowledged.
@@ -48,6 +48,10 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often a bridge waiting for messages looks at the senders' liveness
 /// (a sender killed rings no doorbell).
+/// Core NATS: how long a round trip may take before the bridge goes on
+/// without it (the server is away; what was published may be lost, as
+/// core NATS allows).
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
 const LIVENESS_POLL: Duration = Duration::from_millis(100);
 /// Refusals of the oldest message for a wrong predecessor, in a row,
 /// after which the bridge stops naming predecessors (someone else
@@ -90,22 +94,33 @@ pub struct Summary {
     pub lost_to_lag: u64,
     /// Whether it stopped at the end of the stream (every sender gone).
     pub end_of_stream: bool,
-    /// JetStream: whether it stopped with messages it had published and
-    /// not seen acknowledged (they stay in the ring for the next bridge).
+    /// JetStream: messages it had published and not seen acknowledged
+    /// when it stopped (they stay in the ring for the next bridge).
     pub unacknowledged: u64,
+    /// Whether it published with core NATS (no acknowledgements).
+    pub core: bool,
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "to-nats stopped ({}): {} messages published, {} acknowledged, {} duplicates, {} republished windows",
-            if self.end_of_stream { "end of stream" } else { "signal" },
-            self.published,
-            self.acknowledged,
-            self.duplicates,
-            self.republished
-        )?;
+        let why = if self.end_of_stream {
+            "end of stream"
+        } else {
+            "signal"
+        };
+        if self.core {
+            write!(
+                f,
+                "to-nats stopped ({why}): {} messages published (core NATS)",
+                self.published
+            )?;
+        } else {
+            write!(
+                f,
+                "to-nats stopped ({why}): {} messages published, {} acknowledged, {} duplicates, {} republished windows",
+                self.published, self.acknowledged, self.duplicates, self.republished
+            )?;
+        }
         if self.unacknowledged > 0 {
             write!(
                 f,
@@ -273,8 +288,9 @@ fn next(rx: &mut Receiver, buf: &mut Vec<u8>, lost: &mut u64) -> Result<Next, Br
     }
 }
 
-/// Core NATS: publish, release at once, flush every
-/// [`CORE_FLUSH_EVERY`] messages and whenever the ring is empty.
+/// Core NATS: publish, release at once, and make a round trip to the
+/// server every [`CORE_FLUSH_EVERY`] messages and whenever the ring is
+/// empty.
 async fn core(
     client: &Client,
     rx: &mut Receiver,
@@ -284,8 +300,7 @@ async fn core(
 ) -> Result<Summary, BridgeError> {
     let mut sum = Summary::default();
     let mut buf = Vec::new();
-    let mut unflushed = 0u64;
-    let failed = |e: &dyn fmt::Display| BridgeError::Ring(format!("publishing failed: {e}"));
+    let mut unconfirmed = 0u64;
     loop {
         match next(rx, &mut buf, &mut sum.lost_to_lag)? {
             Next::Message(held) => {
@@ -297,26 +312,26 @@ async fn core(
                     payload,
                 );
                 tokio::select! {
-                    r = publish => r.map_err(|e| failed(&e))?,
+                    r = publish => r.map_err(|e| BridgeError::Ring(format!("publishing failed: {e}")))?,
                     _ = signals.recv() => break,
                 }
                 sum.published += 1;
-                unflushed += 1;
-                if unflushed >= CORE_FLUSH_EVERY {
+                unconfirmed += 1;
+                if unconfirmed >= CORE_FLUSH_EVERY {
                     tokio::select! {
-                        r = client.flush() => r.map_err(|e| failed(&e))?,
+                        _ = round_trip(client) => {}
                         _ = signals.recv() => break,
                     }
-                    unflushed = 0;
+                    unconfirmed = 0;
                 }
             }
             Next::Empty => {
-                if unflushed > 0 {
+                if unconfirmed > 0 {
                     tokio::select! {
-                        r = client.flush() => r.map_err(|e| failed(&e))?,
+                        _ = round_trip(client) => {}
                         _ = signals.recv() => break,
                     }
-                    unflushed = 0;
+                    unconfirmed = 0;
                 }
                 tokio::select! {
                     _ = ring.ready(rx) => {}
@@ -329,9 +344,26 @@ async fn core(
             }
         }
     }
-    // What was handed to the client goes out before the bridge does.
-    let _ = tokio::time::timeout(STOP_GRACE, client.flush()).await;
+    // What was handed to the client reaches the server before the bridge
+    // goes.
+    let _ = tokio::time::timeout(STOP_GRACE, round_trip(client)).await;
+    sum.core = true;
     Ok(sum)
+}
+
+/// A round trip to the server: once it returns `true`, the server has
+/// read everything this client published before it (and queued it for
+/// the subscribers). A request to a fresh inbox, which nobody listens on:
+/// the server answers "no responders" after the publishes before it. A
+/// flush would only put them in the socket, which a killed process may
+/// lose. `false` when the server did not answer in time (disconnected).
+async fn round_trip(client: &Client) -> bool {
+    let probe = client.request(client.new_inbox(), Bytes::new());
+    match tokio::time::timeout(ROUND_TRIP_TIMEOUT, probe).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => e.kind() == async_nats::RequestErrorKind::NoResponders,
+        Err(_) => false,
+    }
 }
 
 /// A message published to JetStream and not yet acknowledged.

@@ -58,7 +58,7 @@ pub enum BridgeCommand {
 }
 
 pub fn run(cmd: BridgeCommand) -> Result<(), Fail> {
-    let (at, result) = match cmd {
+    let (side, at, result) = match cmd {
         BridgeCommand::ToNats {
             key,
             nats,
@@ -75,7 +75,7 @@ pub fn run(cmd: BridgeCommand) -> Result<(), Fail> {
                 from_oldest,
             };
             let r = shmchan_bridge::block_on(to_nats::run(cfg)).map(|s| s.to_string());
-            (key.key.to_string(), r)
+            ("to-nats", key.key.to_string(), r)
         }
         BridgeCommand::FromNats {
             nats,
@@ -93,7 +93,7 @@ pub fn run(cmd: BridgeCommand) -> Result<(), Fail> {
                 durable,
             };
             let r = shmchan_bridge::block_on(from_nats::run(cfg)).map(|s| s.to_string());
-            (key.key.to_string(), r)
+            ("from-nats", key.key.to_string(), r)
         }
     };
     match result {
@@ -102,6 +102,6 @@ pub fn run(cmd: BridgeCommand) -> Result<(), Fail> {
             Ok(())
         }
         Err(BridgeError::Channel(e)) => Err(open_failure(&e, &at, "endpoint")),
-        Err(e) => Err(format!("bridge: {e}")),
+        Err(e) => Err(format!("bridge {side}: {e}")),
     }
 }
