@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, clippy, unit, integration
-# and doc tests of every workspace crate (the library, cli/, bench/, and the
+# and doc tests of every workspace crate (the library, cli/ with the NATS
+# bridge's end-to-end tests, bridge/, bench/, and the
 # fuzz corpora replayed by fuzz/support/), a build of the peers benchmark,
 # the loom models (and proof that they can fail), a short cargo-fuzz smoke
 # run of every fuzz target, and the fault and hostile-writer tests again
@@ -12,7 +13,9 @@
 #
 # Needs: a Rust toolchain; the nightly toolchain for cargo-fuzz and
 # AddressSanitizer (falls back to RUSTC_BOOTSTRAP=1 on stable); installs
-# cargo-fuzz if it is missing.
+# cargo-fuzz if it is missing, and nats-server (Debian's package, for the
+# NATS bridge's tests, which start their own on loopback) when it is
+# missing and apt-get can install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +29,11 @@ step() { printf '\n==> %s\n' "$*"; }
 # IPC objects owned by us before the suite: the check at the end compares.
 ipc_ids() { ipcs -m | awk 'NR>3 && $2 ~ /^[0-9]+$/ {print "m" $2}'; ipcs -s | awk 'NR>3 && $2 ~ /^[0-9]+$/ {print "s" $2}'; }
 before=$(ipc_ids | sort)
+
+if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then
+    step "installing nats-server"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
