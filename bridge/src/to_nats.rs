@@ -585,13 +585,21 @@ impl JetStreamOut {
             _ = signals.recv() => return Ok(true),
         }
         self.sum.republished += 1;
-        let mut prev = self.last_acked.clone();
-        for i in 0..self.window.len() {
-            let ack = self.publish(&self.window[i], prev.as_deref()).await?;
-            self.acks.push_back(ack);
-            prev = Some(self.window[i].id.clone());
+        let republish = async {
+            let mut prev = self.last_acked.clone();
+            for i in 0..self.window.len() {
+                let ack = self.publish(&self.window[i], prev.as_deref()).await?;
+                self.acks.push_back(ack);
+                prev = Some(self.window[i].id.clone());
+            }
+            Ok::<(), BridgeError>(())
+        };
+        tokio::select! {
+            r = republish => r.map(|()| false),
+            // Stopping: what was published again so far may still be
+            // acknowledged in the grace period.
+            _ = signals.recv() => Ok(true),
         }
-        Ok(false)
     }
 
     /// SIGTERM/SIGINT: waits (a while) for the acknowledgements of what is
