@@ -2,13 +2,14 @@
 //! and authentication options, passed through), the status lines of a
 //! reconnecting client, and the JetStream stream both bridges use.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use async_nats::{Client, ConnectOptions, Event};
+use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 
 use crate::{status, BridgeError};
 
@@ -93,12 +94,30 @@ impl NatsArgs {
                 let lost = lost.clone();
                 async move { report(event, &lost) }
             });
-        opts.connect(self.server.as_str())
+        opts.connect(self.addresses()?)
             .await
             .map_err(|e| BridgeError::Unreachable {
                 server: self.server.clone(),
                 reason: e.to_string(),
             })
+    }
+}
+
+impl NatsArgs {
+    /// The servers of `--server`, a comma-separated list.
+    fn addresses(&self) -> Result<Vec<ServerAddr>, BridgeError> {
+        self.server
+            .split(',')
+            .map(|a| {
+                let bad = |why: &dyn fmt::Display| {
+                    BridgeError::Setup(format!("bad NATS server address {a:?}: {why}"))
+                };
+                match a.trim() {
+                    "" => Err(bad(&"empty")),
+                    a => a.parse::<ServerAddr>().map_err(|e| bad(&e)),
+                }
+            })
+            .collect()
     }
 }
 
@@ -205,6 +224,26 @@ mod tests {
         assert!(subject_matches("a.>", "a.b.c"));
         assert!(!subject_matches("a.>", "a"));
         assert!(subject_matches("*.b.>", "x.b.y"));
+    }
+
+    #[test]
+    fn a_server_list_is_split_at_commas() {
+        let args = |server: &str| NatsArgs {
+            server: server.into(),
+            creds: None,
+            user: None,
+            password: None,
+            token: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+        };
+        let a = args("nats://a:4222, nats://b:4223").addresses().unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!((a[1].host(), a[1].port()), ("b", 4223));
+        assert_eq!(args("tls://c:1").addresses().unwrap()[0].port(), 1);
+        assert!(matches!(args("nats://a:4222,").addresses(), Err(BridgeError::Setup(_))));
     }
 
     #[test]
