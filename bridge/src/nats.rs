@@ -243,7 +243,10 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert_eq!((a[1].host(), a[1].port()), ("b", 4223));
         assert_eq!(args("tls://c:1").addresses().unwrap()[0].port(), 1);
-        assert!(matches!(args("nats://a:4222,").addresses(), Err(BridgeError::Setup(_))));
+        assert!(matches!(
+            args("nats://a:4222,").addresses(),
+            Err(BridgeError::Setup(_))
+        ));
     }
 
     #[test]

@@ -556,6 +556,63 @@ fn from_nats_killed_loses_nothing_and_repeats_only_the_unacknowledged() {
     common::finish(b, gb);
 }
 
+/// A broadcast channel (Block) is bridged by one more subscriber: to-nats
+/// holds its messages until JetStream has them, which holds the publisher
+/// back as any slow subscriber does; B gets every message in order.
+#[test]
+fn a_broadcast_channel_is_bridged_by_a_subscriber() {
+    let _s = serial();
+    const N: u64 = 100_000;
+    let server = NatsServer::start();
+    let (a, ga) = fresh(
+        Options::default()
+            .flavor(shmchan::Flavor::Broadcast)
+            .capacity(1 << 18)
+            .max_message(1 << 16),
+    );
+    let (b, gb) = channel(1 << 22);
+    let mut to = to_nats(&a, &server, "bc.a", Some("BC"));
+    let mut from = from_nats(&b, &server, "bc.a", Some("BC"));
+    let tx = a.sender().unwrap();
+    // A publisher with no subscriber publishes to nobody: wait for the
+    // bridge to join.
+    assert!(common::wait_until(Duration::from_secs(10), || tx
+        .subscribers()
+        == 1));
+    assert!(common::wait_until(Duration::from_secs(10), || b
+        .stats()
+        .unwrap()
+        .senders
+        == Some(1)));
+    let producer = produce_with(tx, 0..N);
+    let got = AtomicU64::new(0);
+    let mut rx = b.receiver().unwrap();
+    let arrivals = consume(&mut rx, N, Duration::from_secs(30), &got);
+    drop(producer.join().unwrap());
+    assert_eq!(
+        (arrivals.in_order, arrivals.duplicates, arrivals.missing),
+        (N, 0, 0),
+        "to-nats: {}\nfrom-nats: {}",
+        to.stderr(),
+        from.stderr()
+    );
+    assert!(
+        to.wait(Duration::from_secs(30)).success(),
+        "{}",
+        to.stderr()
+    );
+    assert!(from.term(Duration::from_secs(10)).success());
+    let st = a.stats().unwrap();
+    assert_eq!(
+        st.subscribers.iter().filter(|s| s.joined).count(),
+        0,
+        "the bridge left"
+    );
+    drop(rx);
+    common::finish(a, ga);
+    common::finish(b, gb);
+}
+
 /// The server SIGKILLed mid-stream and started again a second later on
 /// the same port and store: both bridges reconnect (and say so), and B
 /// gets every message once, in order.
