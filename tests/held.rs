@@ -119,3 +119,32 @@ fn held_messages_keep_their_space_until_released() {
     assert_eq!(st.counters.received_messages, n);
     finish(ch, guard);
 }
+
+/// A `Held` of another receiver (here, of another channel, at a position
+/// that falls inside one of this channel's records) releases nothing.
+#[test]
+fn another_receivers_held_releases_nothing() {
+    for flavor in [Flavor::Spsc, Flavor::Mpsc] {
+        let (a, ga) = fresh(options(flavor));
+        let (b, gb) = fresh(options(flavor));
+        let (mut ta, mut tb) = (a.sender().unwrap(), b.sender().unwrap());
+        let (mut ra, mut rb) = (a.receiver().unwrap(), b.receiver().unwrap());
+        let mut buf = Vec::new();
+        ta.send(&[1; 10]).unwrap();
+        ta.send(&[2; 10]).unwrap();
+        tb.send(&[3; 200]).unwrap();
+        let small = ra.try_recv_held_into(&mut buf).unwrap();
+        let _second = ra.try_recv_held_into(&mut buf).unwrap();
+        let big = rb.try_recv_held_into(&mut buf).unwrap();
+        assert!(small.end() < big.end(), "A's first record ends inside B's");
+        assert!(!rb.release_held(small), "{flavor:?}");
+        assert!(!ra.release_held(big), "{flavor:?}");
+        assert_eq!(b.stats().unwrap().head, big.position());
+        assert_eq!(a.stats().unwrap().head, small.position());
+        assert!(rb.release_held(big));
+        assert!(ra.release_held(small));
+        drop((ra, rb, ta, tb));
+        finish(a, ga);
+        finish(b, gb);
+    }
+}

@@ -3,6 +3,7 @@
 //! them only once the next hop has them (a bridge that waits for a
 //! server's acknowledgement, a write-ahead log that waits for fsync).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Receiver;
@@ -23,6 +24,15 @@ use crate::ring::Record;
 pub struct Held {
     position: u64,
     end: u64,
+    /// The receiver that holds it.
+    receiver: u64,
+}
+
+/// A new receiver's identity for its [`Held`]s.
+pub(super) fn next_receiver_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    // Relaxed: a unique number, ordered with nothing.
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Held {
@@ -49,9 +59,12 @@ impl Receiver {
     /// If this process dies, or the receiver is dropped, before a held
     /// message is released, the next receiver gets it again, at the same
     /// [`Held::position`]: at-least-once, with the position to tell a
-    /// repeat. Senders wait for space while the held messages fill the
-    /// ring, so hold only as many as the next hop can take before it
-    /// confirms them.
+    /// repeat. (A broadcast subscriber's held messages hold the publisher
+    /// back while it lives; a subscriber that joins after it died starts
+    /// where it asks, [`crate::Start::Oldest`] with the oldest message the
+    /// publisher has not written over since.) Senders wait for space while
+    /// the held messages fill the ring, so hold only as many as the next
+    /// hop can take before it confirms them.
     ///
     /// Any other receive (`recv`, `recv_into`, `recv_batch`, ...)
     /// releases what is held when it releases its own message (the ring
@@ -98,10 +111,18 @@ impl Receiver {
     /// receiver (released already, by this call or another receive, or
     /// another receiver's).
     pub fn release_held(&mut self, through: Held) -> bool {
-        if self.reg.forked() {
+        if self.reg.forked() || through.receiver != self.held_id {
             return false;
         }
-        let freed = self.side.cursor().release_through(through.end);
+        let freed = if through.end == self.newest_held_end {
+            // The newest: whatever padding was skipped after it goes too.
+            let c = self.side.cursor();
+            let held = c.position() != c.head();
+            c.release();
+            held
+        } else {
+            self.side.cursor().release_through(through.end)
+        };
         self.flush();
         freed
     }
@@ -149,9 +170,11 @@ impl Receiver {
             // SAFETY: `r` is the record our consumer returned last.
             unsafe { self.side.cursor().advance(r) };
         }
+        self.newest_held_end = r.end;
         Held {
             position,
             end: r.end,
+            receiver: self.held_id,
         }
     }
 }

@@ -176,6 +176,11 @@ pub struct Receiver {
     /// Broadcast: messages missed in a lap found in the middle of a
     /// `recv_batch`, reported by the next receive.
     lag_owed: u64,
+    /// Held receives: this receiver's identity (no two receivers of this
+    /// process share one), which its [`Held`]s carry, and the end of the
+    /// newest message it holds.
+    held_id: u64,
+    newest_held_end: u64,
     reg: Registration,
     /// The async waiting state (feature `tokio`), made on first wait.
     #[cfg(feature = "tokio")]
@@ -308,6 +313,8 @@ impl Receiver {
             },
             spin_limit: DEFAULT_SPIN,
             lag_owed: 0,
+            held_id: held::next_receiver_id(),
+            newest_held_end: 0,
             reg,
             #[cfg(feature = "tokio")]
             waiter: None,
