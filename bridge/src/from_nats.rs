@@ -12,7 +12,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
 use async_nats::Client;
 use futures_util::StreamExt;
@@ -31,6 +31,9 @@ const BATCH: usize = 1024;
 /// How long the server waits for an acknowledgement before it delivers
 /// a message again.
 const ACK_WAIT: Duration = Duration::from_secs(30);
+/// Filling a gap: how long the stream may deliver nothing before the gap
+/// is taken as empty (its messages deleted, or on other subjects).
+const FILL_IDLE: Duration = Duration::from_secs(5);
 /// Deliveries the server lets this consumer have unacknowledged.
 const MAX_ACK_PENDING: i64 = 20_000;
 
@@ -46,7 +49,9 @@ pub struct FromNats {
     /// JetStream: the stream (created when missing); core NATS without.
     pub stream: Option<String>,
     /// JetStream: the durable consumer's name (default
-    /// `shmchan-<key>`), which keeps the bridge's place across restarts.
+    /// [`default_durable`]: `shmchan-HOST-KEY`), which keeps the bridge's
+    /// place across restarts. One bridge per durable consumer: two would
+    /// share its deliveries and its acknowledgements.
     pub durable: Option<String>,
 }
 
@@ -102,7 +107,7 @@ pub async fn run(cfg: FromNats) -> Result<Summary, BridgeError> {
             let durable = cfg
                 .durable
                 .clone()
-                .unwrap_or_else(|| format!("shmchan-{:08x}", ch.key().as_raw() as u32));
+                .unwrap_or_else(|| default_durable(ch.key()));
             let js = jetstream::new(client.clone());
             let st = ensure_stream(&js, name, &cfg.subject).await?;
             let consumer = durable_consumer(&st, &durable, &cfg.subject).await?;
@@ -123,6 +128,26 @@ pub async fn run(cfg: FromNats) -> Result<Summary, BridgeError> {
             reader.run(consumer, &mut tx, &mut signals).await
         }
     }
+}
+
+/// The durable consumer's name when `--durable` is not given:
+/// `shmchan-HOST-KEY`, so that bridges on two hosts into channels with the
+/// same key do not share one consumer (and its acknowledgements). Only
+/// the characters NATS allows in a consumer name are kept.
+pub fn default_durable(key: Key) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("shmchan-{host}-{:08x}", key.as_raw() as u32)
 }
 
 /// Core NATS: every message into the ring, in arrival order.
@@ -322,6 +347,14 @@ impl JetStreamIn {
                     false => break,
                 }
             }
+            if !subject_matches(&self.subject, m.subject.as_str()) {
+                // A consumer without our filter (made by someone else):
+                // not ours to commit, but acknowledged with the rest.
+                self.last_stream = sseq;
+                self.to_ack = Some(m);
+                self.unacked += 1;
+                continue;
+            }
             match commit(tx, &m.payload, signals).await {
                 Ok(true) => {}
                 Ok(false) => break,
@@ -356,53 +389,105 @@ impl JetStreamIn {
     }
 
     /// Commits the stream's messages on our subject between the newest
-    /// committed one and `upto` (excluded), fetched by sequence: deliveries
-    /// that never reached this bridge. `Ok(false)`: a signal came.
+    /// committed one and `upto` (excluded): deliveries that never reached
+    /// this bridge. They are read in one pass through an ordered consumer
+    /// (ephemeral, without acknowledgements) from the stream; a failure
+    /// is retried with a growing pause. `Ok(false)`: a signal came.
     async fn fill(
         &mut self,
         upto: u64,
         tx: &mut Sender,
         signals: &mut Signals,
     ) -> Result<bool, BridgeError> {
-        let mut seq = self.last_stream + 1;
-        while seq < upto {
-            let got = self
-                .st
-                .raw_message_builder()
-                .sequence(seq)
-                .next_by_subject(self.subject.clone())
-                .send()
-                .await;
-            let m = match got {
-                Ok(m) if m.sequence < upto => m,
-                // Nothing on our subject before `upto` (deleted, or other
-                // subjects).
-                Ok(_) => break,
-                Err(e) if e.to_string().contains("not found") => break,
-                Err(e) => {
-                    return Err(BridgeError::JetStream(format!(
-                        "cannot fetch message {seq} of the stream: {e}"
-                    )))
+        let mut failures = 0usize;
+        loop {
+            match self.fill_once(upto, tx, signals).await {
+                Ok(done) => return Ok(done),
+                Err(Fill::Stop(e)) => return Err(e),
+                Err(Fill::Retry(why)) => {
+                    if failures == 0 {
+                        status(format_args!(
+                            "cannot read the stream to fill a gap before message {upto} ({why}); retrying"
+                        ));
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(crate::nats::backoff(failures)) => {}
+                        _ = signals.recv() => return Ok(false),
+                    }
+                    failures += 1;
                 }
+            }
+        }
+    }
+
+    async fn fill_once(
+        &mut self,
+        upto: u64,
+        tx: &mut Sender,
+        signals: &mut Signals,
+    ) -> Result<bool, Fill> {
+        let retry = |e: &dyn fmt::Display| Fill::Retry(e.to_string());
+        let config = pull::OrderedConfig {
+            filter_subject: self.subject.clone(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: self.last_stream + 1,
+            },
+            ..Default::default()
+        };
+        let consumer = tokio::select! {
+            biased;
+            _ = signals.recv() => return Ok(false),
+            r = self.st.create_consumer(config) => r.map_err(|e| retry(&e))?,
+        };
+        let mut msgs = tokio::select! {
+            biased;
+            _ = signals.recv() => return Ok(false),
+            r = consumer.messages() => r.map_err(|e| retry(&e))?,
+        };
+        while self.last_stream + 1 < upto {
+            let m = tokio::select! {
+                biased;
+                _ = signals.recv() => return Ok(false),
+                m = tokio::time::timeout(FILL_IDLE, msgs.next()) => m,
             };
-            if !subject_matches(&self.subject, &m.subject) {
-                seq = m.sequence + 1;
+            let m = match m {
+                // Nothing more on our subject before `upto` (deleted, or
+                // other subjects).
+                Err(_) => break,
+                Ok(None) => return Err(Fill::Retry("the stream ended".into())),
+                Ok(Some(Err(e))) => return Err(retry(&e)),
+                Ok(Some(Ok(m))) => m,
+            };
+            let sseq = m.info().map_err(|e| retry(&e))?.stream_sequence;
+            if sseq >= upto {
+                break;
+            }
+            if sseq <= self.last_stream || !subject_matches(&self.subject, m.subject.as_str()) {
                 continue;
             }
             match commit(tx, &m.payload, signals).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(false),
-                Err(Commit::TooLarge) => return Err(too_large(m.sequence, m.payload.len(), tx)),
-                Err(Commit::Failed(e)) => return Err(e),
+                Err(Commit::TooLarge) => {
+                    return Err(Fill::Stop(too_large(sseq, m.payload.len(), tx)))
+                }
+                Err(Commit::Failed(e)) => return Err(Fill::Stop(e)),
             }
-            self.last_stream = m.sequence;
+            self.last_stream = sseq;
             self.sum.committed += 1;
             self.sum.gap_filled += 1;
             self.unacked += 1;
-            seq = m.sequence + 1;
         }
         Ok(true)
     }
+}
+
+/// Why a gap could not be filled.
+enum Fill {
+    /// For now (the server away, say): try again.
+    Retry(String),
+    /// For good (the channel gone, a message too large).
+    Stop(BridgeError),
 }
 
 /// A JetStream message the channel cannot take: the bridge stops and

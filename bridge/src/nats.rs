@@ -127,7 +127,7 @@ fn report(event: Event, lost: &AtomicBool) {
     match event {
         Event::Disconnected => {
             lost.store(true, Ordering::Relaxed);
-            status("disconnected from NATS; reconnecting (nothing is released meanwhile)")
+            status("disconnected from NATS; reconnecting")
         }
         Event::Connected => {
             if lost.swap(false, Ordering::Relaxed) {
@@ -169,10 +169,14 @@ pub(crate) async fn ensure_stream(
         duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
     };
-    let mut st = js
-        .get_or_create_stream(config)
-        .await
-        .map_err(|e| BridgeError::JetStream(format!("cannot find or create stream {name}: {e}")))?;
+    let mut st = match js.get_or_create_stream(config).await {
+        Ok(st) => st,
+        // The other bridge created it between our look and our create
+        // (with another subject, say): it is there now.
+        Err(first) => js.get_stream(name).await.map_err(|_| {
+            BridgeError::JetStream(format!("cannot find or create stream {name}: {first}"))
+        })?,
+    };
     let info = st
         .info()
         .await

@@ -53,10 +53,11 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// core NATS allows).
 const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(2);
 const LIVENESS_POLL: Duration = Duration::from_millis(100);
-/// Refusals of the oldest message for a wrong predecessor, in a row,
-/// after which the bridge stops naming predecessors (someone else
-/// publishes to the stream).
-const CHAIN_REFUSALS: u32 = 3;
+/// Refusals of the oldest message for a wrong predecessor, in a row
+/// (each looked into: the stream's last message read), after which the
+/// bridge stops naming predecessors (the stream's last message keeps
+/// changing: someone else publishes to it).
+const CHAIN_REFUSALS: u32 = 4;
 
 /// What `to-nats` does.
 #[derive(Debug, Clone)]
@@ -69,9 +70,10 @@ pub struct ToNats {
     pub subject: String,
     /// JetStream: the stream (created when missing); core NATS without.
     pub stream: Option<String>,
-    /// Broadcast channels: subscribe at the oldest message in the ring,
-    /// not the newest (a restarted bridge then publishes again what is
-    /// still there, and JetStream drops the repeats).
+    /// Broadcast channels, core NATS: subscribe at the oldest message in
+    /// the ring, not the newest. (JetStream mode always starts at the
+    /// oldest: a restarted bridge publishes again what is still there,
+    /// and JetStream drops the repeats.)
     pub from_oldest: bool,
 }
 
@@ -168,7 +170,10 @@ pub async fn run(cfg: ToNats) -> Result<Summary, BridgeError> {
             client.server_info().max_payload
         ));
     }
-    let start = if cfg.from_oldest {
+    // JetStream: a restarted bridge publishes again what is still in a
+    // broadcast ring (JetStream drops the repeats), so it starts at the
+    // oldest message; core NATS at the newest unless asked.
+    let start = if cfg.from_oldest || cfg.stream.is_some() {
         Start::Oldest
     } else {
         Start::Newest
@@ -194,12 +199,12 @@ pub async fn run(cfg: ToNats) -> Result<Summary, BridgeError> {
                 .ack_timeout(ACK_TIMEOUT)
                 .max_ack_inflight(WINDOW_MESSAGES + 1)
                 .build(client.clone());
-            ensure_stream(&js, name, &cfg.subject).await?;
+            let stream = ensure_stream(&js, name, &cfg.subject).await?;
             status(format_args!(
                 "to-nats {} -> {} subject {}, JetStream stream {name}: a message leaves the ring once JetStream has it; repeats after a crash are dropped by message id",
                 out.key, cfg.nats.server, cfg.subject
             ));
-            let mut bridge = JetStreamOut::new(js, out);
+            let mut bridge = JetStreamOut::new(js, stream, out);
             bridge.run(&mut rx, &ring, &mut signals).await
         }
     }
@@ -288,9 +293,9 @@ fn next(rx: &mut Receiver, buf: &mut Vec<u8>, lost: &mut u64) -> Result<Next, Br
     }
 }
 
-/// Core NATS: publish, release at once, and make a round trip to the
-/// server every [`CORE_FLUSH_EVERY`] messages and whenever the ring is
-/// empty.
+/// Core NATS: release, then publish (at most once), and make a round trip
+/// to the server every [`CORE_FLUSH_EVERY`] messages and whenever the ring
+/// is empty; no more is released until a round trip succeeds.
 async fn core(
     client: &Client,
     rx: &mut Receiver,
@@ -298,38 +303,56 @@ async fn core(
     out: &Out,
     signals: &mut Signals,
 ) -> Result<Summary, BridgeError> {
-    let mut sum = Summary::default();
+    let mut sum = Summary {
+        core: true,
+        ..Summary::default()
+    };
     let mut buf = Vec::new();
     let mut unconfirmed = 0u64;
-    loop {
+    let mut stopping = false;
+    while !stopping {
         match next(rx, &mut buf, &mut sum.lost_to_lag)? {
             Next::Message(held) => {
+                let headers = out.headers(held.position());
+                let max = client.server_info().max_payload;
+                if buf.len() + headers_len(&headers) > max {
+                    // Not released: it stays in the ring.
+                    return Err(BridgeError::Setup(format!(
+                        "the message at position {} ({} bytes) is larger than the NATS server takes ({max} bytes with its headers); it stays in the ring",
+                        held.position(),
+                        buf.len()
+                    )));
+                }
                 rx.release_held(held);
                 let payload = Bytes::copy_from_slice(&buf);
-                let publish = client.publish_with_headers(
-                    out.subject.clone(),
-                    out.headers(held.position()),
-                    payload,
-                );
-                tokio::select! {
-                    r = publish => r.map_err(|e| BridgeError::Ring(format!("publishing failed: {e}")))?,
-                    _ = signals.recv() => break,
-                }
+                let publish = client.publish_with_headers(out.subject.clone(), headers, payload);
+                tokio::pin!(publish);
+                let r = tokio::select! {
+                    r = &mut publish => r,
+                    _ = signals.recv() => {
+                        // Released already: hand it over before going (if
+                        // the client takes it within the grace period).
+                        stopping = true;
+                        match tokio::time::timeout(STOP_GRACE, publish).await {
+                            Ok(r) => r,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                r.map_err(|e| BridgeError::Ring(format!("publishing failed: {e}")))?;
                 sum.published += 1;
                 unconfirmed += 1;
-                if unconfirmed >= CORE_FLUSH_EVERY {
-                    tokio::select! {
-                        _ = round_trip(client) => {}
-                        _ = signals.recv() => break,
+                if unconfirmed >= CORE_FLUSH_EVERY && !stopping {
+                    if !confirm(client, signals).await {
+                        break;
                     }
                     unconfirmed = 0;
                 }
             }
             Next::Empty => {
                 if unconfirmed > 0 {
-                    tokio::select! {
-                        _ = round_trip(client) => {}
-                        _ = signals.recv() => break,
+                    if !confirm(client, signals).await {
+                        break;
                     }
                     unconfirmed = 0;
                 }
@@ -347,8 +370,47 @@ async fn core(
     // What was handed to the client reaches the server before the bridge
     // goes.
     let _ = tokio::time::timeout(STOP_GRACE, round_trip(client)).await;
-    sum.core = true;
     Ok(sum)
+}
+
+/// The bytes `headers` take in a NATS message (`NATS/1.0`, a line per
+/// header, the blank line).
+fn headers_len(headers: &HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(move |v| AsRef::<str>::as_ref(name).len() + v.as_str().len() + 4)
+        })
+        .sum();
+    "NATS/1.0\r\n\r\n".len() + lines
+}
+
+/// Round trips until one succeeds: `false` if a signal came first. While
+/// the server does not answer, nothing more is released (the ring fills
+/// and its senders wait), so a crash loses at most what was released
+/// before the last round trip that succeeded, and what came after it.
+async fn confirm(client: &Client, signals: &mut Signals) -> bool {
+    let mut failures = 0usize;
+    loop {
+        tokio::select! {
+            ok = round_trip(client) => {
+                if ok {
+                    return true;
+                }
+            }
+            _ = signals.recv() => return false,
+        }
+        if failures == 0 {
+            status("the NATS server does not answer; releasing nothing more until it does");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(crate::nats::backoff(failures)) => {}
+            _ = signals.recv() => return false,
+        }
+        failures += 1;
+    }
 }
 
 /// A round trip to the server: once it returns `true`, the server has
@@ -364,6 +426,14 @@ async fn round_trip(client: &Client) -> bool {
         Ok(Err(e)) => e.kind() == async_nats::RequestErrorKind::NoResponders,
         Err(_) => false,
     }
+}
+
+/// Whose the stream's last message is.
+enum Last {
+    /// This channel's, at this position.
+    Ours(u64),
+    /// Another publisher's.
+    Foreign,
 }
 
 /// A message published to JetStream and not yet acknowledged.
@@ -389,6 +459,12 @@ struct JetStreamOut {
     /// Whether publishes name their predecessor.
     chain: bool,
     chain_refusals: u32,
+    /// The next publish names no predecessor (the server has forgotten
+    /// or never had it).
+    reseed: bool,
+    wrong_stream_said: bool,
+    /// The stream, to look at its last message after a refusal.
+    stream: jetstream::stream::Stream,
     /// Failed acknowledgements in a row (for the pause before publishing
     /// again, and for one status line per outage).
     failures: u32,
@@ -398,7 +474,7 @@ struct JetStreamOut {
 }
 
 impl JetStreamOut {
-    fn new(js: jetstream::Context, out: Out) -> JetStreamOut {
+    fn new(js: jetstream::Context, stream: jetstream::stream::Stream, out: Out) -> JetStreamOut {
         JetStreamOut {
             js,
             out,
@@ -408,6 +484,9 @@ impl JetStreamOut {
             last_acked: None,
             chain: true,
             chain_refusals: 0,
+            reseed: false,
+            wrong_stream_said: false,
+            stream,
             failures: 0,
             pending_release: None,
             sum: Summary::default(),
@@ -471,15 +550,17 @@ impl JetStreamOut {
                     let r = r.expect("one acknowledgement per message in flight");
                     match r {
                         Ok(ack) => {
-                            self.acked(ack.duplicate);
+                            self.acked_by(&ack);
                             // Take every acknowledgement that is in, then
                             // release once.
                             while let Some(Some(r)) = self.acks.next().now_or_never() {
                                 match r {
-                                    Ok(ack) => self.acked(ack.duplicate),
+                                    Ok(ack) => self.acked_by(&ack),
                                     Err(e) => {
                                         self.release(rx);
-                                        if self.failed(e, signals).await? {
+                                        let stopping = self.failed(e, signals).await?;
+                                        self.release(rx);
+                                        if stopping {
                                             return Ok(self.stop(rx).await);
                                         }
                                         break;
@@ -489,7 +570,9 @@ impl JetStreamOut {
                             self.release(rx);
                         }
                         Err(e) => {
-                            if self.failed(e, signals).await? {
+                            let stopping = self.failed(e, signals).await?;
+                            self.release(rx);
+                            if stopping {
                                 return Ok(self.stop(rx).await);
                             }
                         }
@@ -519,6 +602,19 @@ impl JetStreamOut {
         }
     }
 
+    /// The oldest message in flight is acknowledged by `stream`.
+    fn acked_by(&mut self, ack: &async_nats::jetstream::publish::PublishAck) {
+        if ack.stream != self.stream.cached_info().config.name && !self.wrong_stream_said {
+            status(format_args!(
+                "warning: JetStream stored a message in stream {}, not {} (another stream takes the subject too)",
+                ack.stream,
+                self.stream.cached_info().config.name
+            ));
+            self.wrong_stream_said = true;
+        }
+        self.acked(ack.duplicate);
+    }
+
     /// The oldest message in flight is acknowledged.
     fn acked(&mut self, duplicate: bool) {
         let m = self
@@ -545,6 +641,33 @@ impl JetStreamOut {
         }
     }
 
+    fn chain_off(&mut self) {
+        if self.chain {
+            status("another publisher writes to the stream: publishing without naming predecessors (the stream's order across a server restart is no longer guaranteed)");
+            self.chain = false;
+        }
+    }
+
+    /// After a refusal for a wrong predecessor: whose is the stream's last
+    /// message, and for ours its position (`None`: the stream is empty).
+    async fn resolve_refusal(&self) -> Result<Option<Last>, BridgeError> {
+        let e = |e: &dyn fmt::Display| BridgeError::JetStream(e.to_string());
+        let mut st = self.stream.clone();
+        let last = st.info().await.map_err(|x| e(&x))?.state.last_sequence;
+        if last == 0 {
+            return Ok(None);
+        }
+        let m = st.get_raw_message(last).await.map_err(|x| e(&x))?;
+        let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_string());
+        if header(HEADER_CHANNEL).as_deref() != Some(self.out.identity.as_str()) {
+            return Ok(Some(Last::Foreign));
+        }
+        match header(HEADER_POSITION).and_then(|p| p.parse().ok()) {
+            Some(position) => Ok(Some(Last::Ours(position))),
+            None => Ok(Some(Last::Foreign)),
+        }
+    }
+
     /// The oldest message's acknowledgement failed: after a pause, publish
     /// the whole window again, oldest first (what JetStream had stored
     /// already comes back as a duplicate). Returns `true` when a signal
@@ -554,6 +677,10 @@ impl JetStreamOut {
         e: async_nats::jetstream::context::PublishError,
         signals: &mut Signals,
     ) -> Result<bool, BridgeError> {
+        // Whatever else is pending belongs to the failed round (dropped
+        // before any acknowledged message leaves the window below, so
+        // that the futures and the window stay one to one).
+        self.acks = FuturesOrdered::new();
         let front = self
             .window
             .front()
@@ -562,13 +689,39 @@ impl JetStreamOut {
             PublishErrorKind::MaxPayloadExceeded => return Err(too_large(front, &e)),
             PublishErrorKind::WrongLastMessageId if self.chain => {
                 self.chain_refusals += 1;
+                match self.resolve_refusal().await {
+                    // Not ours: someone else publishes to the stream.
+                    Ok(Some(Last::Foreign)) => self.chain_off(),
+                    // Ours: the server forgot its last id (a restart after
+                    // the duplicate window), or stored more of the window
+                    // than it acknowledged: those count as acknowledged,
+                    // and the next publish names no predecessor.
+                    Ok(Some(Last::Ours(position))) => {
+                        while self
+                            .window
+                            .front()
+                            .is_some_and(|m| m.held.position() <= position)
+                        {
+                            self.acked(true);
+                        }
+                        self.reseed = true;
+                    }
+                    Ok(None) => self.reseed = true,
+                    // Could not look: try again as for any failure.
+                    Err(_) => {}
+                }
                 if self.chain_refusals >= CHAIN_REFUSALS {
-                    status("another publisher writes to the stream: publishing without naming predecessors (order across a server restart is no longer guaranteed)");
-                    self.chain = false;
+                    // Resolved and refused again, more than once: the
+                    // stream's last message keeps changing under us.
+                    self.chain_off();
+                }
+                if self.window.is_empty() {
+                    return Ok(false);
                 }
             }
             _ => {}
         }
+        let front = self.window.front().expect("not empty");
         if self.failures == 0 {
             status(format_args!(
                 "JetStream did not acknowledge ({e}); publishing {} messages again from position {}",
@@ -577,16 +730,19 @@ impl JetStreamOut {
             ));
         }
         self.failures = self.failures.saturating_add(1);
-        // Whatever else is pending belongs to the failed round.
-        self.acks = FuturesOrdered::new();
         let pause = crate::nats::backoff(self.failures.saturating_sub(1) as usize);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = signals.recv() => return Ok(true),
         }
         self.sum.republished += 1;
+        let reseed = std::mem::take(&mut self.reseed);
         let republish = async {
-            let mut prev = self.last_acked.clone();
+            let mut prev = if reseed {
+                None
+            } else {
+                self.last_acked.clone()
+            };
             for i in 0..self.window.len() {
                 let ack = self.publish(&self.window[i], prev.as_deref()).await?;
                 self.acks.push_back(ack);
@@ -609,7 +765,7 @@ impl JetStreamOut {
         let drain = async {
             while let Some(r) = self.acks.next().await {
                 match r {
-                    Ok(ack) => self.acked(ack.duplicate),
+                    Ok(ack) => self.acked_by(&ack),
                     Err(_) => break,
                 }
             }

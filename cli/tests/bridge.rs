@@ -13,6 +13,7 @@ mod common;
 use std::fs::File;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -96,7 +97,7 @@ impl NatsServer {
     /// come up.
     fn launch(&mut self) -> bool {
         let log = File::create(self.dir.0.join("server.log")).expect("log");
-        let child = Command::new(nats_server_binary())
+        let child = die_with_parent(&mut Command::new(nats_server_binary()))
             .args([
                 "-a",
                 "127.0.0.1",
@@ -155,6 +156,26 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.0.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("nats-server's last lines:");
+            for l in tail.iter().rev() {
+                eprintln!("  {l}");
+            }
+        }
+    }
+}
+
+/// Children of a test die with the test's thread (if the test process is
+/// killed, they do not outlive it).
+fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
     }
 }
 
@@ -169,8 +190,8 @@ impl Bridge {
     fn spawn(args: &[String]) -> Bridge {
         let dir = TempDir::new("bridge");
         let err = dir.0.join("stderr");
-        let child = Command::cargo_bin("shmchan")
-            .expect("the shmchan binary")
+        let mut cmd = Command::cargo_bin("shmchan").expect("the shmchan binary");
+        let child = die_with_parent(&mut cmd)
             .arg("bridge")
             .args(args)
             .stdin(Stdio::null())
@@ -323,8 +344,22 @@ struct Arrivals {
 /// Receives from `rx` until message `count - 1` arrived (or nothing came
 /// for `idle`), checking every byte; `got` follows the progress.
 fn consume(rx: &mut shmchan::Receiver, count: u64, idle: Duration, got: &AtomicU64) -> Arrivals {
+    consume_range(rx, 0..count, idle, got)
+}
+
+/// [`consume`], for messages `range.start` up to `range.end - 1`.
+fn consume_range(
+    rx: &mut shmchan::Receiver,
+    range: std::ops::Range<u64>,
+    idle: Duration,
+    got: &AtomicU64,
+) -> Arrivals {
+    let count = range.end;
     let stream = Stream::new(MAX);
-    let mut a = Arrivals::default();
+    let mut a = Arrivals {
+        next: range.start,
+        ..Arrivals::default()
+    };
     let mut buf = Vec::new();
     let mut idle_since = Instant::now();
     while a.next < count {
@@ -420,6 +455,7 @@ fn a_million_messages_cross_jetstream_in_order_and_intact() {
     );
     let (te, fe) = (to.stderr(), from.stderr());
     assert!(te.contains("JetStream stream MIL"), "{te}");
+    assert!(!te.contains("another publisher"), "{te}");
     assert!(
         te.contains(&format!(
             "{N} messages published, {N} acknowledged, 0 duplicates"
@@ -491,6 +527,11 @@ fn to_nats_killed_twenty_times_loses_nothing_and_doubles_nothing() {
     assert!(
         mid_stream >= 10,
         "only {mid_stream} kills came while messages flowed"
+    );
+    assert!(
+        !to.stderr().contains("another publisher"),
+        "{}",
+        to.stderr()
     );
     assert!(
         to.wait(Duration::from_secs(30)).success(),
@@ -656,10 +697,89 @@ fn the_server_restarted_mid_stream_loses_nothing() {
         to.stderr()
     );
     assert!(from.term(Duration::from_secs(10)).success());
+    assert!(
+        !to.stderr().contains("another publisher"),
+        "{}",
+        to.stderr()
+    );
     for (side, err) in [("to-nats", to.stderr()), ("from-nats", from.stderr())] {
         assert!(err.contains("disconnected from NATS"), "{side}: {err}");
         assert!(err.contains("connected to NATS again"), "{side}: {err}");
     }
+    common::finish(a, ga);
+    common::finish(b, gb);
+}
+
+/// A server restarted after its duplicate window passed has forgotten
+/// the stream's last message id, so the first publish naming its
+/// predecessor is refused: to-nats looks at the stream's last message,
+/// finds it its own, publishes once without naming it, and goes on with
+/// the chain (it does not take the server for another publisher). B gets
+/// everything in order.
+#[test]
+fn a_server_that_forgot_the_last_message_id_is_reseeded_not_abandoned() {
+    let _s = serial();
+    const N: u64 = 2_000;
+    let mut server = NatsServer::start();
+    // The stream made beforehand, with a one-second duplicate window.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: "FORGET".into(),
+            subjects: vec!["fg.a".into()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            duplicate_window: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let (a, ga) = channel(1 << 20);
+    let (b, gb) = channel(1 << 22);
+    let mut to = to_nats(&a, &server, "fg.a", Some("FORGET"));
+    let mut from = from_nats(&b, &server, "fg.a", Some("FORGET"));
+    assert!(common::wait_until(Duration::from_secs(10), || b
+        .stats()
+        .unwrap()
+        .senders
+        == Some(1)));
+    assert!(common::wait_until(Duration::from_secs(10), || a
+        .stats()
+        .unwrap()
+        .receivers
+        == Some(1)));
+    let mut rx = b.receiver().unwrap();
+    let got = AtomicU64::new(0);
+    let tx = produce_with(a.sender().unwrap(), 0..N / 2).join().unwrap();
+    let first = consume(&mut rx, N / 2, Duration::from_secs(30), &got);
+    assert_eq!(first.in_order, N / 2);
+    // Past the window, then a restart.
+    std::thread::sleep(Duration::from_millis(1500));
+    server.stop();
+    server.restart();
+    let tx = produce_with(tx, N / 2..N).join().unwrap();
+    let rest = consume_range(&mut rx, N / 2..N, Duration::from_secs(30), &got);
+    drop(tx);
+    let err = to.stderr();
+    assert_eq!(
+        (rest.in_order, rest.duplicates, rest.missing),
+        (N / 2, 0, 0),
+        "to-nats: {err}\nfrom-nats: {}",
+        from.stderr()
+    );
+    assert!(
+        err.contains("did not acknowledge"),
+        "the refusal did happen: {err}"
+    );
+    assert!(!err.contains("another publisher"), "{err}");
+    assert!(to.wait(Duration::from_secs(30)).success(), "{err}");
+    assert!(from.term(Duration::from_secs(10)).success());
+    drop(rx);
     common::finish(a, ga);
     common::finish(b, gb);
 }
@@ -690,7 +810,7 @@ fn core_nats_is_at_most_once_within_the_documented_bound() {
     let consumer = {
         let got = got.clone();
         let mut rx = b.receiver().unwrap();
-        std::thread::spawn(move || consume(&mut rx, N, Duration::from_secs(5), &got))
+        std::thread::spawn(move || consume(&mut rx, N, Duration::from_secs(15), &got))
     };
     for k in 1..=KILLS {
         assert!(common::wait_until(Duration::from_secs(60), || {
