@@ -392,6 +392,74 @@ fn consume_range(
     a
 }
 
+/// Receives `count` messages from B in a thread; the counter follows it.
+fn consumer(
+    b: &Channel,
+    count: u64,
+    idle: Duration,
+) -> (Arc<AtomicU64>, std::thread::JoinHandle<Arrivals>) {
+    let got = Arc::new(AtomicU64::new(0));
+    let mut rx = b.receiver().unwrap();
+    let counter = got.clone();
+    let t = std::thread::spawn(move || consume(&mut rx, count, idle, &counter));
+    (got, t)
+}
+
+/// Every one of `count` messages arrived once, in order.
+fn assert_exact(arrivals: &Arrivals, count: u64, to: &Bridge, from: &Bridge) {
+    assert_eq!(
+        (arrivals.in_order, arrivals.duplicates, arrivals.missing),
+        (count, 0, 0),
+        "to-nats: {}\nfrom-nats: {}",
+        to.stderr(),
+        from.stderr()
+    );
+}
+
+/// The end of a test's bridges: to-nats stops by itself at the end of A's
+/// stream, from-nats on SIGTERM; both with status 0.
+fn stop_bridges(to: &mut Bridge, from: &mut Bridge) {
+    assert!(
+        to.wait(Duration::from_secs(30)).success(),
+        "to-nats: {}",
+        to.stderr()
+    );
+    assert!(
+        from.term(Duration::from_secs(10)).success(),
+        "from-nats: {}",
+        from.stderr()
+    );
+}
+
+/// Waits until `ch` has a live sender (from-nats has connected to B).
+fn wait_for_sender(ch: &Channel) {
+    assert!(
+        common::wait_until(Duration::from_secs(10), || ch.stats().unwrap().senders
+            == Some(1)),
+        "no sender connected to {}",
+        ch.key()
+    );
+}
+
+/// A test's server and channels A and B (each removed by its guard even
+/// when the test fails).
+fn rig(
+    a_capacity: usize,
+    b_capacity: usize,
+) -> (NatsServer, (Channel, KeyGuard), (Channel, KeyGuard)) {
+    (
+        NatsServer::start(),
+        channel(a_capacity),
+        channel(b_capacity),
+    )
+}
+
+/// Removes A and B and checks that nothing is left at their keys.
+fn finish(a: (Channel, KeyGuard), b: (Channel, KeyGuard)) {
+    common::finish(a.0, a.1);
+    common::finish(b.0, b.1);
+}
+
 fn channel(capacity: usize) -> (Channel, KeyGuard) {
     fresh(
         Options::default()
@@ -416,9 +484,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn a_million_messages_cross_jetstream_in_order_and_intact() {
     let _s = serial();
     const N: u64 = 1_000_000;
-    let server = NatsServer::start();
-    let (a, ga) = channel(1 << 22);
-    let (b, gb) = channel(1 << 22);
+    let (server, (a, ga), (b, gb)) = rig(1 << 22, 1 << 22);
     let mut rx = b.receiver().unwrap();
     let mut from = from_nats(&b, &server, "mil.a", Some("MIL"));
     std::thread::sleep(Duration::from_millis(300));
@@ -472,8 +538,7 @@ fn a_million_messages_cross_jetstream_in_order_and_intact() {
         Err(RecvTimeoutError::Disconnected)
     ));
     drop(rx);
-    common::finish(a, ga);
-    common::finish(b, gb);
+    finish((a, ga), (b, gb));
 }
 
 /// to-nats SIGKILLed 20 times at random moments mid-stream and started
@@ -484,9 +549,7 @@ fn a_million_messages_cross_jetstream_in_order_and_intact() {
 fn to_nats_killed_twenty_times_loses_nothing_and_doubles_nothing() {
     let _s = serial();
     const N: u64 = 400_000;
-    let server = NatsServer::start();
-    let (a, ga) = channel(1 << 20);
-    let (b, gb) = channel(1 << 22);
+    let (server, (a, ga), (b, gb)) = rig(1 << 20, 1 << 22);
     let mut to = to_nats(&a, &server, "kill.a", Some("KILL"));
     std::thread::sleep(Duration::from_millis(300));
     let mut from = from_nats(&b, &server, "kill.a", Some("KILL"));
@@ -517,13 +580,7 @@ fn to_nats_killed_twenty_times_loses_nothing_and_doubles_nothing() {
     producer.join().unwrap();
     eprintln!("{mid_stream} of 20 kills mid-stream; {arrivals:?}");
     assert!(done.load(Ordering::Relaxed));
-    assert_eq!(
-        (arrivals.in_order, arrivals.duplicates, arrivals.missing),
-        (N, 0, 0),
-        "to-nats: {}\nfrom-nats: {}",
-        to.stderr(),
-        from.stderr()
-    );
+    assert_exact(&arrivals, N, &to, &from);
     assert!(
         mid_stream >= 10,
         "only {mid_stream} kills came while messages flowed"
@@ -533,14 +590,8 @@ fn to_nats_killed_twenty_times_loses_nothing_and_doubles_nothing() {
         "{}",
         to.stderr()
     );
-    assert!(
-        to.wait(Duration::from_secs(30)).success(),
-        "{}",
-        to.stderr()
-    );
-    assert!(from.term(Duration::from_secs(10)).success());
-    common::finish(a, ga);
-    common::finish(b, gb);
+    stop_bridges(&mut to, &mut from);
+    finish((a, ga), (b, gb));
 }
 
 /// from-nats SIGKILLed 5 times mid-stream and started again: nothing is
@@ -552,23 +603,12 @@ fn from_nats_killed_loses_nothing_and_repeats_only_the_unacknowledged() {
     let _s = serial();
     const N: u64 = 300_000;
     const KILLS: u64 = 5;
-    let server = NatsServer::start();
-    let (a, ga) = channel(1 << 20);
-    let (b, gb) = channel(1 << 22);
+    let (server, (a, ga), (b, gb)) = rig(1 << 20, 1 << 22);
     let mut to = to_nats(&a, &server, "fk.a", Some("FK"));
     let mut from = from_nats(&b, &server, "fk.a", Some("FK"));
-    assert!(common::wait_until(Duration::from_secs(10), || b
-        .stats()
-        .unwrap()
-        .senders
-        == Some(1)));
+    wait_for_sender(&b);
     let producer = produce(&a, N);
-    let got = Arc::new(AtomicU64::new(0));
-    let consumer = {
-        let got = got.clone();
-        let mut rx = b.receiver().unwrap();
-        std::thread::spawn(move || consume(&mut rx, N, Duration::from_secs(30), &got))
-    };
+    let (got, consumer) = consumer(&b, N, Duration::from_secs(30));
     for k in 1..=KILLS {
         assert!(common::wait_until(Duration::from_secs(60), || {
             got.load(Ordering::Relaxed) >= k * N / (KILLS + 1)
@@ -587,14 +627,8 @@ fn from_nats_killed_loses_nothing_and_repeats_only_the_unacknowledged() {
         from.stderr()
     );
     assert!(arrivals.duplicates <= KILLS * 1024, "{arrivals:?}");
-    assert!(
-        to.wait(Duration::from_secs(30)).success(),
-        "{}",
-        to.stderr()
-    );
-    assert!(from.term(Duration::from_secs(10)).success());
-    common::finish(a, ga);
-    common::finish(b, gb);
+    stop_bridges(&mut to, &mut from);
+    finish((a, ga), (b, gb));
 }
 
 /// A broadcast channel (Block) is bridged by one more subscriber: to-nats
@@ -620,29 +654,14 @@ fn a_broadcast_channel_is_bridged_by_a_subscriber() {
     assert!(common::wait_until(Duration::from_secs(10), || tx
         .subscribers()
         == 1));
-    assert!(common::wait_until(Duration::from_secs(10), || b
-        .stats()
-        .unwrap()
-        .senders
-        == Some(1)));
+    wait_for_sender(&b);
     let producer = produce_with(tx, 0..N);
     let got = AtomicU64::new(0);
     let mut rx = b.receiver().unwrap();
     let arrivals = consume(&mut rx, N, Duration::from_secs(30), &got);
     drop(producer.join().unwrap());
-    assert_eq!(
-        (arrivals.in_order, arrivals.duplicates, arrivals.missing),
-        (N, 0, 0),
-        "to-nats: {}\nfrom-nats: {}",
-        to.stderr(),
-        from.stderr()
-    );
-    assert!(
-        to.wait(Duration::from_secs(30)).success(),
-        "{}",
-        to.stderr()
-    );
-    assert!(from.term(Duration::from_secs(10)).success());
+    assert_exact(&arrivals, N, &to, &from);
+    stop_bridges(&mut to, &mut from);
     let st = a.stats().unwrap();
     assert_eq!(
         st.subscribers.iter().filter(|s| s.joined).count(),
@@ -650,8 +669,7 @@ fn a_broadcast_channel_is_bridged_by_a_subscriber() {
         "the bridge left"
     );
     drop(rx);
-    common::finish(a, ga);
-    common::finish(b, gb);
+    finish((a, ga), (b, gb));
 }
 
 /// The server SIGKILLed mid-stream and started again a second later on
@@ -661,18 +679,11 @@ fn a_broadcast_channel_is_bridged_by_a_subscriber() {
 fn the_server_restarted_mid_stream_loses_nothing() {
     let _s = serial();
     const N: u64 = 300_000;
-    let mut server = NatsServer::start();
-    let (a, ga) = channel(1 << 20);
-    let (b, gb) = channel(1 << 22);
+    let (mut server, (a, ga), (b, gb)) = rig(1 << 20, 1 << 22);
     let mut to = to_nats(&a, &server, "rs.a", Some("RS"));
     let mut from = from_nats(&b, &server, "rs.a", Some("RS"));
     let producer = produce(&a, N);
-    let got = Arc::new(AtomicU64::new(0));
-    let consumer = {
-        let got = got.clone();
-        let mut rx = b.receiver().unwrap();
-        std::thread::spawn(move || consume(&mut rx, N, Duration::from_secs(60), &got))
-    };
+    let (got, consumer) = consumer(&b, N, Duration::from_secs(60));
     assert!(common::wait_until(Duration::from_secs(60), || got
         .load(Ordering::Relaxed)
         >= N / 3));
@@ -684,19 +695,8 @@ fn the_server_restarted_mid_stream_loses_nothing() {
     producer.join().unwrap();
     eprintln!("server killed at {at} of {N}; {arrivals:?}");
     assert!(at < N, "the stream had ended before the server went");
-    assert_eq!(
-        (arrivals.in_order, arrivals.duplicates, arrivals.missing),
-        (N, 0, 0),
-        "to-nats: {}\nfrom-nats: {}",
-        to.stderr(),
-        from.stderr()
-    );
-    assert!(
-        to.wait(Duration::from_secs(30)).success(),
-        "{}",
-        to.stderr()
-    );
-    assert!(from.term(Duration::from_secs(10)).success());
+    assert_exact(&arrivals, N, &to, &from);
+    stop_bridges(&mut to, &mut from);
     assert!(
         !to.stderr().contains("another publisher"),
         "{}",
@@ -706,8 +706,7 @@ fn the_server_restarted_mid_stream_loses_nothing() {
         assert!(err.contains("disconnected from NATS"), "{side}: {err}");
         assert!(err.contains("connected to NATS again"), "{side}: {err}");
     }
-    common::finish(a, ga);
-    common::finish(b, gb);
+    finish((a, ga), (b, gb));
 }
 
 /// A server restarted after its duplicate window passed has forgotten
@@ -743,11 +742,7 @@ fn a_server_that_forgot_the_last_message_id_is_reseeded_not_abandoned() {
     let (b, gb) = channel(1 << 22);
     let mut to = to_nats(&a, &server, "fg.a", Some("FORGET"));
     let mut from = from_nats(&b, &server, "fg.a", Some("FORGET"));
-    assert!(common::wait_until(Duration::from_secs(10), || b
-        .stats()
-        .unwrap()
-        .senders
-        == Some(1)));
+    wait_for_sender(&b);
     assert!(common::wait_until(Duration::from_secs(10), || a
         .stats()
         .unwrap()
@@ -780,8 +775,7 @@ fn a_server_that_forgot_the_last_message_id_is_reseeded_not_abandoned() {
     assert!(to.wait(Duration::from_secs(30)).success(), "{err}");
     assert!(from.term(Duration::from_secs(10)).success());
     drop(rx);
-    common::finish(a, ga);
-    common::finish(b, gb);
+    finish((a, ga), (b, gb));
 }
 
 /// Core NATS (no --stream) says "at most once" at start, and loses at
@@ -793,9 +787,7 @@ fn core_nats_is_at_most_once_within_the_documented_bound() {
     let _s = serial();
     const N: u64 = 200_000;
     const KILLS: u64 = 3;
-    let server = NatsServer::start();
-    let (a, ga) = channel(1 << 20);
-    let (b, gb) = channel(1 << 22);
+    let (server, (a, ga), (b, gb)) = rig(1 << 20, 1 << 22);
     let mut from = from_nats(&b, &server, "core.a", None);
     // The subscription is in place before anything is published.
     assert!(common::wait_until(Duration::from_secs(10), || from
@@ -806,12 +798,7 @@ fn core_nats_is_at_most_once_within_the_documented_bound() {
         .stderr()
         .contains("at most once")));
     let producer = produce(&a, N);
-    let got = Arc::new(AtomicU64::new(0));
-    let consumer = {
-        let got = got.clone();
-        let mut rx = b.receiver().unwrap();
-        std::thread::spawn(move || consume(&mut rx, N, Duration::from_secs(15), &got))
-    };
+    let (got, consumer) = consumer(&b, N, Duration::from_secs(15));
     for k in 1..=KILLS {
         assert!(common::wait_until(Duration::from_secs(60), || {
             got.load(Ordering::Relaxed) >= k * N / (KILLS + 1)
@@ -836,14 +823,8 @@ fn core_nats_is_at_most_once_within_the_documented_bound() {
         "lost {lost}, more than {KILLS} x {}",
         shmchan_bridge::to_nats::CORE_FLUSH_EVERY
     );
-    assert!(
-        to.wait(Duration::from_secs(30)).success(),
-        "{}",
-        to.stderr()
-    );
-    assert!(from.term(Duration::from_secs(10)).success());
-    common::finish(a, ga);
-    common::finish(b, gb);
+    stop_bridges(&mut to, &mut from);
+    finish((a, ga), (b, gb));
 }
 
 /// A server that cannot be reached at start: each bridge exits with
@@ -971,29 +952,15 @@ fn sigterm_releases_and_acknowledges_only_what_was_delivered() {
     let mut to = to_nats(&a, &server, "term.a", Some("TERM"));
     // B's reader starts once from-nats is B's sender again (before, B
     // would be a drained pipe with no writer: the end of its stream).
-    assert!(common::wait_until(Duration::from_secs(10), || {
-        b.stats().unwrap().senders == Some(1)
-    }));
+    wait_for_sender(&b);
     let mut rx = b.receiver().unwrap();
     let all = consume(&mut rx, N + M, Duration::from_secs(30), &got);
     drop(tx);
-    assert_eq!(
-        (all.in_order, all.duplicates, all.missing),
-        (N + M, 0, 0),
-        "to-nats: {}\nfrom-nats: {}",
-        to.stderr(),
-        from.stderr()
-    );
-    assert!(
-        to.wait(Duration::from_secs(30)).success(),
-        "{}",
-        to.stderr()
-    );
-    assert!(from.term(Duration::from_secs(10)).success());
+    assert_exact(&all, N + M, &to, &from);
+    stop_bridges(&mut to, &mut from);
     eprintln!("{}", from.stderr());
     drop(rx);
-    common::finish(a, ga);
-    common::finish(b, gb);
+    finish((a, ga), (b, gb));
 }
 
 /// The payload reaches NATS unchanged, with the channel's key, its
