@@ -28,6 +28,7 @@
 //! headers ([`HEADER_KEY`], [`HEADER_CHANNEL`], [`HEADER_POSITION`], and
 //! `Nats-Msg-Id` in JetStream mode).
 
+pub mod bench;
 pub mod from_nats;
 mod nats;
 pub mod to_nats;

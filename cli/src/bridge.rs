@@ -49,16 +49,31 @@ pub enum BridgeCommand {
         #[arg(long, value_name = "NAME")]
         stream: Option<String>,
         /// JetStream: the durable consumer that keeps the bridge's place
-        /// (default: shmchan-KEY).
+        /// (default: shmchan-HOST-KEY; one bridge per consumer).
         #[arg(long, value_name = "NAME", requires = "stream")]
         durable: Option<String>,
         #[command(flatten)]
         key: KeyOpts,
     },
+    /// Measure the bridge: the path A -> to-nats -> NATS -> from-nats -> B
+    /// (real bridge processes) beside plain NATS (a publisher and a
+    /// subscriber connection) against the same server in the same run,
+    /// for each size and mode (core NATS; JetStream, with a stream made
+    /// for the run and deleted after it): throughput (messages as fast as
+    /// the sender goes, and what core NATS lost) and one-way latency at a
+    /// fixed rate (p50, p99), and the ratio of the two paths, the bridge's
+    /// own cost. Starts its own nats-server (JetStream in a temporary
+    /// directory, on a free loopback port) unless given --server.
+    ///
+    /// Example: shmchan bridge bench --sizes 64,1024 --modes core,jetstream --rate 20000
+    Bench(shmchan_bridge::bench::BenchArgs),
 }
 
 pub fn run(cmd: BridgeCommand) -> Result<(), Fail> {
     let (side, at, result) = match cmd {
+        BridgeCommand::Bench(args) => {
+            return shmchan_bridge::bench::main(&args).map_err(|e| format!("bridge bench: {e}"))
+        }
         BridgeCommand::ToNats {
             key,
             nats,
