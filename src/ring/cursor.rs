@@ -178,7 +178,7 @@ impl<'a> Cursor<'a> {
     /// returns `false` (and frees nothing) unless `end` lies past the
     /// released position and not past the read position.
     #[inline]
-    pub(crate) fn release_through(&mut self, end: u64) -> bool {
+    pub fn release_through(&mut self, end: u64) -> bool {
         let ahead = end.wrapping_sub(self.head);
         if ahead == 0 || ahead > self.read.wrapping_sub(self.head) {
             return false;
