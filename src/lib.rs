@@ -149,7 +149,8 @@
 //! The payload is another matter, and the API gives the choice:
 //!
 //! - **Copies are sound whatever others write.**
-//!   [`Receiver::recv_into`], [`Receiver::try_recv_into`] and the
+//!   [`Receiver::recv_into`], [`Receiver::try_recv_into`], the held
+//!   receives ([`Receiver::recv_held_into`]) and the
 //!   iterators copy a message out with atomic loads and never form a
 //!   reference into the segment: a hostile or buggy writer can change the
 //!   bytes you get, not break your program. [`Sender::send`] copies in with
