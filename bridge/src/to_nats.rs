@@ -513,11 +513,13 @@ impl JetStreamOut {
                         let payload = Bytes::from(std::mem::take(&mut buf));
                         let id = crate::to_nats::message_id(&self.out.identity, held.position());
                         let msg = InFlight { held, id, payload };
-                        let prev = self
-                            .window
-                            .back()
-                            .map(|m| m.id.clone())
-                            .or_else(|| self.last_acked.clone());
+                        let prev = match self.window.back() {
+                            Some(m) => Some(m.id.clone()),
+                            // A refusal emptied the window: the server
+                            // does not know our last id.
+                            None if std::mem::take(&mut self.reseed) => None,
+                            None => self.last_acked.clone(),
+                        };
                         self.window_bytes += msg.payload.len();
                         let ack = tokio::select! {
                             r = self.publish(&msg, prev.as_deref()) => r?,
