@@ -139,11 +139,7 @@ impl Receiver {
     /// The bytes between the oldest held message and the next one to be
     /// received (0 when nothing is held): space senders cannot use yet.
     pub fn held_bytes(&self) -> u64 {
-        let c = match &self.side.consumer {
-            super::Cons::Spsc(c) => &**c,
-            super::Cons::Mpsc(c, _) => &**c,
-            super::Cons::Broadcast(c) => &**c,
-        };
+        let c = self.side.cursor_ref();
         c.position().wrapping_sub(c.head())
     }
 
@@ -151,16 +147,7 @@ impl Receiver {
     /// marks it read but not released.
     fn hold(&mut self, r: Record, buf: &mut Vec<u8>) -> Held {
         let position = self.side.cursor().position();
-        buf.clear();
-        if self.side.copied() {
-            std::mem::swap(buf, &mut self.side.scratch);
-        } else {
-            self.side
-                .view()
-                .region()
-                .copy_out(r.data_offset, r.len, buf);
-        }
-        self.side.tally.add(r.len, &self.reg.segment().mapped);
+        self.copy_counted(r, buf);
         if self.side.copied() {
             // Nothing to hold: an overwriting publisher does not wait.
             // SAFETY: `r` is the record our consumer returned last.

@@ -59,6 +59,15 @@ struct ReadSide {
 }
 
 impl ReadSide {
+    /// The positions all flavors share, to look at.
+    fn cursor_ref(&self) -> &Cursor<'static> {
+        match &self.consumer {
+            Cons::Spsc(c) => c,
+            Cons::Mpsc(c, _) => c,
+            Cons::Broadcast(c) => c,
+        }
+    }
+
     /// The positions both flavors share.
     #[inline]
     fn cursor(&mut self) -> &mut Cursor<'static> {
@@ -506,6 +515,18 @@ impl Receiver {
     /// Copies `r` (the record our consumer returned last) into `buf` and
     /// releases it.
     fn copy_out(&mut self, r: Record, buf: &mut Vec<u8>) -> usize {
+        self.copy_counted(r, buf);
+        // SAFETY: `r` is the record our consumer returned last, released
+        // once, here.
+        unsafe { self.side.cursor().consume(r) };
+        self.flush();
+        r.len
+    }
+
+    /// Copies `r` (the record our consumer returned last) into `buf`,
+    /// replacing its contents, and counts it as received.
+    #[inline]
+    fn copy_counted(&mut self, r: Record, buf: &mut Vec<u8>) {
         buf.clear();
         if self.side.copied() {
             // Copied and checked already: hand over the copy.
@@ -517,11 +538,6 @@ impl Receiver {
                 .copy_out(r.data_offset, r.len, buf);
         }
         self.side.tally.add(r.len, &self.reg.segment().mapped);
-        // SAFETY: `r` is the record our consumer returned last, released
-        // once, here.
-        unsafe { self.side.cursor().consume(r) };
-        self.flush();
-        r.len
     }
 
     /// Receives the next message, waiting at most `timeout`.
