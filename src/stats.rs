@@ -321,7 +321,10 @@ fn subscribers(mapped: &Mapped, tail: u64) -> Vec<SubscriberStats> {
             }
             let position = load(&s.position);
             let lag = tail.wrapping_sub(position);
-            let joined = position.is_multiple_of(8) && (overwrite || lag <= cap);
+            // As `ring::broadcast::joined` counts.
+            let joined = pid & crate::layout::SLOT_JOINING == 0
+                && position.is_multiple_of(8)
+                && (overwrite || lag <= cap);
             Some(SubscriberStats {
                 slot,
                 pid: pid as u32,

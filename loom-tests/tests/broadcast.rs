@@ -593,3 +593,46 @@ fn a_joiner_gets_every_message_after_its_start() {
     });
     COVERAGE.check();
 }
+
+/// Block mode: the publisher waits until the subscriber table counts a
+/// subscriber (`broadcast::joined`, what `Sender::subscribers` reports),
+/// then publishes; the subscriber, which takes its slot and joins at the
+/// newest message on the model's main thread meanwhile, must get the
+/// first message published after the count. A slot counted before its
+/// join is final (taken, its old position, here the zero of a fresh
+/// table, not yet reset; or a start the join may still give up) lets the
+/// join start after that message.
+#[test]
+fn a_counted_subscriber_gets_what_is_published_after_the_count() {
+    const LENS: [usize; 2] = [8; 2];
+
+    loom_tests::builder().check(|| {
+        let ring = Arc::new(HeapRing::broadcast(64, 8, 1, false));
+        let publisher = {
+            let ring = ring.clone();
+            thread::spawn(move || {
+                let view = ring.view();
+                // SAFETY: the only publisher of this ring in the model.
+                let mut p = unsafe { broadcast::publisher(ring.view()) }.unwrap();
+                while broadcast::joined(&view, p.tail()) == 0 {
+                    thread::yield_now();
+                }
+                for (i, &len) in LENS.iter().enumerate() {
+                    let msg = block_message(i, len);
+                    loom_tests::retry_full(&format!("message {i}"), || p.try_push(&msg));
+                }
+            })
+        };
+        let mut s = join(ring.view(), PID[0], Start::Newest);
+        for (i, &len) in LENS.iter().enumerate() {
+            let (got, _) = pop_block(&mut s, &format!("message {i}"));
+            assert_eq!(
+                got,
+                block_message(i, len),
+                "message {i}: not the one published after the count ({})",
+                ring_state(&ring.view())
+            );
+        }
+        publisher.join().unwrap();
+    });
+}

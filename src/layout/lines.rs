@@ -182,7 +182,8 @@ pub struct LapLine {
 #[repr(C, align(128))]
 #[derive(Debug, Default)]
 pub struct SubscriberSlot {
-    /// `{ pid: u64 }`: the owning subscriber's process, 0 when free.
+    /// `{ pid: u64 }`: the owning subscriber's process, 0 when free; with
+    /// [`super::SLOT_JOINING`] added until the owner has joined.
     pub owner: AtomicU64,
     /// `{ position: u64 }`: the start of the first record the owner has not
     /// released; [`super::NOT_JOINED`] until it has joined.

@@ -104,6 +104,12 @@ pub const MAX_SUBSCRIBERS: usize = MAX_SENDER_SLOTS - 1;
 /// A subscriber slot's `position` while its owner has not joined yet (not
 /// a multiple of 8, so never a position).
 pub const NOT_JOINED: u64 = 1;
+/// Set in a subscriber slot's `owner` (above the pid) from the moment the
+/// slot is taken until its owner has joined: the publisher waits for such
+/// a slot's position as for any (the join protocol needs it), but does not
+/// count it as a subscriber, so a count that includes a subscriber means
+/// every message published after it reaches that subscriber.
+pub const SLOT_JOINING: u64 = 1 << 32;
 /// A sender slot's `claim` when the slot's sender is not claiming.
 pub const NO_CLAIM: u64 = 1;
 /// Set in the high half of an MPSC record header while its producer writes

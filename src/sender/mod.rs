@@ -364,7 +364,10 @@ impl Sender {
 
     /// Broadcast: the subscribers joined now (a snapshot of the
     /// subscriber table, dead ones not yet released included); 0 for the
-    /// other flavors.
+    /// other flavors. A subscriber is counted once its join is final, so
+    /// every message sent after a count that includes it reaches it (in
+    /// `Overflow::Overwrite`, or is reported to it as missed): waiting for
+    /// `subscribers() >= n` before the first send loses nothing.
     pub fn subscribers(&self) -> usize {
         match &self.producer {
             Prod::Broadcast(p, _) => broadcast::joined(p.view(), p.tail()),

@@ -790,7 +790,11 @@ fn consumer_broadcast(
     // SAFETY: loads only (and the stores below are hostile writes, made
     // between calls into the ring by its one thread).
     let (own, _) = unsafe { view.shared_subscriber_slot(slot) };
-    assert_eq!(own.owner.load(Relaxed), u64::from(SUBSCRIBER_PID));
+    // Taken, still joining: waited for, not counted.
+    assert_eq!(
+        own.owner.load(Relaxed),
+        u64::from(SUBSCRIBER_PID) | shmchan::layout::SLOT_JOINING
+    );
     assert_eq!(own.position.load(Relaxed), shmchan::layout::NOT_JOINED);
     // The start the join reads (a seqlock with an odd or moving version
     // gives up and takes the words as they are: the same here), and
@@ -828,6 +832,7 @@ fn consumer_broadcast(
     assert_eq!(c.overwrites(), overwrite);
     assert_eq!(own.position.load(Relaxed), pos);
     assert_eq!(own.seq.load(Relaxed), seq);
+    assert_eq!(own.owner.load(Relaxed), u64::from(SUBSCRIBER_PID), "joined");
     assert_eq!(lap.joins.load(Relaxed), joins.wrapping_add(1));
 
     let mut writes: Vec<BroadcastWrite> = Vec::new();

@@ -42,7 +42,7 @@
 use super::spsc::{Fan, Producer};
 use super::wake::{self, Wakeups};
 use super::{Corrupted, RingView};
-use crate::layout::{kind, record_size, split_record_header, RECORD_HEADER};
+use crate::layout::{kind, record_size, split_record_header, RECORD_HEADER, SLOT_JOINING};
 use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
 
 /// The word past every record that must be free too (the next header).
@@ -341,7 +341,8 @@ pub fn slowest(view: &RingView<'_>, tail: u64) -> Option<(u64, usize)> {
     for i in 0..view.sender_slots() {
         let s = view.subscriber_slot(i);
         // Acquire: pairs with the Release store of 0 in Subscriber::leave
-        // (the leaver's reads are done).
+        // (the leaver's reads are done). A slot still joining counts: the
+        // join protocol needs us to wait for its position.
         if s.owner.load(Ordering::Acquire) == 0 {
             continue;
         }
@@ -360,16 +361,24 @@ pub fn slowest(view: &RingView<'_>, tail: u64) -> Option<(u64, usize)> {
     best
 }
 
-/// How many subscribers have joined (owned slots with a position, within
-/// a ring behind `tail` in Block mode).
+/// How many subscribers have joined (owned slots whose owner has finished
+/// [`Subscriber::join`], with a position within a ring behind `tail` in
+/// Block mode). A subscriber is counted only once its join can no longer
+/// start again: every message published after a count that includes it
+/// reaches it (in Overwrite mode, or is counted as missed).
 pub fn joined(view: &RingView<'_>, tail: u64) -> usize {
     let cap = view.capacity();
     (0..view.sender_slots())
         .filter(|&i| {
             let s = view.subscriber_slot(i);
-            // Relaxed: a snapshot.
+            // Acquire: pairs with the Release clearing of SLOT_JOINING in
+            // Subscriber::join (the position loaded next is its start, or
+            // a later one).
+            let owner = s.owner.load(Ordering::Acquire);
+            // Relaxed: ordered after the load above.
             let pos = s.position.load(Ordering::Relaxed);
-            s.owner.load(Ordering::Relaxed) != 0
+            owner != 0
+                && owner & SLOT_JOINING == 0
                 && pos.is_multiple_of(8)
                 // A lapped Overwrite subscriber has joined all the same.
                 && (view.overwrites() || tail.wrapping_sub(pos) <= cap)

@@ -6,13 +6,18 @@
 use std::ops::{Deref, DerefMut};
 
 use super::{read_pair, Start, JOIN_TRIES};
-use crate::layout::NOT_JOINED;
+use crate::layout::{NOT_JOINED, SLOT_JOINING};
 use crate::ring::cursor::Cursor;
 use crate::ring::{spsc, Corrupted, Record, RingView};
 use crate::sync::{fence, spin_hint, Ordering};
 
 /// Takes a free subscriber slot, or one whose owner `alive` says is dead,
 /// for the process `pid`; `None` when every slot has a live owner.
+///
+/// The slot is taken as `pid + SLOT_JOINING` (a slot the publisher waits
+/// for but does not count as a subscriber: the position it holds may still
+/// be the previous owner's, or a fresh segment's zero);
+/// [`Subscriber::join`] clears the flag once it has joined.
 ///
 /// # Safety
 /// `alive` must never call a live subscriber's process dead.
@@ -27,7 +32,12 @@ pub unsafe fn take_slot(
         // Acquire: pairs with the Release store of 0 by a leaving owner
         // (or the CAS that freed a dead one's slot).
         if s.owner
-            .compare_exchange(from, u64::from(pid), Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                from,
+                u64::from(pid) | SLOT_JOINING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             return false;
@@ -148,6 +158,10 @@ impl<'a> Subscriber<'a> {
             // Acquire: as in `lapped`.
             let front = lap.front.load(Ordering::Acquire);
             if front.wrapping_sub(pos) <= view.capacity() {
+                // Joined for good: counted from now on. Release: pairs with
+                // the Acquire load of owner in `joined` (a publisher that
+                // counts us sees this start, and publishes after it).
+                s.owner.fetch_and(!SLOT_JOINING, Ordering::Release);
                 return Ok(Subscriber {
                     cursor: Cursor::subscriber(view, slot, pos, seq),
                     slot,
