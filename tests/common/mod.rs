@@ -89,21 +89,42 @@ pub struct Child {
     reaped: Option<i32>,
 }
 
+/// The pid of the test process (set with the panic hook, before the first
+/// fork).
+static HARNESS_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Installs, once and before any fork, a panic hook that in a forked child
+/// writes the panic straight to fd 2 (the harness captures a test thread's
+/// output into the parent's memory; a child's copy of that buffer is lost)
+/// and in the test process itself defers to the hook it replaced.
+///
+/// Installing it in the child instead would take the hook's lock after the
+/// fork: if another test thread was panicking at that moment (its hook
+/// running, the lock held), the child would wait for it for ever.
+fn install_child_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        HARNESS_PID.store(std::process::id(), Ordering::Relaxed);
+        let harness = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::process::id() == HARNESS_PID.load(Ordering::Relaxed) {
+                return harness(info);
+            }
+            let msg = format!("[child {}] {info}\n", std::process::id());
+            // SAFETY: writes a valid buffer to fd 2.
+            unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+        }));
+    });
+}
+
 /// Forks a child that runs `f` and exits with its return value (101 if it
 /// panics). The child never returns into the test harness.
 pub fn spawn(f: impl FnOnce() -> i32) -> Child {
+    install_child_panic_hook();
     // SAFETY: the child only runs `f` and then `_exit`s; the test harness's
     // other threads are not touched in the child (they do not exist there).
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
-            // The harness captures the test thread's output into the
-            // parent's memory; a child's copy of that buffer is lost. Write
-            // a child's panic straight to fd 2 so that it is seen.
-            std::panic::set_hook(Box::new(|info| {
-                let msg = format!("[child {}] {info}\n", std::process::id());
-                // SAFETY: writes a valid buffer to fd 2.
-                unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
-            }));
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
             // SAFETY: _exit ends the child without running the parent's
             // atexit handlers or destructors.
@@ -241,6 +262,21 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn sem_ncnt(semid: i32, num: u16) -> i32 {
     // SAFETY: GETNCNT takes no fourth argument.
     unsafe { libc::semctl(semid, i32::from(num), libc::GETNCNT) }
+}
+
+/// Whether (single-threaded) process `pid` sleeps in the kernel now: the
+/// state in `/proc/PID/stat` is `S` (interruptible sleep: a futex or
+/// semaphore wait, never a process that spins or was preempted, which is
+/// `R`). For the sleeps that no semaphore count shows (a futex wait).
+pub fn kernel_asleep(pid: Pid) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": the state follows the last ')' (comm may hold
+    // any byte).
+    stat.rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next())
+        == Some("S")
 }
 
 /// `GETVAL` of semaphore `num` of set `semid` (-1 if the set is gone).
