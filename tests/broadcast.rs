@@ -49,17 +49,14 @@ fn checking_subscriber(
     loop {
         match rx.recv() {
             Ok(m) => {
+                // A panic in a child reaches stderr (see common::spawn).
                 if let Err(e) = stream.check(seq, &m) {
-                    eprintln!("subscriber {}: {e}", std::process::id());
-                    return 2;
+                    panic!("subscriber {}: {e}", std::process::id());
                 }
                 seq += 1;
             }
             Err(RecvError::Disconnected) => break,
-            Err(e) => {
-                eprintln!("subscriber: {e}");
-                return 3;
-            }
+            Err(e) => panic!("subscriber {}: {e}", std::process::id()),
         }
     }
     out.store(seq, Ordering::SeqCst);
@@ -165,6 +162,13 @@ fn subscribers_killed_at_random_stall_nobody() {
             .store(tx.released_subscribers(), Ordering::SeqCst);
         0
     });
+    // The victims come once the publisher has begun: before, one could be
+    // among the two subscribers it waits for, and it could then start with
+    // a steady one not yet there.
+    assert!(
+        wait_until(T, || shared.at(SENT).load(Ordering::SeqCst) > 0),
+        "the publisher never began"
+    );
     let mut rng = Rng::new();
     for _ in 0..KILLS {
         // A victim that joins and reads at full speed (checking what it
@@ -256,8 +260,7 @@ fn overwrite_a_slow_subscriber_counts_exactly_what_it_missed() {
                     match rx.recv() {
                         Ok(m) => {
                             if let Err(e) = stream.check(next, &m) {
-                                eprintln!("subscriber {i}: {e}");
-                                return 2;
+                                panic!("subscriber {i}: {e}");
                             }
                             next += 1;
                             got += 1;
@@ -272,10 +275,7 @@ fn overwrite_a_slow_subscriber_counts_exactly_what_it_missed() {
                             lags += 1;
                         }
                         Err(RecvError::Disconnected) => break,
-                        Err(e) => {
-                            eprintln!("subscriber {i}: {e}");
-                            return 3;
-                        }
+                        Err(e) => panic!("subscriber {i}: {e}"),
                     }
                 }
                 counts.at(3 * i).store(got, Ordering::SeqCst);
@@ -419,10 +419,13 @@ fn publishing_without_subscribers_and_joining_at_newest_or_oldest() {
 }
 
 /// A subscriber asleep in another process (a blocking `recv`) is woken by
-/// each publish: 200 messages sent one by one, each after the subscriber
-/// went to sleep, all arrive with a median delay under 10 ms (its 100 ms
-/// poll alone would give about 50), and the subscriber slept (its sleeps
-/// are counted); the publisher's departure wakes it with `Disconnected`.
+/// each publish: 200 messages sent one by one, each once the subscriber
+/// is asleep (its slot's flag announced and the process in the kernel: the
+/// flag alone is also up while it looks at the ring once more before the
+/// futex wait, and a send then needs no wake-up), all arrive with a median
+/// delay under 10 ms (its 100 ms poll alone would give about 50), and its
+/// sleeps are counted, one at least per message; the publisher's departure
+/// wakes it with `Disconnected`.
 #[test]
 fn a_sleeping_subscriber_is_woken_by_each_publish_and_by_the_departure() {
     let (ch, guard) = fresh(broadcast(4096, 100, Overflow::Block));
@@ -446,9 +449,14 @@ fn a_sleeping_subscriber_is_woken_by_each_publish_and_by_the_departure() {
     });
     wait_for_subscribers(&tx, 1);
     let mut delays = Vec::new();
+    let pid = kid.pid();
+    let asleep = || ch.stats().unwrap().recv_waiters == 1 && kernel_asleep(pid);
     for i in 0..200u64 {
         // Wait until the subscriber is asleep again.
-        assert!(wait_until(T, || ch.stats().unwrap().recv_waiters == 1));
+        assert!(
+            wait_until(T, asleep),
+            "message {i}: the subscriber never slept"
+        );
         let t = Instant::now();
         tx.send(&i.to_le_bytes()).unwrap();
         assert!(wait_until(T, || got.at(0).load(Ordering::SeqCst) == i + 1));
@@ -458,7 +466,7 @@ fn a_sleeping_subscriber_is_woken_by_each_publish_and_by_the_departure() {
     // poll, which would put the median near 50 ms.
     let median = median_of(&mut delays);
     assert!(median < 10_000_000, "median wake-up {median} ns");
-    assert!(wait_until(T, || ch.stats().unwrap().recv_waiters == 1));
+    assert!(wait_until(T, asleep));
     let t = Instant::now();
     drop(tx);
     assert_eq!(kid.wait_timeout(T), 0);
