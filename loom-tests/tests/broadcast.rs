@@ -56,12 +56,21 @@ fn join_slot(view: RingView<'_>, slot: usize, start: Start) -> Subscriber<'_> {
     // SAFETY: the slot was taken for this subscriber, which alone uses it
     // (each caller takes it just before, or in the same thread).
     unsafe {
-        Subscriber::join(view, slot, start, &mut || {
-            // SeqCst fence: the heavy half of the join's store-load pair
-            // (pairs with the publisher's fence between its store of front
-            // and its load of joins; see `broadcast`'s module docs).
-            fence(Ordering::SeqCst)
-        })
+        Subscriber::join(
+            view,
+            slot,
+            start,
+            &mut || {
+                // SeqCst fence: the heavy half of the join's store-load
+                // pair (pairs with the publisher's fence between its store
+                // of front and its load of joins; see `broadcast`'s module
+                // docs).
+                fence(Ordering::SeqCst)
+            },
+            // No pause in a model: its reads look SEQLOCK_TRIES times, and
+            // loom runs the writer while they yield.
+            std::time::Duration::ZERO,
+        )
     }
     .unwrap()
 }

@@ -273,7 +273,9 @@ impl Receiver {
             sys::membarrier_global();
         };
         // SAFETY: the slot was just taken for this subscriber.
-        let sub = match unsafe { broadcast::Subscriber::join(view, slot, start, &mut barrier) } {
+        let sub = match unsafe {
+            broadcast::Subscriber::join(view, slot, start, &mut barrier, broadcast::SEQLOCK_WAIT)
+        } {
             Ok(sub) => sub,
             Err(c) => {
                 // SAFETY: the slot was taken above for this subscriber,

@@ -818,7 +818,8 @@ fn consumer_broadcast(
     }
     // SAFETY: `slot` was just taken for this subscriber, the only one
     // that uses it.
-    let joined = unsafe { Subscriber::join(view, slot, start, &mut || {}) };
+    let joined =
+        unsafe { Subscriber::join(view, slot, start, &mut || {}, std::time::Duration::ZERO) };
     let mut c = match joined {
         Ok(c) => c,
         Err(e) => {
@@ -2734,8 +2735,10 @@ fn ops_broadcast(mut input: Bytes<'_>, first: u8) {
                     };
                     // SAFETY: `slot` was just taken for this subscriber,
                     // the only one that uses it.
-                    let s = unsafe { Subscriber::join(view, slot, start, &mut || {}) }
-                        .expect("a well-used ring");
+                    let s = unsafe {
+                        Subscriber::join(view, slot, start, &mut || {}, std::time::Duration::ZERO)
+                    }
+                    .expect("a well-used ring");
                     let (pos, seq) = match start {
                         Start::Newest => (m.tail, m.next_seq),
                         Start::Oldest => m.oldest(m.front),
@@ -3468,7 +3471,8 @@ fn bc_join<'a>(
     let slot = unsafe { take_slot(view, pid, &mut |_| true) }.expect("a free slot");
     // SAFETY: `slot` was just taken for this subscriber, the only one that
     // uses it.
-    unsafe { Subscriber::join(*view, slot, start, &mut || {}) }.expect("a well-used ring")
+    unsafe { Subscriber::join(*view, slot, start, &mut || {}, std::time::Duration::ZERO) }
+        .expect("a well-used ring")
 }
 
 /// Reads `k` messages (or until none) of broadcast subscriber `s`, going on

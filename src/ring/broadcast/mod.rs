@@ -39,6 +39,8 @@
 //! Every value read from shared memory is checked before use; a broken
 //! invariant yields [`Corrupted`] and changes nothing.
 
+use std::time::{Duration, Instant};
+
 use super::spsc::{Fan, Producer};
 use super::wake::{self, Wakeups};
 use super::{Corrupted, RingView};
@@ -53,9 +55,56 @@ const NEXT: u64 = RECORD_HEADER as u64;
 /// `front`).
 const JOIN_TRIES: u32 = 1_000;
 
-/// How many looks a seqlock read takes before it takes the values as they
-/// are (a writer killed between its two version stores never finishes).
+/// How many looks a seqlock read takes in a row before it pauses (see
+/// [`SeqWait`]).
 const SEQLOCK_TRIES: u32 = 1_000;
+
+/// How long a subscriber of a channel waits, in all, for a seqlock writer
+/// seen inside its window ([`Subscriber::set_seqlock_wait`]).
+pub const SEQLOCK_WAIT: Duration = Duration::from_millis(500);
+
+/// A pause between two rounds of looks at a seqlock whose writer is inside
+/// its window: off the CPU, which the writer may need.
+const SEQLOCK_PAUSE: Duration = Duration::from_micros(50);
+
+/// How long a reader of a seqlock pair may wait for a writer seen inside
+/// its window (an odd or moving version): a writer preempted there
+/// finishes when it runs again, one killed there never does. Without a
+/// budget, or once it is spent, a read takes the values as they are after
+/// [`SEQLOCK_TRIES`] looks, which may be of two different writes (a
+/// position and a sequence number that disagree: a lag counted wrong).
+/// One budget serves one operation (a join's rounds, a lag), so a
+/// forged or abandoned odd version costs it once.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqWait {
+    budget: Duration,
+    until: Option<Instant>,
+}
+
+impl SeqWait {
+    /// A wait of at most `budget` (zero: none, as in the models).
+    pub fn new(budget: Duration) -> SeqWait {
+        SeqWait {
+            budget,
+            until: None,
+        }
+    }
+
+    /// After a round of looks that found the writer inside its window:
+    /// pauses and returns true while the budget lasts.
+    fn pause(&mut self) -> bool {
+        if self.budget.is_zero() {
+            return false;
+        }
+        let now = Instant::now();
+        let until = *self.until.get_or_insert(now + self.budget);
+        if now >= until {
+            return false;
+        }
+        std::thread::sleep(SEQLOCK_PAUSE);
+        true
+    }
+}
 
 /// The Release fence after a store of `front`, before the writes it
 /// covers. Under `shmchan_mutant_broadcast` (with `shmchan_loom`) it is
@@ -91,9 +140,29 @@ pub enum Start {
 
 /// Reads a pair of words written under the seqlock `ver` (odd while the
 /// writer stores them). After [`SEQLOCK_TRIES`] looks at an odd or moving
-/// version, the values as they are.
-fn read_pair(ver: &AtomicU64, a: &AtomicU64, b: &AtomicU64) -> (u64, u64) {
+/// version, pauses while `wait` lasts and looks again; then the values as
+/// they are.
+fn read_pair(ver: &AtomicU64, a: &AtomicU64, b: &AtomicU64, wait: &mut SeqWait) -> (u64, u64) {
     let mut last = (0, 0);
+    for _ in 0.. {
+        if let Some(pair) = look_pair(ver, a, b, &mut last) {
+            return pair;
+        }
+        if !wait.pause() {
+            break;
+        }
+    }
+    last
+}
+
+/// [`SEQLOCK_TRIES`] looks at a seqlock pair: the pair, or `None` with the
+/// values of the last look in `last`.
+fn look_pair(
+    ver: &AtomicU64,
+    a: &AtomicU64,
+    b: &AtomicU64,
+    last: &mut (u64, u64),
+) -> Option<(u64, u64)> {
     for _ in 0..SEQLOCK_TRIES {
         // Acquire: pairs with the Release store of the even version after
         // the writer's stores of the pair.
@@ -107,12 +176,12 @@ fn read_pair(ver: &AtomicU64, a: &AtomicU64, b: &AtomicU64) -> (u64, u64) {
         fence(Ordering::Acquire);
         let v2 = ver.load(Ordering::Relaxed);
         if v1 == v2 && v1.is_multiple_of(2) {
-            return (x, y);
+            return Some((x, y));
         }
-        last = (x, y);
+        *last = (x, y);
         spin_hint();
     }
-    last
+    None
 }
 
 /// Stores a pair under the seqlock `ver`, whose current (even) value the

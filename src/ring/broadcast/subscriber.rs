@@ -4,8 +4,9 @@
 //! The module docs of [`super`] give the protocol.
 
 use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
-use super::{read_pair, Start, JOIN_TRIES};
+use super::{read_pair, SeqWait, Start, JOIN_TRIES};
 use crate::layout::{NOT_JOINED, SLOT_JOINING};
 use crate::ring::cursor::Cursor;
 use crate::ring::{spsc, Corrupted, Record, RingView};
@@ -96,6 +97,8 @@ pub struct Subscriber<'a> {
     overwrite: bool,
     /// Found by [`Subscriber::has_data`] (see `spsc::Consumer`).
     stalled: Option<Corrupted>,
+    /// The budget of each lag's seqlock read ([`SeqWait`]).
+    seq_wait: Duration,
 }
 
 impl<'a> Deref for Subscriber<'a> {
@@ -115,7 +118,10 @@ impl<'a> Subscriber<'a> {
     /// Joins the ring in `slot` (taken with [`take_slot`]) at `start`.
     /// `barrier` is the heavy fence (in a channel, `membarrier`; it
     /// returns whether it ran: if not, the caller's publisher uses the
-    /// full fence anyway).
+    /// full fence anyway). Its seqlock reads (of the start, and later of
+    /// each lag) may wait up to `seq_wait` for a writer seen inside its
+    /// window ([`SeqWait`]; a channel's subscriber uses
+    /// [`super::SEQLOCK_WAIT`], the models none).
     ///
     /// # Safety
     /// `slot` was taken for this subscriber and is used by nobody else.
@@ -124,7 +130,9 @@ impl<'a> Subscriber<'a> {
         slot: usize,
         start: Start,
         barrier: &mut dyn FnMut(),
+        seq_wait: Duration,
     ) -> Result<Subscriber<'a>, Corrupted> {
+        let mut wait = SeqWait::new(seq_wait);
         let st = view.state();
         let lap = view.lap();
         let s = view.subscriber_slot(slot);
@@ -134,8 +142,11 @@ impl<'a> Subscriber<'a> {
                     &st.producer.tail_ver,
                     &st.producer.tail,
                     &st.producer.next_seq,
+                    &mut wait,
                 ),
-                Start::Oldest => read_pair(&lap.oldest_ver, &lap.oldest_pos, &lap.oldest_seq),
+                Start::Oldest => {
+                    read_pair(&lap.oldest_ver, &lap.oldest_pos, &lap.oldest_seq, &mut wait)
+                }
             };
             if !pos.is_multiple_of(8) {
                 return Err(Corrupted::new(
@@ -167,6 +178,7 @@ impl<'a> Subscriber<'a> {
                     slot,
                     overwrite: view.overwrites(),
                     stalled: None,
+                    seq_wait,
                 });
             }
             spin_hint();
@@ -295,7 +307,12 @@ impl<'a> Subscriber<'a> {
         // Fanout::advance: the oldest record it stored before this front
         // (at or past front - capacity) is what read_pair sees, or later.
         let front = lap.front.load(Ordering::Acquire);
-        let (pos, seq) = read_pair(&lap.oldest_ver, &lap.oldest_pos, &lap.oldest_seq);
+        let (pos, seq) = read_pair(
+            &lap.oldest_ver,
+            &lap.oldest_pos,
+            &lap.oldest_seq,
+            &mut SeqWait::new(self.seq_wait),
+        );
         let read = self.cursor.position();
         let ahead = pos.wrapping_sub(read);
         if ahead == 0 || ahead as i64 <= 0 {

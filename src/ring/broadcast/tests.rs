@@ -14,7 +14,7 @@ fn sub<'a>(ring: &'a HeapRing, pid: u32, start: Start) -> Subscriber<'a> {
     // SAFETY: see the top of the module.
     unsafe {
         let slot = take_slot(&view, pid, &mut |_| true).expect("a free slot");
-        Subscriber::join(view, slot, start, &mut || {}).unwrap()
+        Subscriber::join(view, slot, start, &mut || {}, std::time::Duration::ZERO).unwrap()
     }
 }
 
@@ -244,5 +244,14 @@ fn a_joiner_waits_for_a_front_within_a_ring() {
     // SAFETY: see the top of the module.
     let slot = unsafe { take_slot(&view, 1, &mut |_| true) }.unwrap();
     // SAFETY: as above.
-    assert!(unsafe { Subscriber::join(view, slot, Start::Newest, &mut || {}) }.is_err());
+    assert!(unsafe {
+        Subscriber::join(
+            view,
+            slot,
+            Start::Newest,
+            &mut || {},
+            std::time::Duration::ZERO,
+        )
+    }
+    .is_err());
 }
