@@ -127,126 +127,132 @@ fn forced(key: Key) -> ForcedRemoval {
 
 #[test]
 fn remove_key_forced_removes_a_healthy_channel_and_calls_it_one() {
-    let (neighbour, _ng) = fresh(Options::default().capacity(4096));
-    let (ch, _guard) = fresh(Options::default().capacity(1 << 16));
-    let key = ch.key();
-    let _rx = ch.receiver().unwrap();
-    let r = forced(key);
-    let seg = r.segment.expect("the segment");
-    assert_eq!(seg.shm_id, ch.shm_id());
-    assert_eq!(seg.size, ch.layout().segment_len);
-    assert_eq!(seg.attached, 1, "this process's attachment");
-    assert_eq!(seg.kind, SegmentKind::Channel);
-    assert_eq!(seg.magic, Some(MAGIC));
-    assert_eq!(
-        r.sems,
-        Some(RemovedSems {
-            sem_id: ch.sem_id(),
-            nsems: 4
-        })
-    );
-    assert!(matches!(
-        Channel::remove_key_forced(key),
-        Err(OpenError::NotFound)
-    ));
-    // The channel at the other key is whole.
-    let again = Channel::open(neighbour.key()).expect("the neighbour");
-    assert_eq!(again.shm_id(), neighbour.shm_id());
-    assert_eq!(again.sem_id(), neighbour.sem_id());
+    // In a child of its own: the attachment counts are exact there.
+    in_child(|| {
+        let (neighbour, _ng) = fresh(Options::default().capacity(4096));
+        let (ch, _guard) = fresh(Options::default().capacity(1 << 16));
+        let key = ch.key();
+        let _rx = ch.receiver().unwrap();
+        let r = forced(key);
+        let seg = r.segment.expect("the segment");
+        assert_eq!(seg.shm_id, ch.shm_id());
+        assert_eq!(seg.size, ch.layout().segment_len);
+        assert_eq!(seg.attached, 1, "this process's attachment");
+        assert_eq!(seg.kind, SegmentKind::Channel);
+        assert_eq!(seg.magic, Some(MAGIC));
+        assert_eq!(
+            r.sems,
+            Some(RemovedSems {
+                sem_id: ch.sem_id(),
+                nsems: 4
+            })
+        );
+        assert!(matches!(
+            Channel::remove_key_forced(key),
+            Err(OpenError::NotFound)
+        ));
+        // The channel at the other key is whole.
+        let again = Channel::open(neighbour.key()).expect("the neighbour");
+        assert_eq!(again.shm_id(), neighbour.shm_id());
+        assert_eq!(again.sem_id(), neighbour.sem_id());
+    });
 }
 
 #[test]
 fn remove_key_forced_removes_damaged_foreign_and_half_made_objects() {
-    let (neighbour, _ng) = fresh(Options::default().capacity(4096));
+    // In a child of its own: the attachment counts are exact there.
+    in_child(|| {
+        let (neighbour, _ng) = fresh(Options::default().capacity(4096));
 
-    // The magic overwritten: a damaged channel (by its shape).
-    let (ch, _g) = fresh(Options::default().capacity(4096));
-    let (key, shm, sem, len) = (ch.key(), ch.shm_id(), ch.sem_id(), ch.layout().segment_len);
-    drop(ch);
-    with_raw_segment(key, |b| b[..8].copy_from_slice(b"NOTOURS!"));
-    let r = forced(key);
-    let seg = r.segment.unwrap();
-    assert_eq!((seg.shm_id, seg.size, seg.attached), (shm, len, 0));
-    assert_eq!(seg.kind, SegmentKind::Damaged);
-    assert_eq!(seg.magic, Some(u64::from_ne_bytes(*b"NOTOURS!")));
-    assert_eq!(
-        r.sems,
-        Some(RemovedSems {
-            sem_id: sem,
-            nsems: 4
-        })
-    );
+        // The magic overwritten: a damaged channel (by its shape).
+        let (ch, _g) = fresh(Options::default().capacity(4096));
+        let (key, shm, sem, len) = (ch.key(), ch.shm_id(), ch.sem_id(), ch.layout().segment_len);
+        drop(ch);
+        with_raw_segment(key, |b| b[..8].copy_from_slice(b"NOTOURS!"));
+        let r = forced(key);
+        let seg = r.segment.unwrap();
+        assert_eq!((seg.shm_id, seg.size, seg.attached), (shm, len, 0));
+        assert_eq!(seg.kind, SegmentKind::Damaged);
+        assert_eq!(seg.magic, Some(u64::from_ne_bytes(*b"NOTOURS!")));
+        assert_eq!(
+            r.sems,
+            Some(RemovedSems {
+                sem_id: sem,
+                nsems: 4
+            })
+        );
 
-    // Our magic, an impossible capacity: damaged too.
-    let (ch, _g) = fresh(Options::default().capacity(4096));
-    let key = ch.key();
-    drop(ch);
-    with_raw_segment(key, |b| {
-        b[offset::CAPACITY..offset::CAPACITY + 8].copy_from_slice(&3000u64.to_ne_bytes())
+        // Our magic, an impossible capacity: damaged too.
+        let (ch, _g) = fresh(Options::default().capacity(4096));
+        let key = ch.key();
+        drop(ch);
+        with_raw_segment(key, |b| {
+            b[offset::CAPACITY..offset::CAPACITY + 8].copy_from_slice(&3000u64.to_ne_bytes())
+        });
+        let seg = forced(key).segment.unwrap();
+        assert_eq!((seg.kind, seg.magic), (SegmentKind::Damaged, Some(MAGIC)));
+
+        // Another program's segment, attached here, and a set of one.
+        let key = unique_key();
+        let _g = KeyGuard(key);
+        let shm = plain_segment(key, 8192);
+        let sem = plain_semset(key, 1);
+        let r = with_raw_segment(key, |b| {
+            b.fill(0x5a);
+            forced(key)
+        });
+        let seg = r.segment.unwrap();
+        assert_eq!((seg.shm_id, seg.attached), (shm, 1));
+        assert_eq!(seg.kind, SegmentKind::Foreign);
+        assert_eq!(seg.magic, Some(0x5a5a_5a5a_5a5a_5a5a));
+        assert_eq!(
+            r.sems,
+            Some(RemovedSems {
+                sem_id: sem,
+                nsems: 1
+            })
+        );
+
+        // A segment smaller than a header, alone: its magic is not read.
+        let shm = plain_segment(key, 100);
+        let r = forced(key);
+        let seg = r.segment.unwrap();
+        assert_eq!(
+            (seg.shm_id, seg.size, seg.kind),
+            (shm, 100, SegmentKind::Foreign)
+        );
+        assert_eq!((seg.magic, r.sems), (None, None));
+
+        // A set alone.
+        let sem = plain_semset(key, 4);
+        let r = forced(key);
+        assert_eq!(r.segment, None);
+        assert_eq!(
+            r.sems,
+            Some(RemovedSems {
+                sem_id: sem,
+                nsems: 4
+            })
+        );
+
+        // What a creator killed half-way leaves: a zeroed segment and a set.
+        let mut creator = spawn(move || {
+            plain_semset(key, 4);
+            plain_segment(key, 8192);
+            0
+        });
+        assert_eq!(creator.wait_timeout(T), 0);
+        let seg = forced(key).segment.unwrap();
+        assert_eq!((seg.kind, seg.magic), (SegmentKind::Initializing, Some(0)));
+
+        // Nothing there.
+        assert!(matches!(
+            Channel::remove_key_forced(key),
+            Err(OpenError::NotFound)
+        ));
+        let again = Channel::open(neighbour.key()).expect("the neighbour");
+        assert_eq!(again.shm_id(), neighbour.shm_id());
     });
-    let seg = forced(key).segment.unwrap();
-    assert_eq!((seg.kind, seg.magic), (SegmentKind::Damaged, Some(MAGIC)));
-
-    // Another program's segment, attached here, and a set of one.
-    let key = unique_key();
-    let _g = KeyGuard(key);
-    let shm = plain_segment(key, 8192);
-    let sem = plain_semset(key, 1);
-    let r = with_raw_segment(key, |b| {
-        b.fill(0x5a);
-        forced(key)
-    });
-    let seg = r.segment.unwrap();
-    assert_eq!((seg.shm_id, seg.attached), (shm, 1));
-    assert_eq!(seg.kind, SegmentKind::Foreign);
-    assert_eq!(seg.magic, Some(0x5a5a_5a5a_5a5a_5a5a));
-    assert_eq!(
-        r.sems,
-        Some(RemovedSems {
-            sem_id: sem,
-            nsems: 1
-        })
-    );
-
-    // A segment smaller than a header, alone: its magic is not read.
-    let shm = plain_segment(key, 100);
-    let r = forced(key);
-    let seg = r.segment.unwrap();
-    assert_eq!(
-        (seg.shm_id, seg.size, seg.kind),
-        (shm, 100, SegmentKind::Foreign)
-    );
-    assert_eq!((seg.magic, r.sems), (None, None));
-
-    // A set alone.
-    let sem = plain_semset(key, 4);
-    let r = forced(key);
-    assert_eq!(r.segment, None);
-    assert_eq!(
-        r.sems,
-        Some(RemovedSems {
-            sem_id: sem,
-            nsems: 4
-        })
-    );
-
-    // What a creator killed half-way leaves: a zeroed segment and a set.
-    let mut creator = spawn(move || {
-        plain_semset(key, 4);
-        plain_segment(key, 8192);
-        0
-    });
-    assert_eq!(creator.wait_timeout(T), 0);
-    let seg = forced(key).segment.unwrap();
-    assert_eq!((seg.kind, seg.magic), (SegmentKind::Initializing, Some(0)));
-
-    // Nothing there.
-    assert!(matches!(
-        Channel::remove_key_forced(key),
-        Err(OpenError::NotFound)
-    ));
-    let again = Channel::open(neighbour.key()).expect("the neighbour");
-    assert_eq!(again.shm_id(), neighbour.shm_id());
 }
 
 #[test]

@@ -169,33 +169,36 @@ fn parent_to_child_iter_ends_at_disconnect() {
 /// runs); SPSC and MPSC.
 #[test]
 fn recv_batch_reads_in_order_and_releases_at_the_end() {
-    for flavor in [shmchan::Flavor::Spsc, shmchan::Flavor::Mpsc] {
-        let (ch, _guard) = fresh(Options::default().flavor(flavor).capacity(4096));
-        let mut tx = ch.sender().unwrap();
-        let mut rx = ch.receiver().unwrap();
-        for i in 0..10u8 {
-            tx.send(&[i; 24]).unwrap();
+    // In a child of its own: the attachment count is exact there.
+    in_child(|| {
+        for flavor in [shmchan::Flavor::Spsc, shmchan::Flavor::Mpsc] {
+            let (ch, _guard) = fresh(Options::default().flavor(flavor).capacity(4096));
+            let mut tx = ch.sender().unwrap();
+            let mut rx = ch.receiver().unwrap();
+            for i in 0..10u8 {
+                tx.send(&[i; 24]).unwrap();
+            }
+            let head = ch.stats().unwrap().head;
+            // One attachment: this process's (an inspection's own is not counted).
+            assert_eq!(ch.stats().unwrap().attached, 1);
+            assert_eq!(Channel::inspect(ch.key()).unwrap().attached, 1);
+            let mut seen = Vec::new();
+            let n = rx
+                .recv_batch(4, |m| {
+                    assert_eq!(ch.stats().unwrap().head, head, "released inside the batch");
+                    seen.push(m.to_vec());
+                })
+                .unwrap();
+            assert_eq!(n, 4);
+            assert_eq!(seen, (0..4u8).map(|i| vec![i; 24]).collect::<Vec<_>>());
+            assert_eq!(ch.stats().unwrap().head, head + 4 * 32, "{flavor}");
+            let n = rx.recv_batch(100, |m| seen.push(m.to_vec())).unwrap();
+            assert_eq!(n, 6);
+            assert_eq!(seen, (0..10u8).map(|i| vec![i; 24]).collect::<Vec<_>>());
+            drop(tx);
+            assert!(rx.recv_batch(8, |_| panic!("nothing is left")).is_err());
         }
-        let head = ch.stats().unwrap().head;
-        // One attachment: this process's (an inspection's own is not counted).
-        assert_eq!(ch.stats().unwrap().attached, 1);
-        assert_eq!(Channel::inspect(ch.key()).unwrap().attached, 1);
-        let mut seen = Vec::new();
-        let n = rx
-            .recv_batch(4, |m| {
-                assert_eq!(ch.stats().unwrap().head, head, "released inside the batch");
-                seen.push(m.to_vec());
-            })
-            .unwrap();
-        assert_eq!(n, 4);
-        assert_eq!(seen, (0..4u8).map(|i| vec![i; 24]).collect::<Vec<_>>());
-        assert_eq!(ch.stats().unwrap().head, head + 4 * 32, "{flavor}");
-        let n = rx.recv_batch(100, |m| seen.push(m.to_vec())).unwrap();
-        assert_eq!(n, 6);
-        assert_eq!(seen, (0..10u8).map(|i| vec![i; 24]).collect::<Vec<_>>());
-        drop(tx);
-        assert!(rx.recv_batch(8, |_| panic!("nothing is left")).is_err());
-    }
+    });
 }
 
 /// `recv_batch` of at most zero messages is a read of zero bytes: `Ok(0)`,

@@ -137,6 +137,24 @@ pub fn spawn(f: impl FnOnce() -> i32) -> Child {
     }
 }
 
+/// Runs `f` in a forked child and asserts that it succeeded (its panic,
+/// if any, is printed above): for the checks of a segment's attachment
+/// count. A child inherits every attachment of the moment it is forked,
+/// so another test thread's child counts as one more attachment of this
+/// test's segment; in a child of its own (one thread, which forks nothing
+/// while `f` runs) the count is exact.
+pub fn in_child(f: impl FnOnce()) {
+    let mut kid = spawn(|| {
+        f();
+        0
+    });
+    assert_eq!(
+        kid.wait_timeout(Duration::from_secs(120)),
+        0,
+        "the test's child failed"
+    );
+}
+
 impl Child {
     /// The child's pid.
     pub fn pid(&self) -> Pid {
