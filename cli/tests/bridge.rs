@@ -304,12 +304,24 @@ fn produce(ch: &Channel, count: u64) -> std::thread::JoinHandle<()> {
 
 /// Sends messages `range` through `tx` from a thread, which returns it.
 fn produce_with(
+    tx: shmchan::Sender,
+    range: std::ops::Range<u64>,
+) -> std::thread::JoinHandle<shmchan::Sender> {
+    produce_paced(tx, range, None)
+}
+
+/// [`produce_with`], pausing 1 ms after every `pace` messages if given.
+fn produce_paced(
     mut tx: shmchan::Sender,
     range: std::ops::Range<u64>,
+    pace: Option<u64>,
 ) -> std::thread::JoinHandle<shmchan::Sender> {
     std::thread::spawn(move || {
         let stream = Stream::new(MAX);
         for n in range {
+            if pace.is_some_and(|p| n % p == 0) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             let m = message(&stream, n);
             // While a bridge is restarted, A has no receiver: the sender
             // is told so, and tries again (the message waits meanwhile).
@@ -797,7 +809,13 @@ fn core_nats_is_at_most_once_within_the_documented_bound() {
     assert!(common::wait_until(Duration::from_secs(10), || to
         .stderr()
         .contains("at most once")));
-    let producer = produce(&a, N);
+    // Paced (at most 25,000 messages/s): core NATS also drops what a
+    // subscriber cannot take in time (documented, with a status line), a
+    // loss no bridge can bound; from-nats keeps up at this rate on a
+    // loaded machine, so what is lost here is what the kills lost.
+    let paced = produce_paced(a.sender().expect("sender of A"), 0..N, Some(25));
+    // A's sender goes when the last message is in (as `produce`).
+    let producer = std::thread::spawn(move || drop(paced.join().unwrap()));
     let (got, consumer) = consumer(&b, N, Duration::from_secs(15));
     for k in 1..=KILLS {
         assert!(common::wait_until(Duration::from_secs(60), || {
@@ -820,8 +838,13 @@ fn core_nats_is_at_most_once_within_the_documented_bound() {
     assert_eq!(arrivals.duplicates, 0);
     assert!(
         lost <= KILLS * shmchan_bridge::to_nats::CORE_FLUSH_EVERY,
-        "lost {lost}, more than {KILLS} x {}",
-        shmchan_bridge::to_nats::CORE_FLUSH_EVERY
+        "lost {lost}, more than {KILLS} x {}{}",
+        shmchan_bridge::to_nats::CORE_FLUSH_EVERY,
+        if from.stderr().contains("slow subscriber") {
+            " (NATS dropped for a slow subscriber: from-nats did not keep up)"
+        } else {
+            ""
+        }
     );
     stop_bridges(&mut to, &mut from);
     finish((a, ga), (b, gb));
