@@ -321,10 +321,8 @@ fn subscribers(mapped: &Mapped, tail: u64) -> Vec<SubscriberStats> {
             }
             let position = load(&s.position);
             let lag = tail.wrapping_sub(position);
-            // As `ring::broadcast::joined` counts.
-            let joined = pid & crate::layout::SLOT_JOINING == 0
-                && position.is_multiple_of(8)
-                && (overwrite || lag <= cap);
+            let joined =
+                crate::ring::broadcast::counts_as_joined(pid, position, tail, cap, overwrite);
             Some(SubscriberStats {
                 slot,
                 pid: pid as u32,

@@ -446,13 +446,20 @@ pub fn joined(view: &RingView<'_>, tail: u64) -> usize {
             let owner = s.owner.load(Ordering::Acquire);
             // Relaxed: ordered after the load above.
             let pos = s.position.load(Ordering::Relaxed);
-            owner != 0
-                && owner & SLOT_JOINING == 0
-                && pos.is_multiple_of(8)
-                // A lapped Overwrite subscriber has joined all the same.
-                && (view.overwrites() || tail.wrapping_sub(pos) <= cap)
+            counts_as_joined(owner, pos, tail, cap, view.overwrites())
         })
         .count()
+}
+
+/// Whether a slot with `owner` and `position` counts as a joined
+/// subscriber ([`joined`], and the statistics' `joined`): owned, its join
+/// final, a position, within a ring behind `tail` in Block mode (a lapped
+/// Overwrite subscriber has joined all the same).
+pub fn counts_as_joined(owner: u64, position: u64, tail: u64, cap: u64, overwrite: bool) -> bool {
+    owner != 0
+        && owner & SLOT_JOINING == 0
+        && position.is_multiple_of(8)
+        && (overwrite || tail.wrapping_sub(position) <= cap)
 }
 
 impl Fan for Fanout {
